@@ -1,0 +1,5 @@
+import sys
+
+from grokcore.cli import main
+
+sys.exit(main())

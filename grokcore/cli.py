@@ -1,0 +1,164 @@
+"""Command line for one run: ``python -m grokcore train [options]`` and ``python -m grokcore tasks``.
+
+Every RunConfig field is an option (``--frac`` for frac_train; ``--seed`` for the weight seed),
+with the help text written beside the field in grokcore/config.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from grokcore.config import ConfigError, RunConfig
+
+# torch, the model and the trainer are imported inside main(), after the settings are validated:
+# a typo is reported in well under a second, not after the seconds that the imports take.
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per RunConfig field, defaulting to the field's default."""
+    for f in dataclasses.fields(RunConfig):
+        flags = [f"--{f.name.replace('_', '-')}"]
+        if "flag" in f.metadata:
+            flags.insert(0, f"--{f.metadata['flag']}")
+        kind = type(f.default)
+        if kind is bool:
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=f.default, help=f.metadata["help"])
+        else:
+            parser.add_argument(*flags, dest=f.name, type=kind, default=f.default,
+                                metavar=kind.__name__.upper(),
+                                help=f"{f.metadata['help']} (default: {f.default})")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+class ProgressBar:
+    """A tqdm bar over epochs, showing the latest accuracies and the signals so far."""
+
+    def __init__(self, total: int, start: int = 0):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=start, unit="epoch", dynamic_ncols=True, file=sys.stderr)
+
+    def on_eval(self, trainer, row: dict[str, float], checkpoint: bool) -> None:
+        self.bar.update(row["epoch"] - self.bar.n)
+        sig = trainer.signals
+        self.bar.set_postfix(train=f"{row['train_acc']:.3f}", test=f"{row['test_acc']:.3f}",
+                             loss=f"{row['train_loss']:.2e}", mem=sig.memorization_epoch,
+                             grok=sig.grok_epoch, refresh=False)
+
+    def on_end(self, trainer, summary: dict[str, Any]) -> None:
+        self.bar.close()
+
+
+class RunDirectory:
+    """Writes a run's checkpoint, history, summary and final weights into one folder."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    def on_eval(self, trainer, row: dict[str, float], checkpoint: bool) -> None:
+        import torch
+
+        if checkpoint:
+            tmp = self.checkpoint.with_suffix(".tmp")
+            torch.save(trainer.state_dict(), tmp)
+            tmp.replace(self.checkpoint)  # never leave a half-written checkpoint
+
+    def on_end(self, trainer, summary: dict[str, Any]) -> None:
+        import torch
+
+        write_history_csv(trainer.history, self.path / "history.csv")
+        (self.path / "summary.json").write_text(json.dumps(summary, indent=2))
+        (self.path / "config.json").write_text(json.dumps(trainer.cfg.to_dict(), indent=2))
+        torch.save(trainer.model.state_dict(), self.path / "model.pt")
+
+
+def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        f"status              {summary['status']}",
+        f"memorization epoch  {summary['memorization_epoch']}",
+        f"grok epoch          {summary['grok_epoch']}",
+        f"grok delay          {summary['grok_delay']}",
+        f"loss spikes         {summary['n_spikes']}",
+        f"final train/test    acc {summary['final_train_acc']:.4f} / {summary['final_test_acc']:.4f}"
+        f"   loss {summary['final_train_loss']:.3e} / {summary['final_test_loss']:.3e}",
+        f"epochs run          {summary['epochs_run']} in {summary['seconds']:.1f} s",
+    ]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m grokcore",
+                                     description="Train a small transformer on an algorithmic task "
+                                                 "and report when it memorizes and when it groks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train one configuration",
+                           description="Train one configuration full-batch with AdamW.")
+    add_config_options(train)
+    train.add_argument("--json", action="store_true",
+                       help="print a JSON summary as the last line of output")
+    train.add_argument("--out", type=Path, default=None,
+                       help="folder for checkpoint.pt, history.csv, summary.json and model.pt")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT/checkpoint.pt (needs --out and the same settings)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub.add_parser("tasks", help="list the tasks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "tasks":
+        from grokcore.tasks import TASKS
+
+        for name, task in sorted(TASKS.items()):
+            print(f"{name:12s} {(task.__doc__ or type(task).__module__).strip().splitlines()[0]}")
+        return 0
+    try:
+        cfg = config_from_args(args).validate()
+        if args.resume and args.out is None:
+            raise ConfigError("--resume needs --out, the folder that holds checkpoint.pt")
+        import torch
+
+        from grokcore.trainer import Trainer
+
+        callbacks: list[Any] = []
+        trainer = Trainer(cfg)
+        run_dir = RunDirectory(args.out) if args.out else None
+        if args.resume and run_dir.checkpoint.exists():
+            trainer.load_state_dict(torch.load(run_dir.checkpoint, weights_only=False))
+        if not args.no_progress:
+            callbacks.append(ProgressBar(cfg.epochs, start=trainer.epoch))
+        if run_dir:
+            callbacks.append(run_dir)
+        trainer.callbacks = callbacks
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    summary = trainer.run()
+    print(format_summary(summary))
+    if args.json:
+        print(json.dumps(summary))
+    return 0

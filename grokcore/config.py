@@ -1,0 +1,146 @@
+"""RunConfig: every setting of one training run, in one flat, validated dataclass.
+
+The field names are the contract with the command line (``--frac`` -> ``frac_train`` is the one
+alias), with Ray Tune grids and with MLflow params. Each field carries its help text, so the
+command line, the docs and the sweeps read the same description.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DTYPES = ("float32", "float64")
+ACTIVATIONS = ("relu", "gelu")
+SPLITS = ("pairs", "classes")
+MAX_EXPONENT = 9
+MAX_EXAMPLES = 2_000_000  # p ** n_operands above this does not fit a full batch on a laptop
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message says which one and how to mend it, in one line."""
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class RunConfig:
+    # --- task -------------------------------------------------------------------------------
+    task: str = _f("expmod", "task name; see `python -m grokcore tasks`")
+    p: int = _f(113, "modulus, must be prime (expmod)")
+    a: int = _f(1, f"exponent of x, 1..{MAX_EXPONENT} (expmod)")
+    b: int = _f(1, f"exponent of y and of every later operand, 1..{MAX_EXPONENT} (expmod)")
+    n_operands: int = _f(2, "number of operands k in (x1^a + x2^b + ... + xk^b) mod p (expmod)")
+    frac_train: float = _f(0.3, "share of the examples used for training, in (0, 1)", flag="frac")
+    split: str = _f("pairs", "how to split: 'pairs' splits the inputs (x, y) as the seed paper "
+                    "does; 'classes' splits the classes (u, v) = (x^a, y^b) so nothing leaks")
+    data_seed: int = _f(598, "seed of the train/test split (598 as in the seed's notebooks)")
+    # --- model ------------------------------------------------------------------------------
+    n_layers: int = _f(1, "transformer blocks")
+    n_heads: int = _f(4, "attention heads per block")
+    d_model: int = _f(128, "width of the residual stream")
+    d_head: int = _f(32, "width of one attention head")
+    d_mlp: int = _f(512, "hidden width of the MLP")
+    act: str = _f("relu", "MLP activation: relu or gelu")
+    use_bias: bool = _f(False, "learn biases (the seed freezes them at zero)")
+    attn_only: bool = _f(False, "drop the MLPs (attention-only transformer)")
+    pos_embed: bool = _f(True, "learned positional embeddings")
+    dtype: str = _f("float32", "dtype of the weights and activations: float32 or float64")
+    seed: int = _f(999, "seed of the weight initialisation (999 as in the seed's notebooks)")
+    # --- optimiser and loss -----------------------------------------------------------------
+    lr: float = _f(1e-3, "AdamW learning rate")
+    weight_decay: float = _f(1.0, "AdamW weight decay")
+    beta1: float = _f(0.9, "AdamW beta1")
+    beta2: float = _f(0.98, "AdamW beta2")
+    warmup_epochs: int = _f(0, "linear learning-rate warm-up over this many epochs (0: none)")
+    loss_dtype: str = _f("float64", "dtype of log-softmax in the loss: float64 (the seed's) or "
+                         "float32 (to study softmax collapse and spikes)")
+    # --- budget and cadences ----------------------------------------------------------------
+    epochs: int = _f(40_000, "full-batch epochs (one optimiser step each)")
+    eval_every: int = _f(100, "evaluate train and test metrics every this many epochs")
+    checkpoint_every: int = _f(0, "hand a checkpoint to the callbacks every this many epochs "
+                               "(0: only at the end)")
+    stop_after_grok: int = _f(0, "stop once grokked and held for this many evaluations (0: never)")
+    device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when there is one)")
+    # --- signal thresholds ------------------------------------------------------------------
+    memorize_acc: float = _f(0.99, "train accuracy that counts as memorized")
+    grok_acc: float = _f(0.99, "test accuracy that counts as generalized")
+    spike_factor: float = _f(10.0, "a loss spike is a training loss above this multiple of its "
+                             "running minimum")
+
+    # ----------------------------------------------------------------------------------------
+    def validate(self) -> "RunConfig":
+        """Raise ConfigError on the first invalid setting; return self when all is well."""
+        from grokcore.tasks import TASKS  # late import: tasks import this module
+
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; choose one of: {', '.join(sorted(TASKS))}")
+        _choice("dtype", self.dtype, DTYPES)
+        _choice("loss_dtype", self.loss_dtype, DTYPES)
+        _choice("act", self.act, ACTIVATIONS)
+        _choice("split", self.split, SPLITS)
+        if not 0.0 < self.frac_train < 1.0:
+            raise ConfigError(f"frac_train={self.frac_train} is outside (0, 1); give a share such "
+                              "as 0.3 (--frac)")
+        for name in ("n_layers", "n_heads", "d_model", "d_head", "epochs", "eval_every"):
+            _positive(name, getattr(self, name))
+        if not self.attn_only:
+            _positive("d_mlp", self.d_mlp)
+        for name in ("warmup_epochs", "checkpoint_every", "stop_after_grok"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} is negative; use 0 to turn it off")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ConfigError(f"lr={self.lr}, weight_decay={self.weight_decay}: need lr > 0 and "
+                              "weight_decay >= 0")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)} is outside [0, 1)")
+        for name in ("memorize_acc", "grok_acc"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)} is outside (0, 1]")
+        if self.spike_factor <= 1.0:
+            raise ConfigError(f"spike_factor={self.spike_factor} must be above 1, e.g. 10")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ConfigError(f"device={self.device!r}: use cpu, cuda, cuda:N or auto")
+        TASKS[self.task].validate(self)
+        return self
+
+    # ----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        """Build from a dict (a Tune config, MLflow params); unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; see --help for the names")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not known; choose one of: {', '.join(allowed)} "
+                          f"(--{name.replace('_', '-')})")
+
+
+def _positive(name: str, value: int) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be a positive integer")
+
+
+def is_prime(n: int) -> bool:
+    import sympy
+
+    return n >= 2 and bool(sympy.isprime(n))

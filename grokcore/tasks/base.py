@@ -1,0 +1,87 @@
+"""What every task hands the trainer: a Dataset of token sequences, labels and statistics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from grokcore.config import RunConfig
+
+
+@dataclass
+class Dataset:
+    """All examples of a task in a fixed canonical order, and which of them train and test.
+
+    ``inputs`` are token ids [n_examples, n_ctx]; the model predicts ``labels`` at the last position.
+    Keeping the canonical order (for expmod: x-major over the p^k grid) lets analysis code reshape
+    logits into a grid for Fourier transforms without re-deriving the data.
+    """
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    train_idx: torch.Tensor
+    test_idx: torch.Tensor
+    d_vocab: int
+    d_vocab_out: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_ctx(self) -> int:
+        return self.inputs.shape[1]
+
+    @property
+    def train_inputs(self) -> torch.Tensor:
+        return self.inputs[self.train_idx]
+
+    @property
+    def train_labels(self) -> torch.Tensor:
+        return self.labels[self.train_idx]
+
+    @property
+    def test_inputs(self) -> torch.Tensor:
+        return self.inputs[self.test_idx]
+
+    @property
+    def test_labels(self) -> torch.Tensor:
+        return self.labels[self.test_idx]
+
+
+class Task(Protocol):
+    name: str
+
+    def validate(self, cfg: RunConfig) -> None:
+        """Raise ConfigError for settings this task cannot take."""
+
+    def build(self, cfg: RunConfig) -> Dataset:
+        """Make the examples, the split and the dataset statistics."""
+
+
+def label_distribution_stats(labels: torch.Tensor, n_classes: int) -> dict[str, Any]:
+    """Counts per class, entropy normalised to [0, 1], and the chi-square p-value against uniform."""
+    counts = torch.bincount(labels, minlength=n_classes).double()
+    probs = counts / counts.sum()
+    nonzero = probs[probs > 0]
+    entropy = float(-(nonzero * nonzero.log()).sum() / math.log(n_classes))
+    expected = counts.sum() / n_classes
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    dof = n_classes - 1
+    # The chi-square survival function is the regularised upper incomplete gamma function.
+    p_value = float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64),
+                                            torch.tensor(chi2 / 2, dtype=torch.float64)))
+    return {
+        "label_counts": [int(c) for c in counts.tolist()],
+        "n_distinct_labels": int((counts > 0).sum()),
+        "label_entropy": entropy,
+        "label_chi2": chi2,
+        "label_chi2_pvalue": p_value,
+    }
+
+
+def split_indices(n: int, frac: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random permutation; the first int(frac * n) go to train (the seed paper's rule)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_train = int(frac * n)
+    return perm[:n_train].sort().values, perm[n_train:].sort().values

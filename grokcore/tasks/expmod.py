@@ -1,0 +1,93 @@
+"""Exponentiated modular addition: z = (x1^a + x2^b + ... + xk^b) mod p, tokens [x1, ..., xk, =].
+
+With k = 2 (the default) this is the seed paper's (x^a + y^b) mod p. The '=' token is p, so the
+vocabulary has p + 1 tokens and the model predicts one of p residues.
+
+Number theory that the statistics report: x -> x^a is a bijection of Z_p iff gcd(a, p - 1) = 1.
+When it is not, many inputs share a class u = x^a, and a test pair (x, y) whose class pair (u, v)
+also occurs in train can be answered by lookup. ``split='classes'`` splits on (u, v) instead, so
+no test class is ever seen in training (zero leakage).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from grokcore.config import MAX_EXAMPLES, MAX_EXPONENT, ConfigError, RunConfig, is_prime
+from grokcore.tasks.base import Dataset, label_distribution_stats, split_indices
+
+
+def power_table(p: int, exponent: int) -> torch.Tensor:
+    """x^exponent mod p for x in 0..p-1, computed exactly with Python integers."""
+    return torch.tensor([pow(x, exponent, p) for x in range(p)], dtype=torch.long)
+
+
+def exponents_of(cfg: RunConfig) -> list[int]:
+    """The exponent of each operand: a for the first, b for every later one."""
+    return [cfg.a] + [cfg.b] * (cfg.n_operands - 1)
+
+
+class ExpModTask:
+    name = "expmod"
+
+    def validate(self, cfg: RunConfig) -> None:
+        if not is_prime(cfg.p):
+            raise ConfigError(f"p={cfg.p} is not prime; choose a prime such as 97, 101, 103 or 113 "
+                              "(--p)")
+        for name in ("a", "b"):
+            value = getattr(cfg, name)
+            if not 1 <= value <= MAX_EXPONENT:
+                raise ConfigError(f"{name}={value} is out of range; exponents are integers in "
+                                  f"1..{MAX_EXPONENT} (--{name})")
+        if cfg.n_operands < 2:
+            raise ConfigError(f"n_operands={cfg.n_operands}; need at least 2 operands")
+        if cfg.p ** cfg.n_operands > MAX_EXAMPLES:
+            raise ConfigError(f"p^n_operands = {cfg.p}^{cfg.n_operands} = "
+                              f"{cfg.p ** cfg.n_operands} examples is more than {MAX_EXAMPLES}; "
+                              "use a smaller p or fewer operands")
+
+    def build(self, cfg: RunConfig) -> Dataset:
+        p, k = cfg.p, cfg.n_operands
+        # Every operand tuple, x1-major: row index = x1 * p^(k-1) + x2 * p^(k-2) + ... + xk.
+        operands = torch.cartesian_prod(*[torch.arange(p)] * k).reshape(-1, k)
+        tables = [power_table(p, e) for e in exponents_of(cfg)]
+        classes = torch.stack([tables[i][operands[:, i]] for i in range(k)], dim=1)  # (u, v, ...)
+        labels = classes.sum(dim=1) % p
+        equals = torch.full((operands.shape[0], 1), p, dtype=torch.long)
+        inputs = torch.cat([operands, equals], dim=1)
+
+        class_id = (classes * (p ** torch.arange(k - 1, -1, -1))).sum(dim=1)
+        if cfg.split == "pairs":
+            train_idx, test_idx = split_indices(len(labels), cfg.frac_train, cfg.data_seed)
+        else:
+            train_idx, test_idx = _split_by_class(class_id, cfg.frac_train, cfg.data_seed)
+
+        stats = label_distribution_stats(labels, p)
+        for name, exponent in (("a", cfg.a), ("b", cfg.b)):
+            image = len(set(power_table(p, exponent).tolist()))
+            stats[f"image_size_{name}"] = image
+            stats[f"bijective_{name}"] = image == p
+            stats[f"gcd_{name}_pminus1"] = math.gcd(exponent, p - 1)
+        stats["leakage"] = leakage_fraction(class_id, train_idx, test_idx)
+        stats["n_train"] = len(train_idx)
+        stats["n_test"] = len(test_idx)
+        return Dataset(inputs=inputs, labels=labels, train_idx=train_idx, test_idx=test_idx,
+                       d_vocab=p + 1, d_vocab_out=p, stats=stats)
+
+
+def _split_by_class(class_id: torch.Tensor, frac: float, seed: int):
+    """Put a random int(frac * n_classes) of the classes, with all their examples, in train."""
+    distinct = torch.unique(class_id)
+    train_cls, _ = split_indices(len(distinct), frac, seed)
+    in_train = torch.isin(class_id, distinct[train_cls])
+    return in_train.nonzero().squeeze(1), (~in_train).nonzero().squeeze(1)
+
+
+def leakage_fraction(class_id: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor) -> float:
+    """Share of test examples whose class tuple (x^a, y^b, ...) also occurs in train."""
+    if len(test_idx) == 0:
+        return 0.0
+    seen = torch.isin(class_id[test_idx], class_id[train_idx])
+    return float(seen.double().mean())

@@ -1,0 +1,183 @@
+"""Full-batch training of one RunConfig, with signals at every evaluation and a callback hook.
+
+The trainer knows nothing of Ray or MLflow. Whoever runs it passes callbacks:
+
+    class Callback:
+        def on_eval(self, trainer, row, checkpoint): ...   # return True to stop the run
+        def on_end(self, trainer, summary): ...
+
+``row`` is one line of the history (the metric names that travel: train_loss, test_loss,
+train_acc, test_acc, grad_norm, sum_sq_weights, unembed_norm, softmax_collapse). ``checkpoint``
+is True at the checkpoint cadence and at the last evaluation; ``trainer.state_dict()`` then holds
+everything needed to continue the run bit for bit with ``Trainer.load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol, Sequence
+
+import torch
+
+from grokcore.config import ConfigError, RunConfig
+from grokcore.model import Transformer
+from grokcore.optim import cross_entropy, make_optimizer, make_scheduler
+from grokcore.signals import SignalTracker, softmax_collapse_fraction
+from grokcore.tasks import Dataset, build_dataset
+
+METRICS = ("train_loss", "test_loss", "train_acc", "test_acc", "grad_norm", "sum_sq_weights",
+           "unembed_norm", "softmax_collapse", "lr")
+
+
+# Settings a resumed run may change: the budget and cadences, not what is trained or how.
+RESUMABLE_CHANGES = ("epochs", "stop_after_grok", "checkpoint_every", "device")
+
+
+class Callback(Protocol):
+    def on_eval(self, trainer: "Trainer", row: dict[str, float], checkpoint: bool) -> bool | None: ...
+
+    def on_end(self, trainer: "Trainer", summary: dict[str, Any]) -> None: ...
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, callbacks: Sequence[Callback] = (),
+                 dataset: Dataset | None = None):
+        self.cfg = cfg.validate()
+        if cfg.checkpoint_every % cfg.eval_every:
+            raise ConfigError(f"checkpoint_every={cfg.checkpoint_every} is not a multiple of "
+                              f"eval_every={cfg.eval_every}; checkpoints are taken at evaluations")
+        self.callbacks = list(callbacks)
+        self.device = resolve_device(cfg.device)
+        self.dataset = dataset if dataset is not None else build_dataset(cfg)
+        self.model = Transformer.for_run(cfg, self.dataset).to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.loss_dtype = getattr(torch, cfg.loss_dtype)
+        self.signals = SignalTracker(cfg.memorize_acc, cfg.grok_acc, cfg.spike_factor)
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0
+        self.seconds = 0.0  # training time, summed over resumptions
+        ds = self.dataset
+        self.train_x, self.train_y = ds.train_inputs.to(self.device), ds.train_labels.to(self.device)
+        self.test_x, self.test_y = ds.test_inputs.to(self.device), ds.test_labels.to(self.device)
+
+    # ---- one epoch and one evaluation ---------------------------------------------------------
+    def train_step(self) -> torch.Tensor:
+        """One full-batch AdamW step; returns the loss before it (as a tensor, not synced)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = cross_entropy(self.model.forward_last(self.train_x), self.train_y, self.loss_dtype)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        train_logits = self.model.forward_last(self.train_x)
+        test_logits = self.model.forward_last(self.test_x)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g.double()) for g in grads])) if grads else torch.tensor(0.0)
+        return {
+            "epoch": self.epoch,
+            "train_loss": float(cross_entropy(train_logits, self.train_y, self.loss_dtype)),
+            "test_loss": float(cross_entropy(test_logits, self.test_y, self.loss_dtype)),
+            "train_acc": _accuracy(train_logits, self.train_y),
+            "test_acc": _accuracy(test_logits, self.test_y),
+            "grad_norm": float(grad_norm),
+            "sum_sq_weights": self.model.sum_sq_weights(),
+            "unembed_norm": self.model.unembed_norm(),
+            "softmax_collapse": softmax_collapse_fraction(train_logits, self.loss_dtype),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        started = time.perf_counter()
+        stop = self.epoch == 0 and self._record_eval()
+        losses = []
+        while not stop and self.epoch < cfg.epochs:
+            losses.append(self.train_step())
+            self.epoch += 1
+            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+                # Losses stay on the device until here: no host sync per step on a GPU.
+                first = self.epoch - len(losses)
+                for offset, loss in enumerate(torch.stack(losses).tolist()):
+                    self.signals.observe_step(first + offset, loss)
+                losses = []
+                stop = self._record_eval()
+        self.seconds += time.perf_counter() - started
+        summary = self.summary()
+        for cb in self.callbacks:
+            cb.on_end(self, summary)
+        return summary
+
+    def _record_eval(self) -> bool:
+        """Evaluate, update the signals, call back; True when the run should stop."""
+        row = self.evaluate()
+        self.history.append(row)
+        self.signals.observe_eval(self.epoch, row["train_acc"], row["test_acc"])
+        held = self.cfg.stop_after_grok and self.signals.evals_above_grok >= self.cfg.stop_after_grok
+        stop = bool(self.signals.diverged or held or self.epoch >= self.cfg.epochs)
+        every = self.cfg.checkpoint_every
+        checkpoint = stop or bool(every and self.epoch % every == 0)
+        for cb in self.callbacks:
+            stop = bool(cb.on_eval(self, row, checkpoint)) or stop
+        return stop
+
+    def summary(self) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        summary = self.signals.summary()
+        summary.update({
+            "final_train_loss": last.get("train_loss"),
+            "final_test_loss": last.get("test_loss"),
+            "final_train_acc": last.get("train_acc"),
+            "final_test_acc": last.get("test_acc"),
+            "epochs_run": self.epoch,
+            "seconds": round(self.seconds, 3),
+        })
+        return summary
+
+    # ---- checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "seconds": self.seconds,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "signals": self.signals.state_dict(),
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ours, theirs = self.cfg.to_dict(), dict(state["config"])
+        differ = sorted(k for k in ours if k not in RESUMABLE_CHANGES and ours[k] != theirs.get(k))
+        if differ:
+            raise ConfigError(f"the checkpoint was written with other settings ({', '.join(differ)}); "
+                              "use the same ones or start a new run")
+        self.epoch = state["epoch"]
+        self.seconds = state["seconds"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.signals = SignalTracker.from_state(state["signals"])
+        self.history = list(state["history"])
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(dim=-1) == labels).double().mean())
+
+
+def train(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> tuple[Trainer, dict[str, Any]]:
+    """Convenience: build a trainer, run it, return both it and its summary."""
+    trainer = Trainer(cfg, callbacks)
+    return trainer, trainer.run()

@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+BAD = [
+    (["--p", "100"], "p=100 is not prime"),
+    (["--a", "0"], "a=0 is out of range"),
+    (["--frac", "1.5"], "frac_train=1.5 is outside (0, 1)"),
+    (["--dtype", "float17"], "dtype='float17' is not known"),
+    (["--task", "nosuchtask"], "unknown task 'nosuchtask'"),
+]
+
+
+def _train(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "grokcore", "train", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args,message", BAD)
+def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
+    result = _train(*args, "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert result.stdout == ""
+    assert not (tmp_path / "run").exists(), "nothing is written before validation passes"
+
+
+def test_json_summary_is_last_line(tmp_path):
+    result = _train("--p", "23", "--epochs", "60", "--eval-every", "20", "--json", "--no-progress",
+                    "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("status", "grokked", "grok_epoch", "memorization_epoch", "n_spikes",
+                "final_train_loss", "final_test_loss", "final_train_acc", "final_test_acc",
+                "epochs_run", "seconds"):
+        assert key in summary
+    assert summary["epochs_run"] == 60
+    assert {p.name for p in tmp_path.iterdir()} >= {"history.csv", "summary.json", "model.pt",
+                                                     "checkpoint.pt", "config.json"}
+    # --resume from the final checkpoint with a larger budget continues at epoch 60
+    result = _train("--p", "23", "--epochs", "80", "--eval-every", "20", "--json", "--no-progress",
+                    "--out", str(tmp_path), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["epochs_run"] == 80
+
+
+def test_help_documents_every_option():
+    result = subprocess.run([sys.executable, "-m", "grokcore", "train", "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    for flag in ("--p", "--a", "--b", "--frac", "--dtype", "--epochs", "--seed", "--split",
+                 "--n-operands", "--loss-dtype", "--stop-after-grok", "--json", "--weight-decay"):
+        assert flag in result.stdout

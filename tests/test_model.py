@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from grokcore.config import RunConfig
+from grokcore.model import Transformer
+from grokcore.tasks import build_dataset
+
+CONFIGS = [
+    dict(),
+    dict(a=3, b=5, n_heads=2, d_head=16, d_model=64, d_mlp=128),
+    dict(act="gelu", use_bias=True),
+    dict(attn_only=True),
+    dict(pos_embed=False),
+    dict(n_layers=2),
+    dict(n_operands=3, p=11),
+]
+
+
+def _model(cfg: RunConfig):
+    ds = build_dataset(cfg)
+    model = Transformer.for_run(cfg, ds)
+    with torch.no_grad():  # non-zero biases, at the scale of the weights, to test the fast path
+        for name, param in model.named_parameters():
+            if name.split(".")[-1].startswith("b_") and param.requires_grad:
+                param.normal_(std=0.1)
+    return model, ds
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-5)])
+@pytest.mark.parametrize("options", CONFIGS)
+def test_fast_path_equals_full_path(options, dtype, tol):
+    cfg = RunConfig(**{"p": 23, **options}, dtype=dtype).validate()
+    model, ds = _model(cfg)
+    full = model(ds.inputs)[:, -1]
+    fast = model.forward_last(ds.inputs)
+    assert fast.dtype == getattr(torch, dtype)
+    assert (full - fast).abs().max().item() < tol
+    # and the gradients agree, since training uses the fast path
+    labels = ds.labels
+    g_full = torch.autograd.grad(torch.nn.functional.cross_entropy(full, labels),
+                                 [model.W_E, model.W_U])
+    g_fast = torch.autograd.grad(torch.nn.functional.cross_entropy(fast, labels),
+                                 [model.W_E, model.W_U])
+    for a, b in zip(g_full, g_fast):
+        assert (a - b).abs().max().item() < tol
+
+
+def test_hook_points_named_as_transformer_lens():
+    cfg = RunConfig(p=23, n_layers=2)
+    model, ds = _model(cfg)
+    logits, cache = model.run_with_cache(ds.inputs[:7])
+    for name in ["hook_embed", "hook_pos_embed", "blocks.0.attn.hook_pattern",
+                 "blocks.0.attn.hook_q", "blocks.1.attn.hook_z", "blocks.0.mlp.hook_post",
+                 "blocks.0.mlp.hook_pre", "blocks.1.hook_resid_post", "blocks.0.hook_resid_mid"]:
+        assert name in cache, name
+    pattern = cache["blocks.0.attn.hook_pattern"]
+    assert pattern.shape == (7, 4, 3, 3)
+    assert torch.allclose(pattern.sum(-1), torch.ones(7, 4, 3))
+    assert pattern[:, :, 0, 1:].abs().max() == 0  # causal
+    assert cache["blocks.0.mlp.hook_post"].shape == (7, 3, 512)
+    assert torch.equal(logits, model(ds.inputs[:7]))
+
+
+def test_seed_defaults_and_frozen_biases():
+    cfg = RunConfig()
+    model, _ = _model(cfg)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"W_E", "W_pos", "W_U", "blocks.0.attn.W_Q", "blocks.0.attn.W_K",
+                         "blocks.0.attn.W_V", "blocks.0.attn.W_O", "blocks.0.mlp.W_in",
+                         "blocks.0.mlp.W_out"}
+    assert model.W_E.shape == (114, 128) and model.W_U.shape == (128, 113)
+    assert model.blocks[0].attn.W_Q.shape == (4, 128, 32)
+    assert model.blocks[0].mlp.W_in.shape == (128, 512)
