@@ -93,6 +93,9 @@ class RunConfig:
         for name in ("warmup_epochs", "checkpoint_every", "stop_after_grok"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} is negative; use 0 to turn it off")
+        if self.checkpoint_every % self.eval_every:
+            raise ConfigError(f"checkpoint_every={self.checkpoint_every} is not a multiple of "
+                              f"eval_every={self.eval_every}; checkpoints are taken at evaluations")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ConfigError(f"lr={self.lr}, weight_decay={self.weight_decay}: need lr > 0 and "
                               "weight_decay >= 0")

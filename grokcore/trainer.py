@@ -49,9 +49,6 @@ class Trainer:
     def __init__(self, cfg: RunConfig, callbacks: Sequence[Callback] = (),
                  dataset: Dataset | None = None):
         self.cfg = cfg.validate()
-        if cfg.checkpoint_every % cfg.eval_every:
-            raise ConfigError(f"checkpoint_every={cfg.checkpoint_every} is not a multiple of "
-                              f"eval_every={cfg.eval_every}; checkpoints are taken at evaluations")
         self.callbacks = list(callbacks)
         self.device = resolve_device(cfg.device)
         self.dataset = dataset if dataset is not None else build_dataset(cfg)
