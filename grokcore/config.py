@@ -65,6 +65,9 @@ class RunConfig:
     checkpoint_every: int = _f(0, "hand a checkpoint to the callbacks every this many epochs "
                                "(0: only at the end)")
     stop_after_grok: int = _f(0, "stop once grokked and held for this many evaluations (0: never)")
+    measure_every: int = _f(0, "compute the progress measures (restricted/excluded loss, Gini, key "
+                            "frequencies; grokcore/progress.py) every this many epochs, a multiple "
+                            "of eval_every (0: off)")
     device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when there is one)")
     # --- signal thresholds ------------------------------------------------------------------
     memorize_acc: float = _f(0.99, "train accuracy that counts as memorized")
@@ -110,6 +113,9 @@ class RunConfig:
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError(f"device={self.device!r}: use cpu, cuda, cuda:N or auto")
         TASKS[self.task].validate(self)
+        from grokcore.progress import check_supported
+
+        check_supported(self)
         return self
 
     # ----------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import torch
 from grokcore.config import ConfigError, RunConfig
 from grokcore.model import Transformer
 from grokcore.optim import cross_entropy, make_optimizer, make_scheduler
+from grokcore.progress import ProgressMeasures
 from grokcore.signals import SignalTracker, softmax_collapse_fraction
 from grokcore.tasks import Dataset, build_dataset
 
@@ -30,7 +31,7 @@ METRICS = ("train_loss", "test_loss", "train_acc", "test_acc", "grad_norm", "sum
 
 
 # Settings a resumed run may change: the budget and cadences, not what is trained or how.
-RESUMABLE_CHANGES = ("epochs", "stop_after_grok", "checkpoint_every", "device")
+RESUMABLE_CHANGES = ("epochs", "stop_after_grok", "checkpoint_every", "device", "measure_every")
 
 
 class Callback(Protocol):
@@ -57,6 +58,8 @@ class Trainer:
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.loss_dtype = getattr(torch, cfg.loss_dtype)
         self.signals = SignalTracker(cfg.memorize_acc, cfg.grok_acc, cfg.spike_factor)
+        # Progress measures join the evaluation row before any callback sees it (grokcore/progress.py).
+        self.progress = ProgressMeasures(cfg, self.dataset) if cfg.measure_every else None
         self.history: list[dict[str, float]] = []
         self.epoch = 0
         self.seconds = 0.0  # training time, summed over resumptions
@@ -125,6 +128,8 @@ class Trainer:
         stop = bool(self.signals.diverged or held or self.epoch >= self.cfg.epochs)
         every = self.cfg.checkpoint_every
         checkpoint = stop or bool(every and self.epoch % every == 0)
+        if self.progress is not None:
+            self.progress.on_eval(self, row, checkpoint, final=stop)
         for cb in self.callbacks:
             stop = bool(cb.on_eval(self, row, checkpoint)) or stop
         return stop
