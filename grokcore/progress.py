@@ -12,8 +12,8 @@ Definitions (REFERENCE.md section 2), for (x^a + y^b) mod p with two operands:
   then of a function known on the image only, and its spectrum is less sharp; the dataset
   statistics ``bijective_a`` / ``bijective_b`` say when this applies.
 * **Key frequencies** (``neuron_frequency_fractions``, ``key_frequencies``): the MLP activations of
-  the last block at the last position, over all p^2 inputs, centred per neuron and pushed to the
-  (u, v) grid, get a 2D Fourier transform. Frequency k's share of a neuron's variance is the energy
+  the last block at the last position, over all p^2 inputs, pushed to the (u, v) grid, get a 2D
+  Fourier transform; their variance is the energy in every component but the constant one. Frequency k's share of a neuron's variance is the energy
   in its components {const, cos k, sin k} x {const, cos k, sin k} (less const x const). A neuron
   whose best frequency explains at least ``threshold`` (0.85) of its variance is well explained;
   the key frequencies are the distinct best frequencies of well-explained neurons.
@@ -30,11 +30,11 @@ Definitions (REFERENCE.md section 2), for (x^a + y^b) mod p with two operands:
   rows 0..p-1, rows relabelled by u = t^a and, separately, by v = t^b; ``gini_embed`` is the mean
   of the two, equal to either when a = b) and of W_L = W_out W_U (over the output class z, which
   needs no relabelling).
-* ``key_freq_explained``: the share of the (centred, pushed-forward) MLP variance, over all
+* ``key_freq_explained``: the share of the (pushed-forward) MLP variance, over all
   neurons, that lies in the key frequencies' components.
 
-Cost: one fast-path forward over the p^2 inputs and two p x p transforms of the activations;
-memory about four copies of [p^2, d_mlp] float64 (see README for the figures at p = 113).
+Cost: one fast-path forward over the p^2 inputs and two [p, p] x [p, p * d_mlp] products in the
+model's dtype; memory a few copies of [p^2, d_mlp] (see README for the figures at p = 113).
 Nothing here is of size p^2 x p^2, which is what ran the seed out of memory.
 
 In training: ``RunConfig.measure_every`` > 0 makes the Trainer call ``ProgressMeasures.on_eval``
@@ -122,41 +122,54 @@ def pushforward(values: torch.Tensor, cell: torch.Tensor, n_cells: int) -> torch
     return out / counts.clamp(min=1).reshape(-1, *[1] * (values.dim() - 1))
 
 
-def grid_cells(cfg: RunConfig) -> torch.Tensor:
-    """For each input (x, y) in canonical (x-major) order, its (u, v) cell u * p + v."""
+def averaging_matrix(p: int, exponent: int) -> torch.Tensor:
+    """[p, p] matrix M with (M f)(u) = mean of f(x) over the x with x^exponent = u (0 if none).
+
+    For a bijection it is the permutation matrix that relabels x by u = x^exponent.
+    """
+    u = power_map(p, exponent)
+    m = torch.zeros((p, p), dtype=torch.float64)
+    m[u, torch.arange(p)] = 1.0
+    return m / m.sum(dim=1, keepdim=True).clamp(min=1)
+
+
+def grid_fourier_energy(acts: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
+    """Energy of functions on the input grid by (u, v) frequency pair: [K+1, K+1, n].
+
+    ``acts`` [p^2, n] are values over all inputs (x, y) in canonical x-major order. They are
+    pushed forward to the (u, v) grid (``averaging_matrix``) and transformed with the Fourier
+    basis on each axis; the two steps are fused into one [p, p] matrix per axis, so the cost is
+    two [p, p] x [p, p * n] products. Entry [f, g] sums the squared coefficients of the basis
+    pairs whose frequencies are f (over u) and g (over v); [0, 0] is the grid mean's share.
+    """
     p = cfg.p
-    u, v = power_map(p, cfg.a), power_map(p, cfg.b)
-    return (u[:, None] * p + v[None, :]).flatten()
-
-
-# ---- the measures ------------------------------------------------------------------------------
-def frequency_energy(acts_uv: torch.Tensor, p: int) -> torch.Tensor:
-    """Energy of [p, p, n] (u, v)-grid functions by frequency pair: [K+1, K+1, n], K = (p-1)/2."""
-    basis = fourier_basis(p, acts_uv.dtype)
-    coeffs = torch.einsum("iu,uvn->ivn", basis, acts_uv)
-    coeffs = torch.einsum("jv,ivn->ijn", basis, coeffs) ** 2
+    dtype = acts.dtype if acts.dtype in (torch.float32, torch.float64) else torch.float32
+    basis = fourier_basis(p)
+    left = (basis @ averaging_matrix(p, cfg.a)).to(dtype)
+    right = (basis @ averaging_matrix(p, cfg.b)).to(dtype)
+    grid = acts.to(dtype).reshape(p, p, -1)
+    coeffs = torch.einsum("ix,xyn->iyn", left, grid)
+    coeffs = torch.einsum("jy,iyn->ijn", right, coeffs).square_().double()
     freq = basis_frequencies(p)
     k = (p - 1) // 2 + 1
     by_row = torch.zeros((k, p, coeffs.shape[-1]), dtype=coeffs.dtype).index_add_(0, freq, coeffs)
-    return torch.zeros((k, k, coeffs.shape[-1]), dtype=coeffs.dtype).index_add_(1, freq, by_row)
+    del coeffs
+    return torch.zeros((k, k, by_row.shape[-1]), dtype=by_row.dtype).index_add_(1, freq, by_row)
 
 
 def neuron_frequency_fractions(acts: torch.Tensor, cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Per neuron, the share of its variance in each frequency k = 1..K: ([n, K], variance [n]).
 
-    ``acts`` [p^2, n] are activations over all inputs in canonical order. Dead neurons (no
-    variance) get fractions of zero.
+    ``acts`` [p^2, n] are activations over all inputs in canonical order. The variance is that of
+    the pushed-forward function over the (u, v) grid (every component but the constant one);
+    frequency k's part is its {const, cos k, sin k}^2 block. Dead neurons get fractions of zero.
     """
-    p = cfg.p
-    acts = acts.double()
-    centred = acts - acts.mean(dim=0, keepdim=True)
-    grid = pushforward(centred, grid_cells(cfg), p * p).reshape(p, p, -1)
-    energy = frequency_energy(grid, p)  # [K+1, K+1, n]
-    total = energy.sum(dim=(0, 1))
-    diag = torch.diagonal(energy, dim1=0, dim2=1).T  # [K+1, n]: (k, k) blocks
+    energy = grid_fourier_energy(acts, cfg)  # [K+1, K+1, n]
+    total = energy.sum(dim=(0, 1)) - energy[0, 0]
+    diag = torch.diagonal(energy, dim1=0, dim2=1).T  # [K+1, n]: the (k, k) blocks
     block = diag[1:] + energy[0, 1:] + energy[1:, 0]  # [K, n]
-    fractions = torch.where(total > 1e-12 * total.max().clamp(min=1e-300), block / total.clamp(min=1e-300),
-                            torch.zeros_like(block))
+    alive = total > 1e-12 * float(total.max().clamp(min=1e-300))
+    fractions = torch.where(alive, block / total.clamp(min=1e-300), torch.zeros_like(block))
     return fractions.T, total
 
 
@@ -244,7 +257,7 @@ def progress_measures(model, cfg: RunConfig, dataset, threshold: float = 0.85) -
     """All measures of one model state: the MEASURES names and ``key_freqs`` (a list)."""
     device = next(model.parameters()).device
     logits, acts = last_position(model, dataset.inputs.to(device))
-    logits, acts = logits.double().cpu(), acts.double().cpu()
+    logits, acts = logits.double().cpu(), acts.cpu()
     fractions, variance = neuron_frequency_fractions(acts, cfg)
     freqs = key_frequencies(fractions, threshold)
     restricted, excluded = restricted_excluded_losses(logits, dataset.labels, dataset.train_idx,

@@ -1,0 +1,197 @@
+import math
+
+import pytest
+import torch
+
+from grokcore.cli import build_parser, config_from_args
+from grokcore.config import ConfigError, RunConfig
+from grokcore.progress import (
+    KEY_FREQS, MEASURES, averaging_matrix, basis_frequencies, explained_by, fourier_basis, gini,
+    key_frequencies, measure_phases, neuron_frequency_fractions, power_map, progress_measures,
+    restricted_excluded_losses,
+)
+from grokcore.tasks import build_dataset
+from grokcore.trainer import Trainer
+
+# The machine is shared: one thread avoids OpenMP oversubscription, which is many times slower.
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("p", [7, 31, 113])
+def test_fourier_basis_is_orthonormal(p):
+    basis = fourier_basis(p)
+    assert basis.shape == (p, p)
+    assert torch.allclose(basis @ basis.T, torch.eye(p, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(basis[0], torch.full((p,), p ** -0.5, dtype=torch.float64))
+    x = torch.arange(p, dtype=torch.float64)
+    cos3 = torch.cos(2 * math.pi * 3 * x / p)
+    assert torch.allclose(basis[5], cos3 / cos3.norm())  # rows: const, cos1, sin1, cos2, sin2, cos3
+    assert basis_frequencies(p).tolist()[:5] == [0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 56])
+def test_gini_of_uniform_is_zero_and_of_one_hot_is_n_minus_one_over_n(n):
+    assert gini(torch.full((n,), 3.5)) == pytest.approx(0.0, abs=1e-12)
+    one_hot = torch.zeros(n)
+    one_hot[n // 2] = 2.0
+    assert gini(one_hot) == pytest.approx((n - 1) / n, abs=1e-12)
+
+
+def test_gini_orders_by_concentration_and_ignores_scale_and_order():
+    spread, peaked = [1, 2, 3, 4], [0, 0, 1, 9]
+    assert 0 < gini(spread) < gini(peaked) < 1
+    assert gini([4, 3, 2, 1]) == pytest.approx(gini([10, 20, 30, 40]))
+    # direct check of the Hurley-Rickard sum for [1, 2, 3, 4]: 1 - 2 * sum (c_i/10)(4 - i + .5)/4
+    expected = 1 - 2 * sum((c / 10) * (4 - i + 0.5) / 4 for i, c in enumerate([1, 2, 3, 4], 1))
+    assert gini(spread) == pytest.approx(expected)
+
+
+def _key_logits(labels, p, freqs, amplitude=4.0):
+    """Logits made only of key-frequency components: sum_k A cos(w_k (z - c)) for each class c."""
+    z = labels.double()[:, None]
+    c = torch.arange(p, dtype=torch.float64)[None, :]
+    return sum(amplitude * torch.cos(2 * math.pi * k * (z - c) / p) for k in freqs)
+
+
+@pytest.mark.parametrize("a,b", [(1, 1), (7, 1), (2, 2)])  # p = 31: 1 and 7 are bijections, 2 is not
+def test_key_frequency_logits_restricted_equals_full_and_excluded_is_log_p(a, b):
+    p = 31
+    ds = build_dataset(RunConfig(p=p, a=a, b=b, frac_train=0.5))
+    freqs = [3, 7, 11]
+    logits = _key_logits(ds.labels, p, freqs)
+    full = float(torch.nn.functional.cross_entropy(logits, ds.labels))
+    restricted, excluded = restricted_excluded_losses(logits, ds.labels, ds.train_idx, p, freqs)
+    assert full < 0.5 * math.log(p)  # the logits do solve the task
+    assert restricted == pytest.approx(full, rel=1e-9)
+    assert excluded == pytest.approx(math.log(p), abs=1e-6)
+    # sine-only components are removed too (the seed removed cos twice and sin never)
+    sine = sum(4.0 * torch.sin(2 * math.pi * k * ds.labels.double()[:, None] / p).expand(-1, p)
+               * torch.randn(p, dtype=torch.float64) for k in freqs)
+    assert restricted_excluded_losses(sine, ds.labels, ds.train_idx, p, freqs)[1] == pytest.approx(
+        math.log(p), abs=1e-6)
+
+
+def test_restricted_loss_drops_what_is_outside_the_key_frequencies():
+    p = 31
+    ds = build_dataset(RunConfig(p=p, frac_train=0.5))
+    logits = _key_logits(ds.labels, p, [3]) + _key_logits(ds.labels, p, [9], amplitude=8.0)
+    full = float(torch.nn.functional.cross_entropy(logits, ds.labels))
+    restricted, excluded = restricted_excluded_losses(logits, ds.labels, ds.train_idx, p, [3])
+    assert restricted > full + 0.5  # frequency 9 carried most of the answer
+    assert excluded < restricted  # and excluding 3 leaves it
+    # with no key frequencies, restricted logits are the class means and excluded loss is the loss
+    none_r, none_e = restricted_excluded_losses(logits, ds.labels, ds.train_idx, p, [])
+    train_loss = float(torch.nn.functional.cross_entropy(logits[ds.train_idx], ds.labels[ds.train_idx]))
+    assert none_e == pytest.approx(train_loss)
+    assert none_r == pytest.approx(math.log(p), abs=1e-6)
+
+
+@pytest.mark.parametrize("a,b", [(1, 1), (7, 7)])
+def test_key_frequencies_of_constructed_neurons(a, b):
+    """Neurons that are functions of (u, v) = (x^a, y^b) at frequencies 4 and 13 are found."""
+    p = 31
+    cfg = RunConfig(p=p, a=a, b=b)
+    u = power_map(p, a).double()[:, None]
+    v = power_map(p, b).double()[None, :]
+    gen = torch.Generator().manual_seed(0)
+    neurons = []
+    for i in range(40):
+        k = 4 if i % 2 else 13
+        w = 2 * math.pi * k / p
+        phase = float(torch.rand(1, generator=gen)) * 6
+        neurons.append(torch.relu(torch.cos(w * u + phase) + torch.cos(w * v + 1.0)).flatten())
+    noise = 0.2 * torch.randn(p * p, 8, generator=gen, dtype=torch.float64)  # badly explained neurons
+    acts = torch.cat([torch.stack(neurons, dim=1), noise], dim=1)
+    fractions, variance = neuron_frequency_fractions(acts, cfg)
+    assert fractions.shape == (48, (p - 1) // 2)
+    assert key_frequencies(fractions) == [4, 13]
+    share = explained_by(fractions, variance, [4, 13])
+    assert 0.7 < share < 1.0  # the noise neurons are not explained
+    assert explained_by(fractions, variance, [5]) < 0.05
+
+
+def test_averaging_matrix_relabels_a_bijection_and_averages_otherwise():
+    p = 31
+    m = averaging_matrix(p, 7)  # gcd(7, 30) = 1
+    assert torch.equal(m.sum(dim=0), torch.ones(p, dtype=torch.float64))
+    assert torch.equal(m.sum(dim=1), torch.ones(p, dtype=torch.float64))
+    m2 = averaging_matrix(p, 2)  # x^2 takes (p + 1) / 2 values
+    reached = m2.sum(dim=1) > 0
+    assert int(reached.sum()) == (p + 1) // 2
+    assert torch.allclose(m2.sum(dim=1)[reached], torch.ones(int(reached.sum()), dtype=torch.float64))
+
+
+def test_measure_every_is_validated_and_is_a_cli_option():
+    with pytest.raises(ConfigError, match="multiple of eval_every"):
+        RunConfig(p=31, eval_every=10, measure_every=15).validate()
+    with pytest.raises(ConfigError, match="negative"):
+        RunConfig(p=31, measure_every=-1).validate()
+    with pytest.raises(ConfigError, match="need an MLP"):
+        RunConfig(p=31, eval_every=10, measure_every=10, attn_only=True).validate()
+    with pytest.raises(ConfigError, match="2 operands"):
+        RunConfig(p=31, eval_every=10, measure_every=10, n_operands=3).validate()
+    args = build_parser().parse_args(["train", "--measure-every", "200"])
+    assert config_from_args(args).measure_every == 200
+
+
+def test_measures_during_a_grokking_run(quick_config):
+    cfg = quick_config.replace(measure_every=50)
+    trainer = Trainer(cfg)
+    summary = trainer.run()
+    assert summary["status"] == "grokked"
+    history = trainer.history
+    measured = [r for r in history if "restricted_loss" in r]
+    # every 50 epochs, and the last evaluation too
+    assert [r["epoch"] for r in measured[:-1]] == list(range(0, history[-1]["epoch"], 50))
+    assert measured[-1] is history[-1]
+    for row in measured:
+        assert set(MEASURES) <= set(row) and isinstance(row[KEY_FREQS], str)
+    first, last = measured[0], measured[-1]
+    p, n_freqs = cfg.p, (cfg.p - 1) // 2
+    # at the end: the circuit carries the answer, and removing it destroys the train fit
+    assert last["excluded_loss"] > 1.0 and last["excluded_loss"] > 1000 * last["train_loss"]
+    assert 1 <= last["n_key_freqs"] <= n_freqs // 4
+    assert len(last[KEY_FREQS].split()) == last["n_key_freqs"]
+    assert last["restricted_loss"] < 0.1 * last["test_loss"] + 1e-3
+    assert last["key_freq_explained"] > 0.5
+    # at initialisation nothing is sparse in the Fourier basis; at the end it is
+    assert first["n_key_freqs"] == 0 and first["restricted_loss"] == pytest.approx(math.log(p), abs=0.2)
+    assert last["gini_unembed"] > first["gini_unembed"] + 0.3
+    assert last["gini_embed"] > first["gini_embed"] + 0.1
+    # the trainer's numbers equal a direct measurement of the final model
+    direct = progress_measures(trainer.model, cfg, trainer.dataset)
+    assert direct["excluded_loss"] == pytest.approx(last["excluded_loss"], rel=1e-6)
+    assert " ".join(map(str, direct[KEY_FREQS])) == last[KEY_FREQS]
+    # measured phases are ordered and agree with the signals
+    phases = measure_phases(history)
+    assert phases["phase_memorization_end"] == summary["memorization_epoch"]
+    assert summary["memorization_epoch"] < phases["phase_circuit_end"] < summary["grok_epoch"]
+
+
+def _row(epoch, train_acc, test_acc, test_loss, ssw, restricted=None):
+    row = dict(epoch=epoch, train_acc=train_acc, test_acc=test_acc, test_loss=test_loss,
+               sum_sq_weights=ssw)
+    if restricted is not None:
+        row["restricted_loss"] = restricted
+    return row
+
+
+def test_measure_phases_on_a_constructed_history():
+    history = [
+        _row(0, 0.0, 0.0, 4.0, 100.0, 4.0),
+        _row(100, 1.0, 0.1, 9.0, 100.0, 6.0),   # memorized
+        _row(200, 1.0, 0.3, 5.0, 90.0, 1.0),
+        _row(300, 1.0, 0.6, 3.0, 70.0, 0.2),    # restricted <= 0.1 x test loss: circuit formed
+        _row(400, 1.0, 0.995, 0.5, 50.0, 0.01),  # grokked, weights still falling fast (20/100)
+        _row(500, 1.0, 1.0, 0.1, 40.0, 0.01),   # falling at 10/100: half the fastest rate, not under
+        _row(600, 1.0, 1.0, 0.05, 35.0, 0.01),  # 5/100 < 0.5 x 20/100: cleanup over
+        _row(700, 1.0, 1.0, 0.04, 34.0, 0.01),
+    ]
+    assert measure_phases(history) == {"phase_memorization_end": 100, "phase_circuit_end": 300,
+                                       "phase_cleanup_end": 600}
+    # without progress measures only memorization is measured; without grokking no cleanup end
+    bare = [{k: v for k, v in r.items() if k != "restricted_loss"} for r in history]
+    assert measure_phases(bare) == {"phase_memorization_end": 100, "phase_circuit_end": None,
+                                    "phase_cleanup_end": None}
+    no_grok = [dict(r, test_acc=min(r["test_acc"], 0.9)) for r in history]
+    assert measure_phases(no_grok)["phase_cleanup_end"] is None
