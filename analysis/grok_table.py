@@ -1,0 +1,207 @@
+"""The paper's Table 1 from a sweep in MLflow: one row per configuration, aggregated over seeds.
+
+    python -m analysis.grok_table --experiment NAME [--tracking-uri URI] [--format md|csv|latex]
+                                  [--out FILE] [--no-log]
+
+A configuration is (task, a, b, p, dtype, frac_train); the seeds (and anything else that varies)
+are aggregated. Columns: runs; grokked k/n; grok epoch median, min, max (over grokked runs);
+memorization epoch median; grok delay median; spikes (total over the runs); diverged and failed
+counts; label entropy and chi-square p-value; whether x^a and y^b are bijections; leakage (mean
+over runs); the paper's grok epoch for that (a, b, p) where it has one (analysis/data/
+seed_table1.csv; "no grok" where it reports none). Status and epochs come from the runs' tags;
+dataset statistics from their metrics. The table is also stored in the experiment as a run named
+``grok_table`` tagged ``grokcore.kind=analysis`` (artifacts grok_table.md/.csv/.tex), which
+readers skip; ``--no-log`` leaves the store untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from analysis.runs import (DEFAULT_TRACKING_URI, AnalysisError, client_for, fail,
+                           log_analysis_run, load_runs, tag_value)
+
+SEED_TABLE = Path(__file__).parent / "data" / "seed_table1.csv"
+KEYS = ("task", "a", "b", "p", "dtype", "frac_train")
+INT_KEYS = ("a", "b", "p")
+
+
+def seed_table() -> pd.DataFrame:
+    return pd.read_csv(SEED_TABLE)
+
+
+def paper_figure(seed: pd.DataFrame, task: str, a, b, p) -> str:
+    if task != "expmod":
+        return ""
+    hit = seed[(seed.a == a) & (seed.b == b) & (seed.p == p)]
+    if hit.empty:
+        return ""
+    row = hit.iloc[0]
+    return str(int(row.grok_epoch)) if int(row.grokked) else "no grok"
+
+
+def _tags(runs: pd.DataFrame, name: str) -> pd.Series:
+    col = f"tag.{name}"
+    if col not in runs:
+        return pd.Series([None] * len(runs), index=runs.index, dtype=object)
+    return runs[col].map(tag_value)
+
+
+def _metric(runs: pd.DataFrame, name: str) -> pd.Series:
+    col = f"metric.{name}"
+    return runs[col] if col in runs else pd.Series([float("nan")] * len(runs), index=runs.index)
+
+
+def build_table(runs: pd.DataFrame, seed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Aggregate trial runs (``analysis.runs.load_runs``) into one row per configuration."""
+    seed = seed_table() if seed is None else seed
+    if runs.empty:
+        return pd.DataFrame()
+    frame = pd.DataFrame({key: runs.get(f"param.{key}") for key in KEYS})
+    for key in INT_KEYS:
+        frame[key] = frame[key].map(lambda v: int(float(v)) if v is not None else -1)
+    frame["frac_train"] = frame["frac_train"].astype(float)
+    status = runs.get("tag.status", pd.Series(["failed"] * len(runs), index=runs.index)).fillna("failed")
+    frame["status"] = status
+    for name in ("grok_epoch", "memorization_epoch", "grok_delay", "n_spikes"):
+        frame[name] = _tags(runs, name).astype(float)
+    for name in ("label_entropy", "label_chi2_pvalue", "leakage", "bijective_a", "bijective_b"):
+        frame[name] = _metric(runs, name).astype(float)
+
+    rows = []
+    for key, group in frame.groupby(list(KEYS), sort=True):
+        grokked = group[group.status == "grokked"]
+        epochs = grokked.grok_epoch.dropna()
+        row = dict(zip(KEYS, key))
+        row.update({
+            "runs": len(group),
+            "grokked": len(grokked),
+            "grok_epoch_median": epochs.median() if len(epochs) else None,
+            "grok_epoch_min": epochs.min() if len(epochs) else None,
+            "grok_epoch_max": epochs.max() if len(epochs) else None,
+            "memorization_epoch_median": _median(group.memorization_epoch),
+            "grok_delay_median": _median(grokked.grok_delay),
+            "spikes": int(group.n_spikes.fillna(0).sum()),
+            "diverged": int((group.status == "diverged").sum()),
+            "failed": int((group.status == "failed").sum()),
+            "label_entropy": _median(group.label_entropy),
+            "label_chi2_pvalue": _median(group.label_chi2_pvalue),
+            "bijective_a": _flag(group.bijective_a),
+            "bijective_b": _flag(group.bijective_b),
+            "leakage": group.leakage.mean() if group.leakage.notna().any() else None,
+            "paper_grok_epoch": paper_figure(seed, row["task"], row["a"], row["b"], row["p"]),
+        })
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _median(values: pd.Series):
+    values = values.dropna()
+    return float(values.median()) if len(values) else None
+
+
+def _flag(values: pd.Series):
+    values = values.dropna()
+    return bool(values.iloc[0]) if len(values) else None
+
+
+# ---- rendering ---------------------------------------------------------------------------------
+HEADERS = ("task", "a", "b", "p", "dtype", "frac", "grokked", "grok epoch (median [range])",
+           "memorized", "delay", "spikes", "diverged", "failed", "label entropy", "chi2 p",
+           "x^a bij.", "y^b bij.", "leakage", "paper")
+
+
+def display_rows(table: pd.DataFrame) -> list[list[str]]:
+    out = []
+    for r in table.itertuples(index=False):
+        if r.grok_epoch_median is None or pd.isna(r.grok_epoch_median):
+            grok = "-"
+        elif r.grok_epoch_min == r.grok_epoch_max:
+            grok = _int(r.grok_epoch_median)
+        else:
+            grok = f"{_int(r.grok_epoch_median)} [{_int(r.grok_epoch_min)}-{_int(r.grok_epoch_max)}]"
+        out.append([r.task, str(r.a), str(r.b), str(r.p), r.dtype, f"{r.frac_train:g}",
+                    f"{r.grokked}/{r.runs}", grok, _int(r.memorization_epoch_median),
+                    _int(r.grok_delay_median), str(r.spikes), str(r.diverged), str(r.failed),
+                    _num(r.label_entropy, "{:.4f}"), _num(r.label_chi2_pvalue, "{:.3g}"),
+                    _yes(r.bijective_a), _yes(r.bijective_b), _num(r.leakage, "{:.3f}"),
+                    r.paper_grok_epoch or "-"])
+    return out
+
+
+def _int(v) -> str:
+    return "-" if v is None or pd.isna(v) else str(int(round(v)))
+
+
+def _num(v, fmt: str) -> str:
+    return "-" if v is None or pd.isna(v) else fmt.format(v)
+
+
+def _yes(v) -> str:
+    return "-" if v is None else ("yes" if v else "no")
+
+
+def render(table: pd.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    rows = display_rows(table)
+    if fmt == "md":
+        lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        def esc(s: str) -> str:
+            return s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("^", r"\^{}") \
+                    .replace("%", r"\%").replace("&", r"\&")
+        lines = [r"\begin{tabular}{" + "l" * len(HEADERS) + "}", r"\hline",
+                 " & ".join(esc(h) for h in HEADERS) + r" \\", r"\hline"]
+        lines += [" & ".join(esc(c) for c in r) + r" \\" for r in rows]
+        lines += [r"\hline", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
+    raise AnalysisError(f"unknown format {fmt!r}; choose md, csv or latex")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.grok_table",
+                                     description="Print the grok-epoch table (the paper's Table 1) "
+                                                 "of a sweep stored in MLflow.")
+    parser.add_argument("--experiment", required=True, help="MLflow experiment name of the sweep")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                        help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI})")
+    parser.add_argument("--format", choices=("md", "csv", "latex"), default="md",
+                        help="output format (default: md)")
+    parser.add_argument("--out", type=Path, default=None, help="write the table here too")
+    parser.add_argument("--no-log", action="store_true",
+                        help="do not store the table in the experiment as a 'grok_table' run")
+    args = parser.parse_args(argv)
+    try:
+        client = client_for(args.tracking_uri)
+        runs = load_runs(client, args.experiment)
+        if runs.empty:
+            raise AnalysisError(f"experiment {args.experiment!r} has no trial runs")
+        table = build_table(runs)
+        text = render(table, args.format)
+        if args.out:
+            try:
+                args.out.write_text(text)
+            except OSError as err:
+                raise AnalysisError(f"cannot write {args.out}: {err.strerror}") from None
+        if not args.no_log:
+            log_analysis_run(client, args.experiment, "grok_table",
+                             {"grok_table.md": render(table, "md"),
+                              "grok_table.csv": render(table, "csv"),
+                              "grok_table.tex": render(table, "latex")},
+                             tags={"n_trial_runs": str(len(runs))})
+    except AnalysisError as err:
+        return fail(str(err))
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""How uniform are the residues z = (x^a + y^b) mod p, and does uniformity go with grokking?
+
+    python -m analysis.residues --p 113 [--max-exp 9] [--frac 0.3] [--data-seed 598]
+                                [--split pairs|classes] [--plot FILE]
+                                [--experiment NAME [--tracking-uri URI]]
+
+For every (a, b) in 1..max-exp it prints the distinct labels, the normalised label entropy, the
+chi-square p-value against uniform labels, whether x -> x^a and y -> y^b are bijections, and the
+leakage of the split; all of them are the statistics of ``grokcore.tasks.expmod`` (the dataset
+is built exactly as training builds it), nothing is recomputed here.
+
+With ``--experiment`` it tests the seed paper's hypothesis (grokking needs uniform residues)
+against a sweep: for each (a, b) at this p, the grok rate and the median grok epoch of its runs,
+beside the label entropy, and Spearman rank correlations of entropy with grok rate and with grok
+epoch, with a permutation p-value (10,000 seeded shuffles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from analysis.runs import DEFAULT_TRACKING_URI, AnalysisError, client_for, fail, load_runs, tag_value
+
+
+def residue_table(p: int, max_exp: int, frac: float = 0.3, data_seed: int = 598,
+                  split: str = "pairs") -> pd.DataFrame:
+    from grokcore.config import ConfigError, RunConfig
+    from grokcore.tasks import build_dataset
+
+    rows = []
+    for a in range(1, max_exp + 1):
+        for b in range(1, max_exp + 1):
+            try:
+                cfg = RunConfig(p=p, a=a, b=b, frac_train=frac, data_seed=data_seed,
+                                split=split).validate()
+            except ConfigError as err:
+                raise AnalysisError(str(err)) from None
+            s = build_dataset(cfg).stats
+            rows.append({"a": a, "b": b, "distinct": s["n_distinct_labels"],
+                         "entropy": s["label_entropy"], "chi2_pvalue": s["label_chi2_pvalue"],
+                         "leakage": s["leakage"], "bijective_a": s["bijective_a"],
+                         "bijective_b": s["bijective_b"]})
+    return pd.DataFrame(rows)
+
+
+def format_residues(table: pd.DataFrame) -> str:
+    lines = [f"{'a':>2} {'b':>2} {'distinct':>8} {'entropy':>8} {'chi2 p':>10} {'leakage':>8} "
+             f"{'x^a bij':>7} {'y^b bij':>7}"]
+    for r in table.itertuples(index=False):
+        lines.append(f"{r.a:>2} {r.b:>2} {r.distinct:>8} {r.entropy:>8.4f} {r.chi2_pvalue:>10.3g} "
+                     f"{r.leakage:>8.3f} {'yes' if r.bijective_a else 'no':>7} "
+                     f"{'yes' if r.bijective_b else 'no':>7}")
+    return "\n".join(lines)
+
+
+def spearman(x: Sequence[float], y: Sequence[float], shuffles: int = 10_000,
+             seed: int = 0) -> tuple[float, float]:
+    """Spearman's rho (average ranks for ties) and a two-sided permutation p-value."""
+    import torch
+
+    xs, ys = pd.Series(list(x), dtype=float), pd.Series(list(y), dtype=float)
+    keep = xs.notna() & ys.notna()
+    xs, ys = xs[keep].rank(), ys[keep].rank()
+    if len(xs) < 3 or xs.nunique() < 2 or ys.nunique() < 2:
+        return float("nan"), float("nan")
+    rx = torch.tensor(xs.to_numpy(), dtype=torch.float64)
+    ry = torch.tensor(ys.to_numpy(), dtype=torch.float64)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    rho = float((rx @ ry) / (rx.norm() * ry.norm()))
+    gen = torch.Generator().manual_seed(seed)
+    perms = torch.argsort(torch.rand(shuffles, len(ry), generator=gen), dim=1)
+    null = (ry[perms] @ rx) / (rx.norm() * ry.norm())
+    p_value = float(((null.abs() >= abs(rho) - 1e-12).sum() + 1) / (shuffles + 1))
+    return rho, p_value
+
+
+def relate_to_sweep(table: pd.DataFrame, runs: pd.DataFrame, p: int) -> tuple[pd.DataFrame, str]:
+    """Per (a, b) at this p: runs, grok rate, median grok epoch, beside the residue statistics."""
+    if runs.empty:
+        raise AnalysisError("the experiment has no trial runs")
+    frame = pd.DataFrame({
+        "task": runs.get("param.task"),
+        "p": runs.get("param.p").map(tag_value),
+        "a": runs.get("param.a").map(tag_value),
+        "b": runs.get("param.b").map(tag_value),
+        "status": runs.get("tag.status", pd.Series(["failed"] * len(runs))).fillna("failed"),
+        "grok_epoch": runs.get("tag.grok_epoch", pd.Series([None] * len(runs))).map(tag_value),
+    })
+    frame = frame[(frame.task == "expmod") & (frame.p == p)]
+    if frame.empty:
+        raise AnalysisError(f"the experiment has no expmod runs with p={p}")
+    frame = frame[frame.status != "failed"]  # a failed run says nothing about grokking
+    agg = frame.groupby(["a", "b"]).agg(
+        runs=("status", "size"),
+        grok_rate=("status", lambda s: float((s == "grokked").mean())),
+        grok_epoch=("grok_epoch", lambda s: s.dropna().median() if s.notna().any() else float("nan")),
+    ).reset_index()
+    agg[["a", "b"]] = agg[["a", "b"]].astype(int)
+    merged = agg.merge(table, on=["a", "b"], how="left")
+    rho_rate, p_rate = spearman(merged.entropy, merged.grok_rate)
+    rho_epoch, p_epoch = spearman(merged.entropy, merged.grok_epoch)
+    lines = [f"{'a':>2} {'b':>2} {'runs':>4} {'grok rate':>9} {'grok epoch':>10} {'entropy':>8} "
+             f"{'chi2 p':>10} {'bijective':>9}"]
+    for r in merged.sort_values("entropy").itertuples(index=False):
+        epoch = "-" if pd.isna(r.grok_epoch) else str(int(r.grok_epoch))
+        lines.append(f"{r.a:>2} {r.b:>2} {r.runs:>4} {r.grok_rate:>9.3f} {epoch:>10} "
+                     f"{r.entropy:>8.4f} {r.chi2_pvalue:>10.3g} "
+                     f"{'yes' if r.bijective_a and r.bijective_b else 'no':>9}")
+    lines.append(f"Spearman rho(entropy, grok rate)  = {rho_rate:.3f} "
+                 f"(permutation p = {p_rate:.3g}, {len(merged)} configurations)")
+    lines.append(f"Spearman rho(entropy, grok epoch) = {rho_epoch:.3f} "
+                 f"(permutation p = {p_epoch:.3g}, grokked configurations only)")
+    return merged, "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.residues",
+                                     description="Uniformity of z = (x^a + y^b) mod p for every "
+                                                 "(a, b), and its relation to grokking in a sweep.")
+    parser.add_argument("--p", type=int, default=113, help="prime modulus (default: 113)")
+    parser.add_argument("--max-exp", type=int, default=9, help="exponents 1..this (default: 9)")
+    parser.add_argument("--frac", type=float, default=0.3, help="train share, for the leakage")
+    parser.add_argument("--data-seed", type=int, default=598, help="split seed, for the leakage")
+    parser.add_argument("--split", default="pairs", help="pairs or classes, for the leakage")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="write the distributions of z (the seed's Figure 2) to this PNG")
+    parser.add_argument("--experiment", default=None, help="relate to this MLflow experiment")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                        help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI})")
+    args = parser.parse_args(argv)
+    try:
+        from grokcore.config import MAX_EXPONENT
+
+        if not 1 <= args.max_exp <= MAX_EXPONENT:
+            raise AnalysisError(f"--max-exp {args.max_exp} is outside 1..{MAX_EXPONENT}")
+        table = residue_table(args.p, args.max_exp, args.frac, args.data_seed, args.split)
+        related = None
+        if args.experiment:
+            runs = load_runs(client_for(args.tracking_uri), args.experiment)
+            _, related = relate_to_sweep(table, runs, args.p)
+    except AnalysisError as err:
+        return fail(str(err))
+    print(format_residues(table))
+    if related:
+        print()
+        print(f"against experiment {args.experiment!r} (p = {args.p}; failed runs left out):")
+        print(related)
+    if args.plot:
+        from analysis.figures_progress import plot_residue_distribution
+
+        n = args.max_exp
+        pairs = [(a, a) for a in range(1, n + 1)]
+        plot_residue_distribution(args.p, pairs, args.plot)
+        print(f"figure: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

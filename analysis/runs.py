@@ -1,0 +1,159 @@
+"""Reading a sweep back from MLflow: trial runs as one DataFrame, their artifacts, their models.
+
+The layout is the contract written by the sweeps (README, "MLflow layout"): one run per trial,
+params = every RunConfig field (strings), tags ``status``, ``grokked``, ``grok_epoch``,
+``memorization_epoch``, ``grok_delay``, ``n_spikes`` (strings, "none" when absent), numeric end
+metrics, per-epoch metric histories and the artifacts ``history.csv``, ``model.pt``,
+``config.json``. Runs written by the analysis itself carry the tag ``KIND_TAG = "analysis"`` and
+are skipped here, as are runs without a ``task`` param (parent runs, anything else).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+KIND_TAG = "grokcore.kind"  # "analysis" on runs the analysis writes (tables, figures)
+END_TAGS = ("status", "grokked", "grok_epoch", "memorization_epoch", "grok_delay", "n_spikes")
+
+
+class AnalysisError(Exception):
+    """Bad input to an analysis command; the message is one line for the user."""
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def client_for(tracking_uri: str):
+    """An MlflowClient for the URI; a missing SQLite file is an error, not a new empty store."""
+    if tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri[len("sqlite:///"):])
+        if not path.exists():
+            raise AnalysisError(f"no MLflow store at {path} (--tracking-uri {tracking_uri})")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def experiment_id(client, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        known = ", ".join(sorted(e.name for e in client.search_experiments())) or "none"
+        raise AnalysisError(f"no MLflow experiment named {name!r}; known: {known}")
+    return exp.experiment_id
+
+
+def tag_value(value: Any) -> float | None:
+    """A tag or param string as a number; "none", "", missing and NaN give None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() in ("", "none", "nan", "null"):
+            return None
+        if value.lower() in ("true", "false"):
+            return float(value.lower() == "true")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def load_runs(client, experiment: str) -> pd.DataFrame:
+    """One row per trial run: ``run_id``, ``run_name``, ``param.*``, ``tag.*``, ``metric.*``."""
+    exp_id = experiment_id(client, experiment)
+    rows, token = [], None
+    while True:
+        page = client.search_runs([exp_id], max_results=1000, page_token=token)
+        for run in page:
+            tags, params = run.data.tags, run.data.params
+            if tags.get(KIND_TAG) == "analysis" or "task" not in params:
+                continue
+            row: dict[str, Any] = {"run_id": run.info.run_id,
+                                   "run_name": run.info.run_name}
+            row.update({f"param.{k}": v for k, v in params.items()})
+            row.update({f"tag.{k}": v for k, v in tags.items() if not k.startswith("mlflow.")})
+            row.update({f"metric.{k}": v for k, v in run.data.metrics.items()})
+            rows.append(row)
+        token = page.token
+        if not token:
+            break
+    return pd.DataFrame(rows)
+
+
+def download(client, run_id: str, artifact: str, dst: str | None = None) -> Path:
+    dst = dst or tempfile.mkdtemp(prefix="grokcore-")
+    try:
+        return Path(client.download_artifacts(run_id, artifact, dst))
+    except Exception as err:  # MLflow raises several types for a missing artifact
+        raise AnalysisError(f"run {run_id} has no artifact {artifact!r} ({type(err).__name__})") from None
+
+
+def load_config(client, run_id: str):
+    """The run's RunConfig, from its config.json artifact (or its params when that is missing)."""
+    from grokcore.config import RunConfig
+
+    try:
+        values = json.loads(download(client, run_id, "config.json").read_text())
+    except AnalysisError:
+        import dataclasses
+
+        params = client.get_run(run_id).data.params
+        values = {}
+        for f in dataclasses.fields(RunConfig):
+            if f.name in params:
+                kind = type(f.default)
+                raw = params[f.name]
+                values[f.name] = (raw.lower() == "true") if kind is bool else kind(raw)
+    known = {k: v for k, v in values.items() if k in RunConfig.__dataclass_fields__}
+    return RunConfig.from_dict(known).validate()
+
+
+def load_model(client, run_id: str):
+    """(cfg, dataset, model) of a run: its config, its dataset rebuilt, its final weights."""
+    import torch
+
+    from grokcore.model import Transformer
+    from grokcore.tasks import build_dataset
+
+    try:
+        client.get_run(run_id)
+    except Exception:
+        raise AnalysisError(f"no MLflow run with id {run_id!r}") from None
+    cfg = load_config(client, run_id)
+    dataset = build_dataset(cfg)
+    model = Transformer.for_run(cfg, dataset)
+    state = torch.load(download(client, run_id, "model.pt"), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return cfg, dataset, model
+
+
+def load_history(client, run_id: str) -> pd.DataFrame:
+    return pd.read_csv(download(client, run_id, "history.csv"))
+
+
+def log_analysis_run(client, experiment: str, name: str, files: dict[str, str | bytes],
+                     tags: dict[str, str] | None = None) -> str:
+    """A run tagged ``grokcore.kind=analysis`` holding ``files`` (name -> content) as artifacts."""
+    exp_id = experiment_id(client, experiment)
+    run = client.create_run(exp_id, run_name=name, tags={KIND_TAG: "analysis", **(tags or {})})
+    with tempfile.TemporaryDirectory() as tmp:
+        for fname, content in files.items():
+            path = os.path.join(tmp, fname)
+            mode = "wb" if isinstance(content, bytes) else "w"
+            with open(path, mode) as fh:
+                fh.write(content)
+            client.log_artifact(run.info.run_id, path)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id

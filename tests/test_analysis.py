@@ -1,0 +1,250 @@
+"""The analysis layer against a real MLflow SQLite store holding real (tiny) training runs.
+
+The store is written here in the sweeps' MLflow layout (README, "MLflow layout") with the MLflow
+client, from trainings run with grokcore's Trainer; nothing of MLflow is mocked.
+"""
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis import grok_table, inspect as inspect_cmd, residues
+from analysis.figures_progress import (
+    plot_attention_patterns, plot_embedding_fourier, plot_grok_heatmap, plot_loss_curves,
+    plot_neuron_fourier, plot_progress_measures, plot_residue_distribution, plot_unembed_fourier,
+)
+from analysis.runs import KIND_TAG, client_for, load_runs, tag_value
+from grokcore.cli import write_history_csv
+from grokcore.config import RunConfig
+from grokcore.progress import measure_phases, progress_measures
+from grokcore.tasks import build_dataset
+from grokcore.trainer import Trainer
+
+torch.set_num_threads(1)  # the machine is shared; see test_progress.py
+
+EXPERIMENT = "tiny_sweep"
+# A small model that groks p = 23 in under a thousand epochs (a few seconds here).
+TINY = dict(p=23, frac_train=0.5, lr=3e-3, weight_decay=3.0, d_model=64, d_head=16, d_mlp=256,
+            eval_every=10)
+STAT_METRICS = ("label_entropy", "label_chi2_pvalue", "leakage", "image_size_a", "image_size_b",
+                "bijective_a", "bijective_b", "n_train", "n_test")
+
+
+def _none(value):
+    return "none" if value is None else str(value)
+
+
+def log_trial(client, exp_id, cfg: RunConfig, workdir: Path):
+    """Train cfg and log it as the sweeps do; a run whose training raises is logged as failed."""
+    run = client.create_run(exp_id, run_name=f"a{cfg.a}b{cfg.b}p{cfg.p}s{cfg.seed}")
+    run_id = run.info.run_id
+    from mlflow.entities import Metric, Param
+
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in cfg.to_dict().items()])
+    try:
+        trainer = Trainer(cfg)
+        summary = trainer.run()
+    except Exception as err:  # a real failure, e.g. a device that is not there
+        client.set_tag(run_id, "status", "failed")
+        client.set_tag(run_id, "error", type(err).__name__)
+        client.set_terminated(run_id, "FAILED")
+        return run_id, None, None
+    for name in ("status", "grokked", "grok_epoch", "memorization_epoch", "grok_delay", "n_spikes"):
+        client.set_tag(run_id, name, _none(summary[name]))
+    end = {"grokked": float(summary["grokked"]), "epochs_run": summary["epochs_run"],
+           "seconds": summary["seconds"]}
+    for name in ("grok_epoch", "memorization_epoch", "grok_delay", "n_spikes"):
+        if summary[name] is not None:
+            end[name] = float(summary[name])
+    stats = trainer.dataset.stats
+    end.update({name: float(stats[name]) for name in STAT_METRICS})
+    metrics = [Metric(k, v, 0, 0) for k, v in end.items()]
+    for row in trainer.history:
+        metrics += [Metric(k, float(v), 0, int(row["epoch"])) for k, v in row.items()
+                    if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v)]
+    for start in range(0, len(metrics), 900):
+        client.log_batch(run_id, metrics=metrics[start:start + 900])
+    folder = workdir / run_id
+    folder.mkdir()
+    write_history_csv(trainer.history, folder / "history.csv")
+    torch.save(trainer.model.state_dict(), folder / "model.pt")
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    for name in ("history.csv", "model.pt", "config.json"):
+        client.log_artifact(run_id, str(folder / name))
+    client.set_terminated(run_id)
+    return run_id, trainer, summary
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory):
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=(root / "artifacts").as_uri())
+    configs = [
+        RunConfig(**TINY, epochs=1500, stop_after_grok=3, measure_every=50, seed=0),
+        RunConfig(**TINY, epochs=1500, stop_after_grok=3, seed=1),
+        RunConfig(**{**TINY, "lr": 10.0}, epochs=100, seed=2),  # diverges
+        RunConfig(**TINY, a=2, b=2, epochs=150, seed=0),  # x^2 is no bijection; too short to grok
+        RunConfig(**TINY, a=2, b=2, epochs=150, seed=1),
+        RunConfig(**TINY, a=2, b=2, epochs=150, seed=3, device="cuda:7"),  # fails: no such device
+        RunConfig(p=113, a=7, b=7, eval_every=10, epochs=20, seed=0),  # a row the paper has
+    ]
+    runs = {}
+    for cfg in configs:
+        run_id, trainer, summary = log_trial(client, exp_id, cfg, root)
+        runs[run_id] = (cfg, trainer, summary)
+    return {"uri": uri, "client": client, "runs": runs, "root": root}
+
+
+def _grokked_run(store):
+    return next((rid, t) for rid, (c, t, s) in store["runs"].items()
+                if s is not None and s["status"] == "grokked" and c.measure_every)
+
+
+def test_the_store_holds_what_the_table_needs(store):
+    statuses = sorted(s["status"] if s else "failed" for _, _, s in store["runs"].values())
+    # the fixture's runs cover every status the table counts
+    assert statuses.count("grokked") == 2 and "diverged" in statuses and "failed" in statuses
+    assert statuses.count("not_grokked") == 3
+
+
+def test_grok_table_rows_match_the_runs_tags(store, tmp_path, capsys):
+    client, uri = store["client"], store["uri"]
+    out = tmp_path / "table.csv"
+    assert grok_table.main(["--experiment", EXPERIMENT, "--tracking-uri", uri, "--format", "csv",
+                            "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == out.read_text()
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert len(table) == 3  # (1,1,23), (2,2,23), (7,7,113)
+    # expected values straight from the runs' own tags and params
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    trial_runs = [r for r in client.search_runs([exp.experiment_id]) if KIND_TAG not in r.data.tags]
+    for row in table.itertuples():
+        mine = [r for r in trial_runs if (int(r.data.params["a"]), int(r.data.params["b"]),
+                                          int(r.data.params["p"])) == (row.a, row.b, row.p)]
+        tags = [r.data.tags for r in mine]
+        grokked = [t for t in tags if t["status"] == "grokked"]
+        assert row.runs == len(mine)
+        assert row.grokked == len(grokked)
+        assert row.diverged == sum(t["status"] == "diverged" for t in tags)
+        assert row.failed == sum(t["status"] == "failed" for t in tags)
+        epochs = [int(t["grok_epoch"]) for t in grokked]
+        if epochs:
+            assert row.grok_epoch_median == statistics.median(epochs)
+            assert (row.grok_epoch_min, row.grok_epoch_max) == (min(epochs), max(epochs))
+            delays = [int(t["grok_delay"]) for t in grokked]
+            assert row.grok_delay_median == statistics.median(delays)
+        else:
+            assert math.isnan(row.grok_epoch_median)
+        mems = [int(t["memorization_epoch"]) for t in tags if tag_value(t.get("memorization_epoch"))]
+        if mems:
+            assert row.memorization_epoch_median == statistics.median(mems)
+        assert row.spikes == sum(int(t["n_spikes"]) for t in tags if "n_spikes" in t)
+        entropy = [r.data.metrics["label_entropy"] for r in mine if "label_entropy" in r.data.metrics]
+        assert row.label_entropy == pytest.approx(statistics.median(entropy))
+    by_key = {(r.a, r.b, r.p): r for r in table.itertuples()}
+    one = by_key[(1, 1, 23)]
+    assert (one.runs, one.grokked, one.diverged, one.bijective_a, one.leakage) == (3, 2, 1, True, 0.0)
+    two = by_key[(2, 2, 23)]
+    assert (two.runs, two.grokked, two.failed, two.bijective_a) == (3, 0, 1, False)
+    assert two.leakage > 0.5  # x^2 and y^2 collapse the inputs: most test pairs have a train twin
+    seven = by_key[(7, 7, 113)]
+    assert seven.paper_grok_epoch == "no grok" and not seven.bijective_a
+    assert isinstance(one.paper_grok_epoch, float) and math.isnan(one.paper_grok_epoch)  # not in the paper
+
+    # the table was stored as an analysis run, which readers skip
+    stored = [r for r in client.search_runs([exp.experiment_id])
+              if r.data.tags.get(KIND_TAG) == "analysis"]
+    assert len(stored) >= 1 and stored[0].info.run_name == "grok_table"
+    files = {a.path for a in client.list_artifacts(stored[0].info.run_id)}
+    assert {"grok_table.md", "grok_table.csv", "grok_table.tex"} <= files
+    assert len(load_runs(client_for(uri), EXPERIMENT)) == len(store["runs"])
+
+
+def test_grok_table_formats_and_errors(store, capsys, tmp_path):
+    uri = store["uri"]
+    assert grok_table.main(["--experiment", EXPERIMENT, "--tracking-uri", uri, "--no-log"]) == 0
+    md = capsys.readouterr().out
+    assert md.startswith("| task | a | b | p |") and "| expmod | 7 | 7 | 113 |" in md
+    assert "no grok" in md and "2/3" in md
+    assert grok_table.main(["--experiment", EXPERIMENT, "--tracking-uri", uri, "--no-log",
+                            "--format", "latex"]) == 0
+    assert r"\begin{tabular}" in capsys.readouterr().out
+    assert grok_table.main(["--experiment", "nope", "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no MLflow experiment named 'nope'") and err.count("\n") == 1
+    missing = f"sqlite:///{tmp_path / 'absent.db'}"
+    assert grok_table.main(["--experiment", EXPERIMENT, "--tracking-uri", missing]) == 2
+    assert "no MLflow store" in capsys.readouterr().err
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_inspect_a_run(store, tmp_path, capsys):
+    run_id, trainer = _grokked_run(store)
+    out = tmp_path / "inspect"
+    assert inspect_cmd.main([run_id, "--tracking-uri", store["uri"], "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    expected = progress_measures(trainer.model, trainer.cfg, trainer.dataset)
+    assert f"key frequencies     {' '.join(map(str, expected['key_freqs']))}" in text
+    assert f"excluded loss       {expected['excluded_loss']:.4g}" in text
+    for name in ("attention.png", "embedding_fourier.png", "neuron_fourier.png",
+                 "unembed_fourier.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert inspect_cmd.main(["0123456789abcdef", "--tracking-uri", store["uri"]]) == 2
+    assert "no MLflow run" in capsys.readouterr().err
+
+
+def test_residues_table_reuses_the_task_statistics(capsys):
+    assert residues.main(["--p", "113", "--max-exp", "9"]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l and l.split()[0].isdigit()]
+    assert len(lines) == 81
+    rows = {(int(l.split()[0]), int(l.split()[1])): l.split() for l in lines}
+    for a, b in [(7, 7), (1, 1), (2, 4)]:
+        stats = build_dataset(RunConfig(p=113, a=a, b=b)).stats
+        row = rows[(a, b)]
+        assert int(row[2]) == stats["n_distinct_labels"]
+        assert float(row[3]) == pytest.approx(stats["label_entropy"], abs=1e-4)
+        assert float(row[5]) == pytest.approx(stats["leakage"], abs=1e-3)
+    assert [a for a in range(1, 10) if rows[(a, 1)][6] == "yes"] == [1, 3, 5, 9]
+    assert rows[(1, 1)][3] == "1.0000" and float(rows[(7, 7)][3]) < 0.99
+    assert residues.main(["--p", "24"]) == 2
+    assert "not prime" in capsys.readouterr().err
+
+
+def test_residues_against_a_sweep(store, capsys):
+    assert residues.main(["--p", "23", "--max-exp", "2", "--experiment", EXPERIMENT,
+                          "--tracking-uri", store["uri"]]) == 0
+    out = capsys.readouterr().out
+    assert "grok rate" in out and "spearman" in out.lower()
+    # (1,1): 2 of 3 runs grokked; (2,2): 0 of 3
+    assert "0.667" in out and "0.000" in out
+
+
+def test_every_figure_writes_a_png(store, tmp_path):
+    run_id, trainer = _grokked_run(store)
+    cfg, model, ds, history = trainer.cfg, trainer.model, trainer.dataset, trainer.history
+    phases = measure_phases(history)
+    table = grok_table.build_table(load_runs(client_for(store["uri"]), EXPERIMENT))
+    paths = {
+        "loss": plot_loss_curves(history, tmp_path / "loss.png", phases),
+        "progress": plot_progress_measures(history, tmp_path / "progress.png", phases),
+        "embed": plot_embedding_fourier(model, cfg, tmp_path / "embed.png"),
+        "neurons": plot_neuron_fourier(model, cfg, ds, tmp_path / "neurons.png"),
+        "unembed": plot_unembed_fourier(model, cfg, tmp_path / "unembed.png"),
+        "attention": plot_attention_patterns(model, cfg, ds, tmp_path / "attention.png"),
+        "residues": plot_residue_distribution(113, [(1, 1), (7, 7)], tmp_path / "residues.png"),
+        "heatmap": plot_grok_heatmap(table, tmp_path / "heatmap.png", p=23),
+    }
+    for name, path in paths.items():
+        data = Path(path).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
