@@ -226,8 +226,7 @@ def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str
     for (a, b), row in cells.iterrows():
         grid[a - 1, b - 1] = row.epoch
     fig, ax = plt.subplots(figsize=(1 + 0.7 * n, 0.7 * n + 0.5))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("lightgrey")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, origin="lower",
                       extent=(0.5, n + 0.5, 0.5, n + 0.5))
     for (a, b), row in cells.iterrows():

@@ -40,6 +40,7 @@ def client_for(tracking_uri: str):
         path = Path(tracking_uri[len("sqlite:///"):])
         if not path.exists():
             raise AnalysisError(f"no MLflow store at {path} (--tracking-uri {tracking_uri})")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep stderr for errors
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)

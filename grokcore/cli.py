@@ -90,7 +90,9 @@ class RunDirectory:
 
 def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        # rows may differ in keys (progress measures come every measure_every epochs only)
+        names = list(dict.fromkeys(k for row in history for k in row))
+        writer = csv.DictWriter(fh, fieldnames=names)
         writer.writeheader()
         writer.writerows(history)
 
