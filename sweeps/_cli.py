@@ -26,12 +26,15 @@ FIELD_NAMES = [f.name for f in FIELDS]
 
 
 def add_grid_options(parser: argparse.ArgumentParser, defaults: Mapping[str, Any] | None = None,
-                     skip: Iterable[str] = ()) -> None:
+                     skip: Iterable[str] = (), default_help: Mapping[str, str] | None = None,
+                     ) -> None:
     """One option per RunConfig field, each taking one or more values (booleans: one).
 
     ``defaults`` replaces a field's default for this script (shown in --help); a default of None
-    means "not given" so the script can tell (e.g. to fall back to a table of rows).
+    means "not given" so the script can tell (e.g. to fall back to a table of rows);
+    ``default_help`` then says in words what happens by default.
     """
+    default_help = dict(default_help or {})
     defaults = dict(defaults or {})
     skip = set(skip)
     group = parser.add_argument_group(
@@ -50,7 +53,7 @@ def add_grid_options(parser: argparse.ArgumentParser, defaults: Mapping[str, Any
             group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=default, help=f.metadata["help"])
             continue
-        shown = "none" if default is None else default
+        shown = default_help.get(f.name, "none" if default is None else default)
         group.add_argument(*flags, dest=f.name, type=kind, nargs="+", metavar=kind.__name__.upper(),
                            default=None if default is None else [default],
                            help=f"{f.metadata['help']} (default: {shown})")

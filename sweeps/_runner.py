@@ -60,6 +60,7 @@ STATE_FILE = "trainer.pt"
 FAULT_MARKER = "fault_injected"
 ARTIFACTS = ("history.csv", "model.pt", "config.json", "dataset_stats.json", "summary.json",
              "curves.png")
+DONE_STATUSES = ("grokked", "not_grokked", "diverged")
 END_VALUES = ("status", "grokked", "grok_epoch", "memorization_epoch", "grok_delay", "n_spikes")
 
 
@@ -117,15 +118,21 @@ def trial_key(sweep: str, cfg_json: str) -> str:
 
 
 def grid_param_space(configs: Sequence[RunConfig], sweep: str,
-                     fault: FaultInjection | None = None) -> dict[str, Any]:
-    """Tune's param_space for a grid: one grid_search entry per RunConfig, keyed and indexed."""
+                     fault: FaultInjection | None = None, fault_dir: str = "") -> dict[str, Any]:
+    """Tune's param_space for a grid: one grid_search entry per RunConfig, keyed and indexed.
+
+    ``fault_dir`` (with ``fault``) is where the trials remember that their fault was injected;
+    it must be visible to every node (the sweep's folder under a shared storage).
+    """
     entries = []
     for i, cfg in enumerate(configs):
+        faulty = fault is not None and i in fault.trials
         entries.append({
             "index": i,
             "key": trial_key(sweep, cfg.to_json()),
             "run": cfg.to_dict(),
-            "fail_at_epoch": fault.at_epoch if fault and i in fault.trials else 0,
+            "fail_at_epoch": fault.at_epoch if faulty else 0,
+            "fault_dir": fault_dir if faulty else "",
         })
     return {"trial": tune.grid_search(entries)}
 
@@ -183,8 +190,11 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
             state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
             finished = (Path(folder) / "summary.json").exists()
         trainer.load_state_dict(state)
-    fail_at = int(tune_config.get("trial", {}).get("fail_at_epoch", 0))
-    reporter = TuneReporter(start_epoch=trainer.epoch, fail_at_epoch=fail_at)
+    entry = tune_config.get("trial", {})
+    marker = (Path(entry["fault_dir"]) / f"{entry['key']}.{FAULT_MARKER}"
+              if entry.get("fail_at_epoch") else None)
+    reporter = TuneReporter(start_epoch=trainer.epoch, fail_at_epoch=entry.get("fail_at_epoch", 0),
+                            fault_marker=marker)
     trainer.callbacks = [reporter]
     if finished:
         reporter.on_end(trainer, trainer.summary())
@@ -204,15 +214,17 @@ def _numeric(row: Mapping[str, Any]) -> dict[str, float]:
 class TuneReporter:
     """Trainer callback: each evaluation -> tune.report; at the cadence, with a checkpoint."""
 
-    def __init__(self, start_epoch: int = 0, fail_at_epoch: int = 0):
+    def __init__(self, start_epoch: int = 0, fail_at_epoch: int = 0,
+                 fault_marker: Path | None = None):
         self.start_epoch = start_epoch
         self.fail_at_epoch = fail_at_epoch
+        self.fault_marker = fault_marker
 
     def _maybe_fail(self, epoch: int) -> None:
         if not self.fail_at_epoch or epoch < self.fail_at_epoch:
             return
-        marker = Path(tune.get_context().get_trial_dir()) / FAULT_MARKER
-        if marker.exists():
+        marker = self.fault_marker
+        if marker is None or marker.exists():
             return
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"fault injected at epoch {epoch}\n")
@@ -338,6 +350,7 @@ class MLflowTrialLogger(tune.Callback):
         self._last_step: dict[str, int] = {}  # run id -> last logged epoch
         self._ends: dict[str, dict[str, Any]] = {}  # trial key -> end payload
         self._checkpoints: dict[str, Any] = {}  # trial key -> latest Checkpoint
+        self._closed: set[str] = set()  # trial keys whose runs were finished before this process
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
         return {"tracking_uri": self.tracking_uri, "experiment": self.experiment,
@@ -369,12 +382,17 @@ class MLflowTrialLogger(tune.Callback):
 
         if key in self._runs:
             run_id = self._runs[key]
-            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            if key not in self._closed:
+                self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
             return run_id
         run = self.find_run(key)
         if run is not None:
             run_id = run.info.run_id
-            if run.info.status != "RUNNING":
+            if run.info.status == "FINISHED" and run.data.tags.get("status") in DONE_STATUSES:
+                # Finished before an interruption and run again by a resume (Tune's state was
+                # saved before it ended): it only reports its end again; keep the run as it is.
+                self._closed.add(key)
+            elif run.info.status != "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
             steps = [m.step for m in self.client.get_metric_history(run_id, "train_loss")]
             self._last_step[run_id] = max(steps) if steps else -1
@@ -459,6 +477,8 @@ class MLflowTrialLogger(tune.Callback):
         key = self._key(trial)
         run_id = self._runs.get(key) or self.attach(key, config_from_tune(trial.config),
                                                     trial.trial_id, index_of(trial.config))
+        if key in self._closed:
+            return
         if isinstance(result.get("row"), Mapping):
             self.log_row(run_id, result["row"])
         if isinstance(result.get("end"), Mapping):
@@ -470,6 +490,8 @@ class MLflowTrialLogger(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         key = self._key(trial)
         run_id = self._runs.get(key) or self.attach(key, config_from_tune(trial.config))
+        if key in self._closed:
+            return
         end = self._ends.pop(key, None) or (trial.last_result or {}).get("end")
         checkpoint = self._checkpoints.pop(key, None) or trial.checkpoint
         error = None if end else "the trial ended without reporting its end"
@@ -659,11 +681,12 @@ def connect_ray(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
-    # Workers import this checkout's grokcore/sweeps/analysis, as the driver does.
+    kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=True)
+    # Workers must import this checkout's grokcore/sweeps/analysis, as the driver does.
     root = str(Path(__file__).resolve().parents[1])
-    pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    runtime_env = {"env_vars": {"PYTHONPATH": pythonpath}}
-    kwargs = dict(logging_level=logging.WARNING, runtime_env=runtime_env, log_to_driver=True)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in (str(Path(p).resolve()) for p in paths):
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join([root, *paths])}}
     try:
         if address is None:
             ray.init(address="local", include_dashboard=False, **kwargs)
@@ -784,6 +807,7 @@ def run_sweep(
 
     # Forced experiment snapshots (num_to_keep) are what makes a resume exact: no warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: only our progress lines
     started_ray = connect_ray(address)
     try:
         experiment_id = ensure_experiment(tracking_uri, experiment)  # the store exists from here
@@ -797,7 +821,7 @@ def run_sweep(
             if searching:
                 space = {"base": base.to_dict(), **param_space}
             else:
-                space = grid_param_space(configs, name, fault)
+                space = grid_param_space(configs, name, fault, f"{path}/injected_faults")
             n_trials = num_samples if searching else len(configs)
             printer = ProgressPrinter(labels, n_trials, progress_every_s, name)
             tuner = tune.Tuner(
@@ -805,7 +829,7 @@ def run_sweep(
                 param_space=space,
                 tune_config=tune.TuneConfig(
                     search_alg=search_alg, num_samples=num_samples, metric=metric, mode=mode,
-                    max_concurrent_trials=max_concurrent or None,
+                    max_concurrent_trials=max_concurrent or None, reuse_actors=True,
                     trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
                 run_config=tune.RunConfig(
                     name=name, storage_path=storage, verbose=0,
