@@ -212,7 +212,7 @@ def sweep_main(parser: argparse.ArgumentParser,
 
     ``build_grid(args)`` turns the parsed options into RunConfigs (raise ConfigError on a bad
     combination). Exit codes: 0 all trials ended (grokked, not_grokked or diverged), 1 some trial
-    failed, 2 invalid settings (nothing started, nothing written).
+    failed or the sweep was interrupted, 2 invalid settings (nothing started, nothing written).
     """
     args = parser.parse_args(argv)
     try:
@@ -245,4 +245,8 @@ def sweep_main(parser: argparse.ArgumentParser,
     print(f"\n{len(result.outcomes)} trials in {result.seconds:.0f} s "
           f"(sweep {result.name!r}, MLflow experiment {result.experiment!r})")
     print(f"look at them with:  {result.ui_command}")
-    return 1 if any(o.status == "failed" for o in result.outcomes) else 0
+    unfinished = sum(o.status == "unfinished" for o in result.outcomes)
+    if unfinished:
+        print(f"{unfinished} trials did not finish (interrupted): run the same command with "
+              f"--resume --name {result.name} to continue them")
+    return 1 if any(o.status in ("failed", "unfinished") for o in result.outcomes) else 0

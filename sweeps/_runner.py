@@ -405,6 +405,8 @@ class MLflowTrialLogger(tune.Callback):
             if index is not None:
                 tags["grid_index"] = str(index)
             name = _run_name(cfg, index) if cfg is not None else None
+            if name and index is None and trial_id:
+                name = f"{name}-{trial_id}"  # search trials: no grid index to tell them apart
             run = self.client.create_run(self._experiment_id, run_name=name, tags=tags)
             run_id = run.info.run_id
             if cfg is not None:
@@ -500,51 +502,66 @@ class MLflowTrialLogger(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         key = self._key(trial)
         run_id = self._runs.get(key) or self.attach(key, config_from_tune(trial.config))
+        if key in self._closed:
+            return
         self.finish(key, run_id, None, None, error=_error_text(trial))
 
     # ---- after fit: make MLflow agree with Tune ---------------------------------------------
-    def reconcile(self, results, configs_by_key: Mapping[str, RunConfig]) -> list[TrialOutcome]:
+    def reconcile(self, results, configs: Sequence[RunConfig] = ()) -> list[TrialOutcome]:
         """Close every run of this sweep: finish what Tune finished, fail what errored, mark
-        runs of trials that never ended (an interrupted sweep) KILLED until a resume."""
+        runs of trials that never ended (an interrupted sweep) KILLED until a resume. Trials
+        that never started get no run."""
         outcomes = []
         seen = set()
         for result in results:
             tune_config = result.config or {}
-            trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-            key = key_of(tune_config, trial_id, self.sweep)
+            if tune_config:
+                trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+                key, cfg = key_of(tune_config, trial_id, self.sweep), config_from_tune(tune_config)
+                index = index_of(tune_config)
+            else:  # never started: Tune kept no config; the folder name has the grid index
+                index = _index_from_dirname(Path(result.path).name)
+                if index is None or index >= len(configs):
+                    continue
+                cfg, trial_id = configs[index], None
+                key = trial_key(self.sweep, cfg.to_json())
             seen.add(key)
-            cfg = config_from_tune(tune_config) if tune_config else None
             run = self.find_run(key)
             end = (result.metrics or {}).get("end")
             if run is not None and run.info.status in ("FINISHED", "FAILED") \
                     and "status" in run.data.tags:
                 tags = run.data.tags
-                outcomes.append(TrialOutcome(
+                outcome = TrialOutcome(
                     key=key, config=cfg, status=tags["status"],
                     grok_epoch=_int_or_none(tags.get("grok_epoch")),
                     memorization_epoch=_int_or_none(tags.get("memorization_epoch")),
                     epochs_run=_int_or_none(run.data.metrics.get("epochs_run")),
-                    run_id=run.info.run_id, error=tags.get("error")))
-                continue
-            run_id = self.attach(key, cfg, trial_id, index_of(tune_config))
-            if end:
-                outcome = self.finish(key, run_id, end, result.checkpoint)
+                    run_id=run.info.run_id, error=tags.get("error"))
+            elif end:
+                outcome = self.finish(key, self.attach(key, cfg, trial_id, index), end,
+                                      result.checkpoint)
             elif result.error is not None:
-                outcome = self.finish(key, run_id, None, None, error=_one_line(result.error))
-            else:  # interrupted: leave it to --resume
-                self.client.set_terminated(run_id, "KILLED")
+                outcome = self.finish(key, self.attach(key, cfg, trial_id, index), None, None,
+                                      error=_one_line(result.error))
+            else:  # interrupted (or never started): --resume continues it
+                run_id = run.info.run_id if run is not None else None
+                if run_id is not None and run.info.status == "RUNNING":
+                    self.client.set_terminated(run_id, "KILLED")
                 outcome = TrialOutcome(key=key, config=cfg, status="unfinished", run_id=run_id)
             outcome.config = cfg
-            outcomes.append(outcome)
+            outcomes.append((index if index is not None else len(outcomes), outcome))
         # Runs of this sweep that no trial owns, still RUNNING: close them.
         for run in self.client.search_runs([self._experiment_id],
                                            f"tags.sweep = '{self.sweep}' and "
                                            "attributes.status = 'RUNNING'"):
             if run.data.tags.get("trial_key") not in seen:
                 self.client.set_terminated(run.info.run_id, "KILLED")
-        order = {k: i for i, k in enumerate(configs_by_key)}
-        outcomes.sort(key=lambda o: order.get(o.key, len(order)))
-        return outcomes
+        return [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
+
+
+def _index_from_dirname(name: str) -> int | None:
+    parts = name.split("_")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "trial" and parts[1].isdigit() else None
 
 
 def _run_name(cfg: RunConfig, index: int | None) -> str:
@@ -838,8 +855,7 @@ def run_sweep(
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
             )
         results = tuner.fit()
-        outcomes = MLflowTrialLogger(tracking_uri, experiment, name).reconcile(
-            results, {trial_key(name, c.to_json()): c for c in configs})
+        outcomes = MLflowTrialLogger(tracking_uri, experiment, name).reconcile(results, configs)
     finally:
         if started_ray:
             import ray
