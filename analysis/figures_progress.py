@@ -243,3 +243,26 @@ def _sparse_ticks(ax, labels: list[str], every: int = 0) -> None:
     every = every or max(1, len(labels) // 24)
     ax.set_xticks(range(0, len(labels), every))
     ax.set_xticklabels(labels[::every], rotation=90, fontsize=6)
+
+
+def write_run_figures(trainer, folder) -> dict[str, Any]:
+    """The figures of one finished run, written into ``folder``; returns its measured phases.
+
+    Every run gets ``loss_phases.png``; a run the progress measures apply to (expmod with two
+    operands and an MLP) also gets the progress measures over training and the Fourier views of
+    its final weights. The sweep runner logs whatever lands in the folder to MLflow.
+    """
+    folder = Path(folder)
+    cfg, history = trainer.cfg, trainer.history
+    phases = progress.measure_phases(history, cfg.memorize_acc, cfg.grok_acc)
+    plot_loss_curves(history, folder / "loss_phases.png", phases)
+    if not progress.measures_apply(cfg):
+        return phases
+    model = trainer.model.to("cpu")
+    if any("restricted_loss" in row for row in history):
+        plot_progress_measures(history, folder / "progress_measures.png", phases)
+    plot_embedding_fourier(model, cfg, folder / "embedding_fourier.png")
+    plot_neuron_fourier(model, cfg, trainer.dataset, folder / "neuron_fourier.png")
+    plot_unembed_fourier(model, cfg, folder / "unembed_fourier.png")
+    plot_attention_patterns(model, cfg, trainer.dataset, folder / "attention.png")
+    return phases

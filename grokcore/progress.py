@@ -57,6 +57,11 @@ MEASURES = ("restricted_loss", "excluded_loss", "gini_embed", "gini_unembed",
 KEY_FREQS = "key_freqs"  # a string such as "4 11 14" in the history row (not a number)
 
 
+def measures_apply(cfg: RunConfig) -> bool:
+    """The progress measures are defined for expmod with two operands and an MLP."""
+    return cfg.task == "expmod" and cfg.n_operands == 2 and not cfg.attn_only
+
+
 def check_supported(cfg: RunConfig) -> None:
     """Raise ConfigError when progress measures are asked for a run they are not defined for."""
     if cfg.measure_every < 0:

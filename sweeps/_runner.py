@@ -58,8 +58,6 @@ from sweeps._cli import FIELD_NAMES, prepare_configs, varying_fields
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 STATE_FILE = "trainer.pt"
 FAULT_MARKER = "fault_injected"
-ARTIFACTS = ("history.csv", "model.pt", "config.json", "dataset_stats.json", "summary.json",
-             "curves.png")
 DONE_STATUSES = ("grokked", "not_grokked", "diverged")
 END_VALUES = ("status", "grokked", "grok_epoch", "memorization_epoch", "grok_delay", "n_spikes")
 
@@ -250,6 +248,7 @@ class TuneReporter:
         import torch
 
         from analysis.figures import plot_training_curves
+        from analysis.figures_progress import write_run_figures
         from grokcore.cli import write_history_csv
 
         stats = _jsonable(trainer.dataset.stats)
@@ -264,6 +263,7 @@ class TuneReporter:
             (folder / "summary.json").write_text(json.dumps(summary, indent=2))
             plot_training_curves(trainer.history, summary, folder / "curves.png",
                                  title=_title(trainer.cfg, summary))
+            summary.update(write_run_figures(trainer, folder))  # phase_* ends join the summary
             last = trainer.history[-1] if trainer.history else {}
             result = {**_numeric(last), "timesteps_total": trainer.epoch,
                       "start_epoch": self.start_epoch, "grokked": int(bool(summary["grokked"])),
@@ -444,7 +444,8 @@ class MLflowTrialLogger(tune.Callback):
             tags["error"] = error[-4000:]
         metrics = []
         step = int(summary.get("epochs_run") or 0)
-        for name in END_VALUES[1:] + ("epochs_run", "seconds"):
+        phases = tuple(k for k in summary if k.startswith("phase_"))
+        for name in END_VALUES[1:] + ("epochs_run", "seconds") + phases:
             value = summary.get(name)
             if value is not None:
                 metrics.append(Metric(name, float(value), now, step))
@@ -458,9 +459,9 @@ class MLflowTrialLogger(tune.Callback):
             client.set_tag(run_id, name, value)
         if checkpoint is not None and end:
             with checkpoint.as_directory() as folder:
-                for name in ARTIFACTS:
-                    if (Path(folder) / name).exists():
-                        client.log_artifact(run_id, str(Path(folder) / name))
+                for path in sorted(Path(folder).iterdir()):
+                    if path.is_file() and path.name != STATE_FILE:  # every artifact, figures too
+                        client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, "FAILED" if tags["status"] == "failed" else "FINISHED")
         return TrialOutcome(key=key, config=None, status=tags["status"],
                             grok_epoch=summary.get("grok_epoch"),
