@@ -129,7 +129,7 @@ def attention_figure(model, dataset: Dataset, path: str | Path, example: int | N
     n_heads = pattern.shape[0]
     fig, axes = plt.subplots(1, n_heads, figsize=(5.5 * n_heads, 5), squeeze=False)
     for h, ax in enumerate(axes[0]):
-        ax.imshow(pattern[h], cmap="viridis", vmin=0, vmax=1)
+        ax.imshow(pattern[h].numpy(), cmap="viridis", vmin=0, vmax=1)
         ax.set_xticks(range(len(labels)), labels, fontsize=5, rotation=90)
         ax.set_yticks(range(len(labels)), labels, fontsize=5)
         ax.set_xlabel("key (attended) token")
