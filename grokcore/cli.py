@@ -1,7 +1,8 @@
 """Command line for one run: ``python -m grokcore train [options]`` and ``python -m grokcore tasks``.
 
 Every RunConfig field is an option (``--frac`` for frac_train; ``--seed`` for the weight seed),
-with the help text written beside the field in grokcore/config.py.
+with the help text written beside the field in grokcore/config.py. ``--task`` applies that task's
+defaults (and ``--preset`` a named preset) to every option not given on the command line.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from grokcore.config import ConfigError, RunConfig
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per RunConfig field, defaulting to the field's default."""
+    """One option per RunConfig field. Options not given stay out of the namespace, so that
+    ``config_from_args`` can apply the task's defaults and the preset beneath them."""
     for f in dataclasses.fields(RunConfig):
         flags = [f"--{f.name.replace('_', '-')}"]
         if "flag" in f.metadata:
@@ -29,16 +31,25 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         kind = type(f.default)
         if kind is bool:
             parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=f.default, help=f.metadata["help"])
+                                default=argparse.SUPPRESS,
+                                help=f"{f.metadata['help']} (default: {f.default})")
         else:
-            parser.add_argument(*flags, dest=f.name, type=kind, default=f.default,
+            parser.add_argument(*flags, dest=f.name, type=kind, default=argparse.SUPPRESS,
                                 metavar=kind.__name__.upper(),
                                 help=f"{f.metadata['help']} (default: {f.default})")
+    parser.add_argument("--preset", default=None,
+                        help="named settings of a seed experiment (see README), under the options given")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     names = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{k: v for k, v in vars(args).items() if k in names})
+    given = {k: v for k, v in vars(args).items() if k in names}
+    preset = getattr(args, "preset", None)
+    if preset is not None and "task" not in given:
+        from grokcore.tasks import PRESETS
+
+        given["task"] = PRESETS[preset][0] if preset in PRESETS else "expmod"
+    return RunConfig.for_task(given.pop("task", "expmod"), preset, **given)
 
 
 class ProgressBar:

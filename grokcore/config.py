@@ -14,7 +14,9 @@ from typing import Any
 
 DTYPES = ("float32", "float64")
 ACTIVATIONS = ("relu", "gelu")
-SPLITS = ("pairs", "classes")
+SPLITS = ("pairs", "classes", "random", "sequential")  # each task accepts its own subset
+ENCODINGS = ("token", "digits")
+GCD_SAMPLINGS = ("uniform", "loguniform", "loguniform_gcd")
 MAX_EXPONENT = 9
 MAX_EXAMPLES = 2_000_000  # p ** n_operands above this does not fit a full batch on a laptop
 
@@ -36,8 +38,23 @@ class RunConfig:
     b: int = _f(1, f"exponent of y and of every later operand, 1..{MAX_EXPONENT} (expmod)")
     n_operands: int = _f(2, "number of operands k in (x1^a + x2^b + ... + xk^b) mod p (expmod)")
     frac_train: float = _f(0.3, "share of the examples used for training, in (0, 1)", flag="frac")
-    split: str = _f("pairs", "how to split: 'pairs' splits the inputs (x, y) as the seed paper "
-                    "does; 'classes' splits the classes (u, v) = (x^a, y^b) so nothing leaks")
+    split: str = _f("pairs", "how to split: expmod 'pairs' splits the inputs (x, y) as the seed "
+                    "paper does, 'classes' the classes (u, v) = (x^a, y^b) so nothing leaks; "
+                    "primality/coprimality/sorting 'random', or 'sequential' (train on the first "
+                    "frac of the numbers, as the seed's primality run)")
+    n_max: int = _f(0, "range of the numbers: primality 1..n_max, coprimality pairs in 1..n_max, "
+                    "gcd operands 1..n_max, sorting values 0..n_max-1 (0: the task's default)")
+    encoding: str = _f("token", "primality/coprimality input: 'token' (one token per number, the "
+                       "seed's) or 'digits' (fixed-width base-`base` digit tokens)")
+    base: int = _f(10, "base of the digit tokens (primality/coprimality with digits; gcd)")
+    n_examples: int = _f(0, "examples to draw: gcd training pairs, sorting lists (0: the task's "
+                         "default)")
+    gcd_sampling: str = _f("loguniform", "gcd training operands: 'uniform', 'loguniform', or "
+                           "'loguniform_gcd' (log-uniform operands and log-uniform GCDs)")
+    gcd_test_per_gcd: int = _f(30, "gcd test set: pairs for each GCD 1..100 (k times a coprime pair)")
+    list_len: int = _f(10, "sorting: list length (the longest when variable_len)")
+    variable_len: bool = _f(False, "sorting: draw each list's length uniformly in 2..list_len")
+    repeats: bool = _f(False, "sorting: lists may repeat values")
     data_seed: int = _f(598, "seed of the train/test split (598 as in the seed's notebooks)")
     # --- model ------------------------------------------------------------------------------
     n_layers: int = _f(1, "transformer blocks")
@@ -59,6 +76,7 @@ class RunConfig:
     warmup_epochs: int = _f(0, "linear learning-rate warm-up over this many epochs (0: none)")
     loss_dtype: str = _f("float64", "dtype of log-softmax in the loss: float64 (the seed's) or "
                          "float32 (to study softmax collapse and spikes)")
+    batch_size: int = _f(0, "minibatch size; 0: full batch, one optimiser step per epoch")
     # --- budget and cadences ----------------------------------------------------------------
     epochs: int = _f(40_000, "full-batch epochs (one optimiser step each)")
     eval_every: int = _f(100, "evaluate train and test metrics every this many epochs")
@@ -86,6 +104,8 @@ class RunConfig:
         _choice("loss_dtype", self.loss_dtype, DTYPES)
         _choice("act", self.act, ACTIVATIONS)
         _choice("split", self.split, SPLITS)
+        _choice("encoding", self.encoding, ENCODINGS)
+        _choice("gcd_sampling", self.gcd_sampling, GCD_SAMPLINGS)
         if not 0.0 < self.frac_train < 1.0:
             raise ConfigError(f"frac_train={self.frac_train} is outside (0, 1); give a share such "
                               "as 0.3 (--frac)")
@@ -93,7 +113,8 @@ class RunConfig:
             _positive(name, getattr(self, name))
         if not self.attn_only:
             _positive("d_mlp", self.d_mlp)
-        for name in ("warmup_epochs", "checkpoint_every", "stop_after_grok"):
+        for name in ("warmup_epochs", "checkpoint_every", "stop_after_grok", "n_max", "n_examples",
+                     "batch_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} is negative; use 0 to turn it off")
         if self.checkpoint_every % self.eval_every:
@@ -119,6 +140,25 @@ class RunConfig:
         return self
 
     # ----------------------------------------------------------------------------------------
+    @classmethod
+    def for_task(cls, task: str = "expmod", preset: str | None = None, **overrides: Any) -> "RunConfig":
+        """A config with the task's defaults (then a named preset, then ``overrides``) applied."""
+        from grokcore.tasks import PRESETS, TASKS
+
+        if task not in TASKS:
+            raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(sorted(TASKS))}")
+        values = dict(getattr(TASKS[task], "defaults", {}))
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
+            preset_task, preset_values = PRESETS[preset]
+            if preset_task != task:
+                raise ConfigError(f"preset {preset!r} is for task {preset_task!r}, not {task!r}; "
+                                  f"pass --task {preset_task}")
+            values.update(preset_values)
+        values.update(overrides)
+        return cls.from_dict({**values, "task": task})
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

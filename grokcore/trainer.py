@@ -20,11 +20,10 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from grokcore.config import ConfigError, RunConfig
-from grokcore.model import Transformer
-from grokcore.optim import cross_entropy, make_optimizer, make_scheduler
+from grokcore.optim import make_optimizer, make_scheduler
 from grokcore.progress import ProgressMeasures
 from grokcore.signals import SignalTracker, softmax_collapse_fraction
-from grokcore.tasks import Dataset, build_dataset
+from grokcore.tasks import TASKS, Dataset, build_dataset
 
 METRICS = ("train_loss", "test_loss", "train_acc", "test_acc", "grad_norm", "sum_sq_weights",
            "unembed_norm", "softmax_collapse", "lr")
@@ -53,7 +52,11 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.device = resolve_device(cfg.device)
         self.dataset = dataset if dataset is not None else build_dataset(cfg)
-        self.model = Transformer.for_run(cfg, self.dataset).to(self.device)
+        # The task supplies the model and the objective (loss and evaluation); by default the
+        # decoder Transformer classified at the last position, on its exact fast path.
+        self.task = TASKS[cfg.task]
+        self.model = self.task.make_model(cfg, self.dataset).to(self.device)
+        self.objective = self.task.objective(cfg, self.dataset)
         self.optimizer = make_optimizer(self.model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.loss_dtype = getattr(torch, cfg.loss_dtype)
@@ -69,33 +72,58 @@ class Trainer:
 
     # ---- one epoch and one evaluation ---------------------------------------------------------
     def train_step(self) -> torch.Tensor:
-        """One full-batch AdamW step; returns the loss before it (as a tensor, not synced)."""
+        """One epoch: a full-batch AdamW step, or one step per minibatch when batch_size is set.
+
+        Returns the loss before the step (the mean over minibatches), as a tensor, not synced.
+        """
+        n, size = len(self.train_y), self.cfg.batch_size
+        if size and size < n:
+            return self._minibatch_epoch(n, size)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = cross_entropy(self.model.forward_last(self.train_x), self.train_y, self.loss_dtype)
+        loss = self.objective.loss(self.model, self.train_x, self.train_y)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
         return loss.detach()
 
+    def _minibatch_epoch(self, n: int, size: int) -> torch.Tensor:
+        # The shuffle depends on (seed, epoch) only, so a resumed run draws the same batches.
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(n, generator=gen).to(self.device)
+        losses = []
+        for start in range(0, n, size):
+            idx = order[start:start + size]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.objective.loss(self.model, self.train_x[idx], self.train_y[idx])
+            loss.backward()
+            self.optimizer.step()
+            losses.append(loss.detach() * len(idx))
+        self.scheduler.step()  # warm-up counts epochs
+        return torch.stack(losses).sum() / n
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        train_logits = self.model.forward_last(self.train_x)
-        test_logits = self.model.forward_last(self.test_x)
+        train = self.objective.evaluate(self.model, self.train_x, self.train_y)
+        test = self.objective.evaluate(self.model, self.test_x, self.test_y)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(
             [torch.linalg.vector_norm(g.double()) for g in grads])) if grads else torch.tensor(0.0)
-        return {
+        row = {
             "epoch": self.epoch,
-            "train_loss": float(cross_entropy(train_logits, self.train_y, self.loss_dtype)),
-            "test_loss": float(cross_entropy(test_logits, self.test_y, self.loss_dtype)),
-            "train_acc": _accuracy(train_logits, self.train_y),
-            "test_acc": _accuracy(test_logits, self.test_y),
+            "train_loss": train.loss,
+            "test_loss": test.loss,
+            "train_acc": train.acc,
+            "test_acc": test.acc,
             "grad_norm": float(grad_norm),
             "sum_sq_weights": self.model.sum_sq_weights(),
             "unembed_norm": self.model.unembed_norm(),
-            "softmax_collapse": softmax_collapse_fraction(train_logits, self.loss_dtype),
+            "softmax_collapse": softmax_collapse_fraction(train.logits, self.loss_dtype),
             "lr": self.optimizer.param_groups[0]["lr"],
         }
+        for split, ev in (("train", train), ("test", test)):
+            row.update({f"{split}_{name}": value for name, value in ev.extra.items()})
+        row.update(self.task.extra_metrics(self))
+        return row
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -123,7 +151,8 @@ class Trainer:
         """Evaluate, update the signals, call back; True when the run should stop."""
         row = self.evaluate()
         self.history.append(row)
-        self.signals.observe_eval(self.epoch, row["train_acc"], row["test_acc"])
+        metric = self.task.signal_metric  # "acc", or "bacc" where classes are imbalanced
+        self.signals.observe_eval(self.epoch, row[f"train_{metric}"], row[f"test_{metric}"])
         held = self.cfg.stop_after_grok and self.signals.evals_above_grok >= self.cfg.stop_after_grok
         stop = bool(self.signals.diverged or held or self.epoch >= self.cfg.epochs)
         every = self.cfg.checkpoint_every
@@ -142,6 +171,7 @@ class Trainer:
             "final_test_loss": last.get("test_loss"),
             "final_train_acc": last.get("train_acc"),
             "final_test_acc": last.get("test_acc"),
+            "signal_metric": self.task.signal_metric,
             "epochs_run": self.epoch,
             "seconds": round(self.seconds, 3),
         })
@@ -173,10 +203,6 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.signals = SignalTracker.from_state(state["signals"])
         self.history = list(state["history"])
-
-
-def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((logits.argmax(dim=-1) == labels).double().mean())
 
 
 def train(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> tuple[Trainer, dict[str, Any]]:

@@ -1,13 +1,34 @@
-"""Task registry: a task is looked up by the name in ``RunConfig.task``."""
+"""Task registry: a task is looked up by the name in ``RunConfig.task``; presets by name."""
 
-from grokcore.tasks.base import Dataset, Task
+from grokcore.tasks.base import Dataset, Task, TaskBase
 from grokcore.tasks.expmod import ExpModTask
+from grokcore.tasks.gcd import GcdTask
+from grokcore.tasks.numbers import CoprimalityTask, PrimalityTask
+from grokcore.tasks.sorting import SortingTask
 
-TASKS: dict[str, Task] = {task.name: task for task in (ExpModTask(),)}
+TASKS: dict[str, Task] = {task.name: task for task in (
+    ExpModTask(), PrimalityTask(), CoprimalityTask(), GcdTask(), SortingTask())}
+
+# Named settings of the seed paper's experiments: preset -> (task, RunConfig values). Applied on
+# top of the task's defaults by RunConfig.for_task(task, preset) and by --preset on the command line.
+PRESETS: dict[str, tuple[str, dict]] = {
+    # Primality as the seed ran it: 1..1000 as single tokens, train 1..700, test 701..1000.
+    "primality-seed": ("primality", dict(n_max=1000, encoding="token", split="sequential",
+                                         frac_train=0.7)),
+    # Encoder-decoder 4+4 layers, d_model 512, 8 heads, FFN 2048, base 10, 400k log-uniform pairs.
+    "gcd-seed": ("gcd", dict(n_layers=4, d_model=512, n_heads=8, d_head=64, d_mlp=2048, base=10,
+                             gcd_sampling="loguniform", n_examples=400_000, n_max=1_000_000,
+                             lr=1e-4, epochs=2000)),
+    # Fixed length 25 over a vocabulary of 50 (47 values + START, MID, PAD), d_model 64.
+    "sorting-seed-fixed": ("sorting", dict(list_len=25, n_max=47, d_model=64, d_head=64)),
+    # Variable length up to 100 over a vocabulary of 202 (199 values + 3), d_model 128.
+    "sorting-seed-variable": ("sorting", dict(list_len=100, n_max=199, variable_len=True,
+                                              d_model=128, d_head=128)),
+}
 
 
 def build_dataset(cfg) -> Dataset:
     return TASKS[cfg.task].build(cfg)
 
 
-__all__ = ["TASKS", "Dataset", "Task", "build_dataset"]
+__all__ = ["PRESETS", "TASKS", "Dataset", "Task", "TaskBase", "build_dataset"]

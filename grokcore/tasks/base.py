@@ -27,6 +27,7 @@ class Dataset:
     d_vocab: int
     d_vocab_out: int
     stats: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # task data for metrics (not logged)
 
     @property
     def n_ctx(self) -> int:
@@ -57,6 +58,37 @@ class Task(Protocol):
 
     def build(self, cfg: RunConfig) -> Dataset:
         """Make the examples, the split and the dataset statistics."""
+
+
+class TaskBase:
+    """Defaults every task inherits; a task overrides what it does differently.
+
+    * ``defaults``: RunConfig values that ``RunConfig.for_task`` (and the command line's
+      ``--task``) apply before the user's own settings.
+    * ``signal_metric``: which accuracy the memorization/grok signals read: ``"acc"`` (raw) or
+      ``"bacc"`` (balanced; for imbalanced classes, where raw accuracy rewards the majority guess).
+    * ``make_model``: the decoder ``Transformer`` unless the task needs another model.
+    * ``objective``: classification at the last position (the trainer's fast path) unless the
+      task's loss spans several positions or a decoder.
+    * ``extra_metrics``: task measures added to each history row (numeric values reach MLflow).
+    """
+
+    name = "base"
+    defaults: dict[str, Any] = {}
+    signal_metric = "acc"
+
+    def make_model(self, cfg: RunConfig, ds: Dataset):
+        from grokcore.model import Transformer
+
+        return Transformer.for_run(cfg, ds)
+
+    def objective(self, cfg: RunConfig, ds: Dataset):
+        from grokcore.objectives import LastPosition
+
+        return LastPosition(getattr(torch, cfg.loss_dtype), balanced=self.signal_metric == "bacc")
+
+    def extra_metrics(self, trainer) -> dict[str, float]:
+        return {}
 
 
 def label_distribution_stats(labels: torch.Tensor, n_classes: int) -> dict[str, Any]:

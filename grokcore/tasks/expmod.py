@@ -16,7 +16,7 @@ import math
 import torch
 
 from grokcore.config import MAX_EXAMPLES, MAX_EXPONENT, ConfigError, RunConfig, is_prime
-from grokcore.tasks.base import Dataset, label_distribution_stats, split_indices
+from grokcore.tasks.base import Dataset, TaskBase, label_distribution_stats, split_indices
 
 
 def power_table(p: int, exponent: int) -> torch.Tensor:
@@ -29,7 +29,7 @@ def exponents_of(cfg: RunConfig) -> list[int]:
     return [cfg.a] + [cfg.b] * (cfg.n_operands - 1)
 
 
-class ExpModTask:
+class ExpModTask(TaskBase):
     name = "expmod"
 
     def validate(self, cfg: RunConfig) -> None:
@@ -41,6 +41,8 @@ class ExpModTask:
             if not 1 <= value <= MAX_EXPONENT:
                 raise ConfigError(f"{name}={value} is out of range; exponents are integers in "
                                   f"1..{MAX_EXPONENT} (--{name})")
+        if cfg.split not in ("pairs", "classes"):
+            raise ConfigError(f"split={cfg.split!r} is not an expmod split; use pairs or classes (--split)")
         if cfg.n_operands < 2:
             raise ConfigError(f"n_operands={cfg.n_operands}; need at least 2 operands")
         if cfg.p ** cfg.n_operands > MAX_EXAMPLES:
