@@ -80,28 +80,36 @@ def test_gcd_config_errors():
         RunConfig.for_task("gcd", gcd_sampling="normal").validate()
 
 
-# Base 2 (the rule's GCDs are the powers of two, read off the trailing zeros), operands below
-# 2^12, a 1+1-layer encoder-decoder: a few epochs of minibatches learn 1, 2, 4, 8, ...
-QUICK_GCD = dict(base=2, n_max=4095, n_examples=20_000, n_layers=1, d_model=64, n_heads=4,
-                 d_mlp=128, lr=2e-3, batch_size=128, gcd_test_per_gcd=20, epochs=6, eval_every=2)
+# Base 10, operands below 10^4, log-uniform GCDs, a 1+1-layer encoder-decoder. Measured on a
+# loaded 2-core CPU: after 4 epochs of 10k pairs GCD 1 is at ~70% and 2, 4 at ~20%; after 8 epochs
+# of 20k pairs {1, 10, 100} are learned (>= 90%) and 2, 5 are at ~40%. Charton's order: the GCDs
+# that are products of the base's primes come first. A brief run checks that order, not the
+# full set (which takes longer than a test should).
+QUICK_GCD = dict(base=10, n_max=9999, n_examples=10_000, n_layers=1, d_model=64, n_heads=4,
+                 d_mlp=128, lr=3e-3, batch_size=128, gcd_test_per_gcd=10, epochs=4, eval_every=2,
+                 gcd_sampling="loguniform_gcd")
 
 
-def test_brief_training_learns_the_gcds_that_are_products_of_the_base_primes():
+def test_brief_training_learns_the_gcds_that_are_products_of_the_base_primes_first():
     cfg = RunConfig.for_task("gcd", **QUICK_GCD)
     trainer = Trainer(cfg)
-    first_rule = trainer.history  # filled by run()
     trainer.run()
     report = gcd_report(trainer.model, trainer.dataset, cfg.base)
     smooth = trainer.dataset.meta["smooth_gcds"]
-    assert smooth == [1, 2, 4, 8, 16, 32, 64]
-    small_smooth = [k for k in smooth if k <= 16]
-    assert set(small_smooth) <= set(report["learned"]), report["per_gcd_acc"]
-    last = trainer.history[-1]
-    assert last["gcd_n_learned"] == len(report["learned"])
-    assert last["gcd_n_smooth_learned"] >= len(small_smooth)
-    # Charton: the predictions follow the rule (the 2-smooth part of the GCD) far more often than
-    # chance, also where they are wrong; the report gives the agreement.
-    assert last["gcd_rule_agreement"] > 0.5 and first_rule[0]["gcd_rule_agreement"] < 0.3
+    assert smooth == [1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 40, 50, 64, 80, 100]
+    acc = report["per_gcd_acc"]
+    assert acc[1] >= 0.5 and acc[1] == max(acc.values()), acc
+    other = [k for k in acc if k not in smooth]
+    mean_smooth = sum(acc[k] for k in smooth) / len(smooth)
+    mean_other = sum(acc[k] for k in other) / len(other)
+    assert mean_smooth > 2 * mean_other + 0.02, (mean_smooth, mean_other)
+    assert set(report["learned"]) <= set(smooth), report["learned"]
+    first, last = trainer.history[0], trainer.history[-1]
+    assert last["gcd_n_learned"] == len(report["learned"]) == last["gcd_n_smooth_learned"]
+    # The predictions follow Charton's rule (the 10-smooth part of the GCD) far more often than
+    # the untrained model's, and more often than they are right.
+    assert first["gcd_rule_agreement"] < 0.1
+    assert last["gcd_rule_agreement"] > max(0.3, last["test_acc"] + 0.1)
     assert last["test_acc"] == pytest.approx(report["gcd_exact_acc"], abs=0.01)
-    print(f"rule agreement {last['gcd_rule_agreement']:.3f} (wrong: "
+    print(f"rule agreement {last['gcd_rule_agreement']:.3f} (among wrong: "
           f"{last['gcd_rule_agreement_wrong']:.3f}), learned {report['learned']}")
