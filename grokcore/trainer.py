@@ -21,7 +21,7 @@ import torch
 
 from grokcore.config import ConfigError, RunConfig
 from grokcore.model import Transformer
-from grokcore.optim import cross_entropy, make_optimizer, make_scheduler
+from grokcore.optim import GradientTransform, make_loss, make_optimizer, make_scheduler
 from grokcore.signals import SignalTracker, softmax_collapse_fraction
 from grokcore.tasks import Dataset, build_dataset
 
@@ -58,6 +58,9 @@ class Trainer:
         self.model = Transformer.for_run(cfg, self.dataset).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.loss_fn = make_loss(cfg)  # softmax or StableMax cross-entropy in cfg.loss_dtype
+        # Grokfast / orthogonal gradient between backward and step; None when both are off.
+        self.grad_transform = GradientTransform.for_run(self.optimizer.param_groups[0]["params"], cfg)
         self.loss_dtype = getattr(torch, cfg.loss_dtype)
         self.signals = SignalTracker(cfg.memorize_acc, cfg.grok_acc, cfg.spike_factor)
         self.history: list[dict[str, float]] = []
@@ -71,8 +74,10 @@ class Trainer:
     def train_step(self) -> torch.Tensor:
         """One full-batch AdamW step; returns the loss before it (as a tensor, not synced)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = cross_entropy(self.model.forward_last(self.train_x), self.train_y, self.loss_dtype)
+        loss = self.loss_fn(self.model.forward_last(self.train_x), self.train_y)
         loss.backward()
+        if self.grad_transform is not None:
+            self.grad_transform()
         self.optimizer.step()
         self.scheduler.step()
         return loss.detach()
@@ -84,10 +89,12 @@ class Trainer:
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(
             [torch.linalg.vector_norm(g.double()) for g in grads])) if grads else torch.tensor(0.0)
+        if self.grad_transform is not None and self.grad_transform.raw_grad_norm is not None:
+            grad_norm = self.grad_transform.raw_grad_norm  # the loss gradient, before the transforms
         return {
             "epoch": self.epoch,
-            "train_loss": float(cross_entropy(train_logits, self.train_y, self.loss_dtype)),
-            "test_loss": float(cross_entropy(test_logits, self.test_y, self.loss_dtype)),
+            "train_loss": float(self.loss_fn(train_logits, self.train_y)),
+            "test_loss": float(self.loss_fn(test_logits, self.test_y)),
             "train_acc": _accuracy(train_logits, self.train_y),
             "test_acc": _accuracy(test_logits, self.test_y),
             "grad_norm": float(grad_norm),
@@ -156,6 +163,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "signals": self.signals.state_dict(),
             "history": self.history,
+            "grad_transform": self.grad_transform and self.grad_transform.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -171,6 +179,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.signals = SignalTracker.from_state(state["signals"])
         self.history = list(state["history"])
+        if self.grad_transform is not None:
+            self.grad_transform.load_state_dict(state.get("grad_transform") or {})
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
