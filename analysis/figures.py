@@ -1,0 +1,73 @@
+"""Figures of grokking runs (matplotlib, Agg backend: no display needed).
+
+Each function takes plain data (history rows, a summary dict) and writes one image file, so it
+can be used from a sweep worker, a notebook or a script alike.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+
+def _rows(history: Any) -> list[dict[str, float]]:
+    """Accept a list of row dicts or a pandas DataFrame with an ``epoch`` column."""
+    if hasattr(history, "to_dict"):
+        return history.to_dict("records")
+    return [dict(r) for r in history]
+
+
+def _column(rows: list[dict[str, float]], key: str) -> list[float]:
+    return [float(r.get(key, math.nan)) for r in rows]
+
+
+def plot_training_curves(history: Iterable[Mapping[str, float]] | Any, summary: Mapping[str, Any],
+                         path: str | Path, title: str | None = None) -> Path:
+    """Loss (log scale) and accuracy against epoch, train and test, one panel each.
+
+    The memorization epoch is a dashed line, the grok epoch a solid one, and each loss spike a
+    red triangle on the loss panel (from ``summary['spike_epochs']``) plus a dotted line.
+    Returns the path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rows = _rows(history)
+    epochs = _column(rows, "epoch")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+
+    for key, colour in (("train_loss", "tab:blue"), ("test_loss", "tab:orange")):
+        values = [v if v > 0 else math.nan for v in _column(rows, key)]  # log scale: no zeros
+        ax_loss.plot(epochs, values, color=colour, label=key.replace("_", " "))
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    for key, colour in (("train_acc", "tab:blue"), ("test_acc", "tab:orange")):
+        ax_acc.plot(epochs, _column(rows, key), color=colour, label=key.replace("_", " "))
+    ax_acc.set_ylim(-0.02, 1.02)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+
+    mem, grok = summary.get("memorization_epoch"), summary.get("grok_epoch")
+    for ax in (ax_loss, ax_acc):
+        if mem is not None:
+            ax.axvline(mem, color="grey", linestyle="--", linewidth=1, label=f"memorized @ {mem}")
+        if grok is not None:
+            ax.axvline(grok, color="green", linestyle="-", linewidth=1, label=f"grokked @ {grok}")
+    spikes = list(summary.get("spike_epochs") or [])
+    if spikes:
+        for epoch in spikes:
+            ax_loss.axvline(epoch, color="red", linestyle=":", linewidth=0.8)
+        top = ax_loss.get_ylim()[1]
+        ax_loss.plot(spikes, [top] * len(spikes), "v", color="red", clip_on=False,
+                     label=f"loss spikes ({len(spikes)})")
+    ax_loss.legend(fontsize=8)
+    ax_acc.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title or f"status: {summary.get('status', '?')}")
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,245 @@
+"""Command-line plumbing shared by the sweep scripts: grid options, sweep options, validation.
+
+Nothing here imports Ray, MLflow or torch, so ``--help``, ``--dry-run`` and a bad grid answer
+at once and a bad grid leaves nothing behind.
+
+Every RunConfig field is an option that takes ONE OR MORE values; the grid is the product of all
+of them (``--lr 1e-3 3e-3 --seeds 0 1`` is four trials). A script may add coupled "rows" (for
+expmod: the (a, b, p) rows of Table 1 or ``--pairs``) that are crossed with the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import sys
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from grokcore.config import ConfigError, RunConfig
+
+# Plural spellings for the fields a grid usually spans; the field's own name works too.
+PLURAL = {"p": "primes", "dtype": "dtypes", "frac_train": "fracs", "seed": "seeds"}
+# Settings that are not about what is trained; shown in a dry run only when they vary.
+FIELDS = [f for f in dataclasses.fields(RunConfig)]
+FIELD_NAMES = [f.name for f in FIELDS]
+
+
+def add_grid_options(parser: argparse.ArgumentParser, defaults: Mapping[str, Any] | None = None,
+                     skip: Iterable[str] = ()) -> None:
+    """One option per RunConfig field, each taking one or more values (booleans: one).
+
+    ``defaults`` replaces a field's default for this script (shown in --help); a default of None
+    means "not given" so the script can tell (e.g. to fall back to a table of rows).
+    """
+    defaults = dict(defaults or {})
+    skip = set(skip)
+    group = parser.add_argument_group(
+        "run settings (every one takes one or more values; the grid is their product)")
+    for f in FIELDS:
+        if f.name in skip:
+            continue
+        flags = [f"--{f.name.replace('_', '-')}"]
+        if "flag" in f.metadata:
+            flags.insert(0, f"--{f.metadata['flag']}")
+        if f.name in PLURAL:
+            flags.insert(0, f"--{PLURAL[f.name]}")
+        default = defaults.get(f.name, f.default)
+        kind = type(f.default)
+        if kind is bool:
+            group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=default, help=f.metadata["help"])
+            continue
+        shown = "none" if default is None else default
+        group.add_argument(*flags, dest=f.name, type=kind, nargs="+", metavar=kind.__name__.upper(),
+                           default=None if default is None else [default],
+                           help=f"{f.metadata['help']} (default: {shown})")
+
+
+def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
+    """Where and how the grid runs: Ray, MLflow, resources, resume, faults."""
+    g = parser.add_argument_group("sweep")
+    g.add_argument("--address", default=None,
+                   help="Ray cluster to run on: 'auto' (the cluster started on this machine with "
+                        "`ray start --head`), HOST:PORT of a head node, or leave out for a local "
+                        "Ray started and stopped by this command")
+    g.add_argument("--experiment", default=experiment,
+                   help=f"MLflow experiment name (default: {experiment})")
+    g.add_argument("--name", default=None,
+                   help="name of this sweep: its folder under --storage and the MLflow tag "
+                        "'sweep' (default: EXPERIMENT-DATE-TIME; with --resume: the latest "
+                        "sweep of the experiment under --storage)")
+    g.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
+                   help="MLflow tracking URI: a SQLite file (default: sqlite:///mlflow.db in the "
+                        "working directory) or a server such as http://127.0.0.1:5000")
+    g.add_argument("--storage", default="ray_results",
+                   help="folder (or URI) for Ray Tune's trial state and checkpoints; on a "
+                        "cluster it must be shared by all nodes, e.g. NFS or s3:// "
+                        "(default: ./ray_results)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted sweep: finished trials are kept, unfinished "
+                        "and errored ones continue from their last checkpoint (the grid is the "
+                        "stored one)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="validate, print the grid and its size, and launch nothing")
+    g.add_argument("--retries", type=int, default=2,
+                   help="times a crashed trial is restarted from its last checkpoint (default: 2)")
+    g.add_argument("--cpus-per-trial", type=float, default=1.0,
+                   help="CPUs reserved per trial; torch uses that many threads (default: 1)")
+    g.add_argument("--gpus-per-trial", type=float, default=0.0,
+                   help="GPUs per trial, fractions allowed (0.25: four trials share a GPU); "
+                        "with device auto a trial then trains on cuda (default: 0)")
+    g.add_argument("--max-concurrent", type=int, default=0,
+                   help="at most this many trials at once (default 0: as many as the "
+                        "resources allow)")
+    g.add_argument("--progress-every", type=float, default=30.0,
+                   help="seconds between progress lines of a running trial (default: 30)")
+    g.add_argument("--fail-at-epoch", type=int, default=0,
+                   help="FOR TESTS: make trials raise at the first evaluation at or after this "
+                        "epoch, on their first attempt only (default 0: never)")
+    g.add_argument("--fail-trials", type=int, nargs="+", default=[0], metavar="INDEX",
+                   help="FOR TESTS: grid indices of the trials --fail-at-epoch applies to "
+                        "(default: 0)")
+
+
+def product_grid(values: Mapping[str, Sequence[Any]], rows: Sequence[Mapping[str, Any]] = ({},),
+                 ) -> list[RunConfig]:
+    """RunConfigs for rows x the product of the value lists (rows outermost, then field order).
+
+    A field set by the rows is taken from them, not from ``values``.
+    """
+    rows = list(rows) or [{}]
+    configs = []
+    for row in rows:
+        names = [n for n in FIELD_NAMES if n in values and n not in row]
+        for combo in itertools.product(*(values[n] for n in names)):
+            configs.append(RunConfig(**{**dict(zip(names, combo)), **row}))
+    return configs
+
+
+def values_from_args(args: argparse.Namespace) -> dict[str, list[Any]]:
+    """The value list of every RunConfig option that was given or has a default."""
+    values = {}
+    for name in FIELD_NAMES:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        values[name] = value if isinstance(value, list) else [value]
+    return values
+
+
+def prepare_configs(configs: Sequence[RunConfig], gpus_per_trial: float = 0.0) -> list[RunConfig]:
+    """Validate every config and settle the sweep's conventions; raise ConfigError (one line).
+
+    * ``checkpoint_every`` 0 becomes 10 x ``eval_every`` (a restarted trial loses at most ten
+      evaluations); it must be a multiple of ``eval_every``.
+    * Duplicates are dropped (same settings, same trial), keeping the first.
+    """
+    if not configs:
+        raise ConfigError("the grid is empty")
+    out, seen = [], set()
+    for i, cfg in enumerate(configs):
+        try:
+            cfg.validate()
+        except ConfigError as err:
+            raise ConfigError(f"grid entry {i} ({describe(cfg)}): {err}") from None
+        if cfg.checkpoint_every == 0:
+            cfg = cfg.replace(checkpoint_every=10 * cfg.eval_every)
+        if cfg.checkpoint_every % cfg.eval_every:
+            raise ConfigError(f"checkpoint_every={cfg.checkpoint_every} is not a multiple of "
+                              f"eval_every={cfg.eval_every}; checkpoints are taken at evaluations")
+        if cfg.device.startswith("cuda") and gpus_per_trial <= 0:
+            raise ConfigError(f"device={cfg.device} needs --gpus-per-trial > 0 (Ray hides GPUs "
+                              "from trials that reserve none)")
+        key = cfg.to_json()
+        if key not in seen:
+            seen.add(key)
+            out.append(cfg)
+    return out
+
+
+def check_sweep_args(args: argparse.Namespace, n_trials: int) -> None:
+    if args.retries < 0:
+        raise ConfigError(f"--retries {args.retries} is negative")
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
+        raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if args.max_concurrent < 0:
+        raise ConfigError("--max-concurrent must be >= 0 (0: no limit)")
+    if args.fail_at_epoch < 0:
+        raise ConfigError("--fail-at-epoch must be >= 0 (0: no fault injection)")
+    bad = [i for i in args.fail_trials if not 0 <= i < n_trials]
+    if args.fail_at_epoch and bad:
+        raise ConfigError(f"--fail-trials {bad} outside the grid's indices 0..{n_trials - 1}")
+
+
+def varying_fields(configs: Sequence[RunConfig]) -> list[str]:
+    """Fields whose value differs between configs, in field order."""
+    if len(configs) < 2:
+        return []
+    dicts = [c.to_dict() for c in configs]
+    return [n for n in FIELD_NAMES if len({repr(d[n]) for d in dicts}) > 1]
+
+
+def describe(cfg: RunConfig, fields: Sequence[str] = ("task", "a", "b", "p")) -> str:
+    d = cfg.to_dict()
+    return " ".join(f"{n}={d[n]}" for n in fields)
+
+
+def format_grid(configs: Sequence[RunConfig], always: Sequence[str] = ("a", "b", "p")) -> str:
+    """A table of the grid: index, the ``always`` fields and every field that varies."""
+    cols = list(always) + [n for n in varying_fields(configs) if n not in always]
+    rows = [["#"] + cols] + [[str(i)] + [str(getattr(c, n)) for n in cols]
+                             for i, c in enumerate(configs)]
+    widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def common_settings(configs: Sequence[RunConfig]) -> str:
+    """The settings all trials share, as `name=value` pairs (for the dry-run printout)."""
+    vary = set(varying_fields(configs))
+    d = configs[0].to_dict()
+    return " ".join(f"{n}={d[n]}" for n in FIELD_NAMES if n not in vary)
+
+
+def sweep_main(parser: argparse.ArgumentParser,
+               build_grid: Callable[[argparse.Namespace], list[RunConfig]],
+               argv: Sequence[str] | None = None, always: Sequence[str] = ("a", "b", "p")) -> int:
+    """The body of a sweep script: parse, build and validate the grid, dry-run or run it.
+
+    ``build_grid(args)`` turns the parsed options into RunConfigs (raise ConfigError on a bad
+    combination). Exit codes: 0 all trials ended (grokked, not_grokked or diverged), 1 some trial
+    failed, 2 invalid settings (nothing started, nothing written).
+    """
+    args = parser.parse_args(argv)
+    try:
+        configs = prepare_configs(build_grid(args), args.gpus_per_trial)
+        check_sweep_args(args, len(configs))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(format_grid(configs, always))
+        print(f"{len(configs)} trials; shared settings: {common_settings(configs)}")
+        return 0
+
+    from sweeps._runner import FaultInjection, SweepError, format_outcomes, run_sweep
+
+    fault = (FaultInjection(at_epoch=args.fail_at_epoch, trials=tuple(args.fail_trials))
+             if args.fail_at_epoch else None)
+    try:
+        result = run_sweep(
+            configs, experiment=args.experiment, name=args.name, tracking_uri=args.tracking_uri,
+            storage=args.storage, address=args.address, resume=args.resume,
+            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+            max_concurrent=args.max_concurrent, retries=args.retries, fault=fault,
+            progress_every_s=args.progress_every)
+    except (ConfigError, SweepError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print()
+    print(format_outcomes(result.outcomes, always))
+    print(f"\n{len(result.outcomes)} trials in {result.seconds:.0f} s "
+          f"(sweep {result.name!r}, MLflow experiment {result.experiment!r})")
+    print(f"look at them with:  {result.ui_command}")
+    return 1 if any(o.status == "failed" for o in result.outcomes) else 0
