@@ -9,6 +9,18 @@ from grokcore.optim import (GrokfastEMA, GrokfastMA, cross_entropy, log_stablema
                             stablemax, stablemax_cross_entropy, stablemax_s)
 from grokcore.trainer import Trainer
 
+# Small models for the trainer tests: the variants act on any parameter list.
+SMALL = dict(p=23, d_model=32, d_head=8, d_mlp=128)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, more threads are many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 # ---- orthogonal gradient ----------------------------------------------------------------------
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
@@ -142,12 +154,12 @@ def test_defaults_are_the_plain_run():
 
 # ---- in the trainer ---------------------------------------------------------------------------
 def test_adamw_receives_the_orthogonal_gradient():
-    trainer = Trainer(RunConfig(p=23, epochs=5, ortho_grad=True, grokfast="ema"))
+    trainer = Trainer(RunConfig(**SMALL, epochs=5, ortho_grad=True, grokfast="ema"))
     before = [p.detach().clone() for p in trainer.optimizer.param_groups[0]["params"]]
     trainer.train_step()
     trainer.train_step()  # the second step: the EMA is no longer the raw gradient
     after = [p.detach().clone() for p in trainer.optimizer.param_groups[0]["params"]]
-    trainer2 = Trainer(RunConfig(p=23, epochs=5, ortho_grad=True, grokfast="ema"))
+    trainer2 = Trainer(RunConfig(**SMALL, epochs=5, ortho_grad=True, grokfast="ema"))
     trainer2.train_step()
     weights = [p.detach().clone() for p in trainer2.optimizer.param_groups[0]["params"]]
     trainer2.train_step()
@@ -157,8 +169,8 @@ def test_adamw_receives_the_orthogonal_gradient():
 
 
 def test_grad_norm_is_the_loss_gradient_before_the_transforms():
-    plain = Trainer(RunConfig(p=23, epochs=1, eval_every=1))
-    varied = Trainer(RunConfig(p=23, epochs=1, eval_every=1, grokfast="ema", ortho_grad=True))
+    plain = Trainer(RunConfig(**SMALL, epochs=1, eval_every=1))
+    varied = Trainer(RunConfig(**SMALL, epochs=1, eval_every=1, grokfast="ema", ortho_grad=True))
     plain.run(), varied.run()
     # the first step's loss gradient depends only on the initial weights: the same in both
     assert varied.history[1]["grad_norm"] == plain.history[1]["grad_norm"]
@@ -170,10 +182,10 @@ def test_grad_norm_is_the_loss_gradient_before_the_transforms():
     dict(grokfast="ema", dtype="float64", loss="stablemax", loss_dtype="float32"),
 ])
 def test_variants_resume_bit_for_bit(variant):
-    cfg = RunConfig(p=23, epochs=160, eval_every=20, checkpoint_every=80, lr=3e-3, **variant)
+    cfg = RunConfig(**SMALL, epochs=120, eval_every=20, checkpoint_every=60, lr=3e-3, **variant)
     whole = Trainer(cfg)
     whole.run()
-    plain = Trainer(RunConfig(p=23, epochs=160, eval_every=20, lr=3e-3,
+    plain = Trainer(RunConfig(**SMALL, epochs=120, eval_every=20, lr=3e-3,
                               dtype=variant.get("dtype", "float32")))
     plain.run()
     assert whole.history[-1]["sum_sq_weights"] != plain.history[-1]["sum_sq_weights"]
@@ -183,7 +195,7 @@ def test_variants_resume_bit_for_bit(variant):
 
     class GrabAndStop:
         def on_eval(self, trainer, row, checkpoint):
-            if checkpoint and row["epoch"] == 80:
+            if checkpoint and row["epoch"] == 60:
                 states.append(trainer.state_dict())
                 return True
 
@@ -209,6 +221,9 @@ def _roundtrip(state):
     return buf
 
 
-def test_stablemax_run_learns_the_quick_task(quick_config):
-    summary = Trainer(quick_config.replace(loss="stablemax", epochs=600)).run()
-    assert summary["final_train_acc"] > 0.9
+def test_stablemax_training_learns():
+    trainer = Trainer(RunConfig(**SMALL, loss="stablemax", epochs=300, eval_every=50, lr=1e-2,
+                                weight_decay=0.1))
+    summary = trainer.run()
+    assert summary["final_train_acc"] > 0.95
+    assert trainer.history[-1]["train_loss"] < 0.2 * trainer.history[0]["train_loss"]
