@@ -26,12 +26,15 @@ FIELD_NAMES = [f.name for f in FIELDS]
 
 
 def add_grid_options(parser: argparse.ArgumentParser, defaults: Mapping[str, Any] | None = None,
-                     skip: Iterable[str] = ()) -> None:
+                     skip: Iterable[str] = (), default_help: Mapping[str, str] | None = None,
+                     ) -> None:
     """One option per RunConfig field, each taking one or more values (booleans: one).
 
     ``defaults`` replaces a field's default for this script (shown in --help); a default of None
-    means "not given" so the script can tell (e.g. to fall back to a table of rows).
+    means "not given" so the script can tell (e.g. to fall back to a table of rows);
+    ``default_help`` then says in words what happens by default.
     """
+    default_help = dict(default_help or {})
     defaults = dict(defaults or {})
     skip = set(skip)
     group = parser.add_argument_group(
@@ -50,7 +53,7 @@ def add_grid_options(parser: argparse.ArgumentParser, defaults: Mapping[str, Any
             group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=default, help=f.metadata["help"])
             continue
-        shown = "none" if default is None else default
+        shown = default_help.get(f.name, "none" if default is None else default)
         group.add_argument(*flags, dest=f.name, type=kind, nargs="+", metavar=kind.__name__.upper(),
                            default=None if default is None else [default],
                            help=f"{f.metadata['help']} (default: {shown})")
@@ -209,7 +212,7 @@ def sweep_main(parser: argparse.ArgumentParser,
 
     ``build_grid(args)`` turns the parsed options into RunConfigs (raise ConfigError on a bad
     combination). Exit codes: 0 all trials ended (grokked, not_grokked or diverged), 1 some trial
-    failed, 2 invalid settings (nothing started, nothing written).
+    failed or the sweep was interrupted, 2 invalid settings (nothing started, nothing written).
     """
     args = parser.parse_args(argv)
     try:
@@ -242,4 +245,8 @@ def sweep_main(parser: argparse.ArgumentParser,
     print(f"\n{len(result.outcomes)} trials in {result.seconds:.0f} s "
           f"(sweep {result.name!r}, MLflow experiment {result.experiment!r})")
     print(f"look at them with:  {result.ui_command}")
-    return 1 if any(o.status == "failed" for o in result.outcomes) else 0
+    unfinished = sum(o.status == "unfinished" for o in result.outcomes)
+    if unfinished:
+        print(f"{unfinished} trials did not finish (interrupted): run the same command with "
+              f"--resume --name {result.name} to continue them")
+    return 1 if any(o.status in ("failed", "unfinished") for o in result.outcomes) else 0

@@ -60,6 +60,7 @@ STATE_FILE = "trainer.pt"
 FAULT_MARKER = "fault_injected"
 ARTIFACTS = ("history.csv", "model.pt", "config.json", "dataset_stats.json", "summary.json",
              "curves.png")
+DONE_STATUSES = ("grokked", "not_grokked", "diverged")
 END_VALUES = ("status", "grokked", "grok_epoch", "memorization_epoch", "grok_delay", "n_spikes")
 
 
@@ -117,15 +118,21 @@ def trial_key(sweep: str, cfg_json: str) -> str:
 
 
 def grid_param_space(configs: Sequence[RunConfig], sweep: str,
-                     fault: FaultInjection | None = None) -> dict[str, Any]:
-    """Tune's param_space for a grid: one grid_search entry per RunConfig, keyed and indexed."""
+                     fault: FaultInjection | None = None, fault_dir: str = "") -> dict[str, Any]:
+    """Tune's param_space for a grid: one grid_search entry per RunConfig, keyed and indexed.
+
+    ``fault_dir`` (with ``fault``) is where the trials remember that their fault was injected;
+    it must be visible to every node (the sweep's folder under a shared storage).
+    """
     entries = []
     for i, cfg in enumerate(configs):
+        faulty = fault is not None and i in fault.trials
         entries.append({
             "index": i,
             "key": trial_key(sweep, cfg.to_json()),
             "run": cfg.to_dict(),
-            "fail_at_epoch": fault.at_epoch if fault and i in fault.trials else 0,
+            "fail_at_epoch": fault.at_epoch if faulty else 0,
+            "fault_dir": fault_dir if faulty else "",
         })
     return {"trial": tune.grid_search(entries)}
 
@@ -183,8 +190,11 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
             state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
             finished = (Path(folder) / "summary.json").exists()
         trainer.load_state_dict(state)
-    fail_at = int(tune_config.get("trial", {}).get("fail_at_epoch", 0))
-    reporter = TuneReporter(start_epoch=trainer.epoch, fail_at_epoch=fail_at)
+    entry = tune_config.get("trial", {})
+    marker = (Path(entry["fault_dir"]) / f"{entry['key']}.{FAULT_MARKER}"
+              if entry.get("fail_at_epoch") else None)
+    reporter = TuneReporter(start_epoch=trainer.epoch, fail_at_epoch=entry.get("fail_at_epoch", 0),
+                            fault_marker=marker)
     trainer.callbacks = [reporter]
     if finished:
         reporter.on_end(trainer, trainer.summary())
@@ -204,15 +214,17 @@ def _numeric(row: Mapping[str, Any]) -> dict[str, float]:
 class TuneReporter:
     """Trainer callback: each evaluation -> tune.report; at the cadence, with a checkpoint."""
 
-    def __init__(self, start_epoch: int = 0, fail_at_epoch: int = 0):
+    def __init__(self, start_epoch: int = 0, fail_at_epoch: int = 0,
+                 fault_marker: Path | None = None):
         self.start_epoch = start_epoch
         self.fail_at_epoch = fail_at_epoch
+        self.fault_marker = fault_marker
 
     def _maybe_fail(self, epoch: int) -> None:
         if not self.fail_at_epoch or epoch < self.fail_at_epoch:
             return
-        marker = Path(tune.get_context().get_trial_dir()) / FAULT_MARKER
-        if marker.exists():
+        marker = self.fault_marker
+        if marker is None or marker.exists():
             return
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"fault injected at epoch {epoch}\n")
@@ -338,6 +350,7 @@ class MLflowTrialLogger(tune.Callback):
         self._last_step: dict[str, int] = {}  # run id -> last logged epoch
         self._ends: dict[str, dict[str, Any]] = {}  # trial key -> end payload
         self._checkpoints: dict[str, Any] = {}  # trial key -> latest Checkpoint
+        self._closed: set[str] = set()  # trial keys whose runs were finished before this process
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
         return {"tracking_uri": self.tracking_uri, "experiment": self.experiment,
@@ -369,12 +382,17 @@ class MLflowTrialLogger(tune.Callback):
 
         if key in self._runs:
             run_id = self._runs[key]
-            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            if key not in self._closed:
+                self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
             return run_id
         run = self.find_run(key)
         if run is not None:
             run_id = run.info.run_id
-            if run.info.status != "RUNNING":
+            if run.info.status == "FINISHED" and run.data.tags.get("status") in DONE_STATUSES:
+                # Finished before an interruption and run again by a resume (Tune's state was
+                # saved before it ended): it only reports its end again; keep the run as it is.
+                self._closed.add(key)
+            elif run.info.status != "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
             steps = [m.step for m in self.client.get_metric_history(run_id, "train_loss")]
             self._last_step[run_id] = max(steps) if steps else -1
@@ -387,6 +405,8 @@ class MLflowTrialLogger(tune.Callback):
             if index is not None:
                 tags["grid_index"] = str(index)
             name = _run_name(cfg, index) if cfg is not None else None
+            if name and index is None and trial_id:
+                name = f"{name}-{trial_id}"  # search trials: no grid index to tell them apart
             run = self.client.create_run(self._experiment_id, run_name=name, tags=tags)
             run_id = run.info.run_id
             if cfg is not None:
@@ -459,6 +479,8 @@ class MLflowTrialLogger(tune.Callback):
         key = self._key(trial)
         run_id = self._runs.get(key) or self.attach(key, config_from_tune(trial.config),
                                                     trial.trial_id, index_of(trial.config))
+        if key in self._closed:
+            return
         if isinstance(result.get("row"), Mapping):
             self.log_row(run_id, result["row"])
         if isinstance(result.get("end"), Mapping):
@@ -470,6 +492,8 @@ class MLflowTrialLogger(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         key = self._key(trial)
         run_id = self._runs.get(key) or self.attach(key, config_from_tune(trial.config))
+        if key in self._closed:
+            return
         end = self._ends.pop(key, None) or (trial.last_result or {}).get("end")
         checkpoint = self._checkpoints.pop(key, None) or trial.checkpoint
         error = None if end else "the trial ended without reporting its end"
@@ -478,51 +502,66 @@ class MLflowTrialLogger(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         key = self._key(trial)
         run_id = self._runs.get(key) or self.attach(key, config_from_tune(trial.config))
+        if key in self._closed:
+            return
         self.finish(key, run_id, None, None, error=_error_text(trial))
 
     # ---- after fit: make MLflow agree with Tune ---------------------------------------------
-    def reconcile(self, results, configs_by_key: Mapping[str, RunConfig]) -> list[TrialOutcome]:
+    def reconcile(self, results, configs: Sequence[RunConfig] = ()) -> list[TrialOutcome]:
         """Close every run of this sweep: finish what Tune finished, fail what errored, mark
-        runs of trials that never ended (an interrupted sweep) KILLED until a resume."""
+        runs of trials that never ended (an interrupted sweep) KILLED until a resume. Trials
+        that never started get no run."""
         outcomes = []
         seen = set()
         for result in results:
             tune_config = result.config or {}
-            trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-            key = key_of(tune_config, trial_id, self.sweep)
+            if tune_config:
+                trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+                key, cfg = key_of(tune_config, trial_id, self.sweep), config_from_tune(tune_config)
+                index = index_of(tune_config)
+            else:  # never started: Tune kept no config; the folder name has the grid index
+                index = _index_from_dirname(Path(result.path).name)
+                if index is None or index >= len(configs):
+                    continue
+                cfg, trial_id = configs[index], None
+                key = trial_key(self.sweep, cfg.to_json())
             seen.add(key)
-            cfg = config_from_tune(tune_config) if tune_config else None
             run = self.find_run(key)
             end = (result.metrics or {}).get("end")
             if run is not None and run.info.status in ("FINISHED", "FAILED") \
                     and "status" in run.data.tags:
                 tags = run.data.tags
-                outcomes.append(TrialOutcome(
+                outcome = TrialOutcome(
                     key=key, config=cfg, status=tags["status"],
                     grok_epoch=_int_or_none(tags.get("grok_epoch")),
                     memorization_epoch=_int_or_none(tags.get("memorization_epoch")),
                     epochs_run=_int_or_none(run.data.metrics.get("epochs_run")),
-                    run_id=run.info.run_id, error=tags.get("error")))
-                continue
-            run_id = self.attach(key, cfg, trial_id, index_of(tune_config))
-            if end:
-                outcome = self.finish(key, run_id, end, result.checkpoint)
+                    run_id=run.info.run_id, error=tags.get("error"))
+            elif end:
+                outcome = self.finish(key, self.attach(key, cfg, trial_id, index), end,
+                                      result.checkpoint)
             elif result.error is not None:
-                outcome = self.finish(key, run_id, None, None, error=_one_line(result.error))
-            else:  # interrupted: leave it to --resume
-                self.client.set_terminated(run_id, "KILLED")
+                outcome = self.finish(key, self.attach(key, cfg, trial_id, index), None, None,
+                                      error=_one_line(result.error))
+            else:  # interrupted (or never started): --resume continues it
+                run_id = run.info.run_id if run is not None else None
+                if run_id is not None and run.info.status == "RUNNING":
+                    self.client.set_terminated(run_id, "KILLED")
                 outcome = TrialOutcome(key=key, config=cfg, status="unfinished", run_id=run_id)
             outcome.config = cfg
-            outcomes.append(outcome)
+            outcomes.append((index if index is not None else len(outcomes), outcome))
         # Runs of this sweep that no trial owns, still RUNNING: close them.
         for run in self.client.search_runs([self._experiment_id],
                                            f"tags.sweep = '{self.sweep}' and "
                                            "attributes.status = 'RUNNING'"):
             if run.data.tags.get("trial_key") not in seen:
                 self.client.set_terminated(run.info.run_id, "KILLED")
-        order = {k: i for i, k in enumerate(configs_by_key)}
-        outcomes.sort(key=lambda o: order.get(o.key, len(order)))
-        return outcomes
+        return [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
+
+
+def _index_from_dirname(name: str) -> int | None:
+    parts = name.split("_")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "trial" and parts[1].isdigit() else None
 
 
 def _run_name(cfg: RunConfig, index: int | None) -> str:
@@ -659,11 +698,12 @@ def connect_ray(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
-    # Workers import this checkout's grokcore/sweeps/analysis, as the driver does.
+    kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=True)
+    # Workers must import this checkout's grokcore/sweeps/analysis, as the driver does.
     root = str(Path(__file__).resolve().parents[1])
-    pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    runtime_env = {"env_vars": {"PYTHONPATH": pythonpath}}
-    kwargs = dict(logging_level=logging.WARNING, runtime_env=runtime_env, log_to_driver=True)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in (str(Path(p).resolve()) for p in paths):
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join([root, *paths])}}
     try:
         if address is None:
             ray.init(address="local", include_dashboard=False, **kwargs)
@@ -784,6 +824,7 @@ def run_sweep(
 
     # Forced experiment snapshots (num_to_keep) are what makes a resume exact: no warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: only our progress lines
     started_ray = connect_ray(address)
     try:
         experiment_id = ensure_experiment(tracking_uri, experiment)  # the store exists from here
@@ -797,7 +838,7 @@ def run_sweep(
             if searching:
                 space = {"base": base.to_dict(), **param_space}
             else:
-                space = grid_param_space(configs, name, fault)
+                space = grid_param_space(configs, name, fault, f"{path}/injected_faults")
             n_trials = num_samples if searching else len(configs)
             printer = ProgressPrinter(labels, n_trials, progress_every_s, name)
             tuner = tune.Tuner(
@@ -805,7 +846,7 @@ def run_sweep(
                 param_space=space,
                 tune_config=tune.TuneConfig(
                     search_alg=search_alg, num_samples=num_samples, metric=metric, mode=mode,
-                    max_concurrent_trials=max_concurrent or None,
+                    max_concurrent_trials=max_concurrent or None, reuse_actors=True,
                     trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
                 run_config=tune.RunConfig(
                     name=name, storage_path=storage, verbose=0,
@@ -814,8 +855,7 @@ def run_sweep(
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
             )
         results = tuner.fit()
-        outcomes = MLflowTrialLogger(tracking_uri, experiment, name).reconcile(
-            results, {trial_key(name, c.to_json()): c for c in configs})
+        outcomes = MLflowTrialLogger(tracking_uri, experiment, name).reconcile(results, configs)
     finally:
         if started_ray:
             import ray

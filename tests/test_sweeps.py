@@ -1,0 +1,263 @@
+"""Sweeps end to end: a real Ray cluster (`ray start --head`), real SQLite MLflow stores.
+
+The cluster is started once for the module with `ray start --head --block` as a child process and
+stopped by signalling that process (not `ray stop`, which would stop every Ray on the machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "sweeps" / "expmod_grid.py"
+RAY = Path(sys.executable).parent / "ray"
+# p = 31 groks in seconds (README, "A run that groks fast"); few epochs keep every test short.
+QUICK = ["--primes", "31", "--frac", "0.5", "--lr", "3e-3", "--weight-decay", "3",
+         "--eval-every", "20", "--progress-every", "0.5"]
+TABLE1_ROWS = [(1, 1, 113), (3, 3, 113), (3, 4, 113), (5, 4, 113), (5, 5, 113), (7, 7, 113),
+               (7, 7, 101), (9, 9, 113), (4, 5, 113), (8, 9, 113)]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclasses.dataclass
+class Cluster:
+    address: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-CPU Ray head with token authentication, on free ports, in its own temp dir."""
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are long
+    env = _env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    port = _free_port()
+    log = open(Path(temp_dir) / "head.log", "w")
+    proc = subprocess.Popen(
+        [str(RAY), "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
+         "--include-dashboard", "false", "--temp-dir", temp_dir, "--disable-usage-stats"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "block forever" not in (Path(temp_dir) / "head.log").read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("ray start failed:\n" + (Path(temp_dir) / "head.log").read_text())
+            time.sleep(0.5)
+        yield Cluster(f"127.0.0.1:{port}", env)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its node's processes
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: only this cluster
+            proc.wait()
+        log.close()
+
+
+def sweep(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
+          ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env or _env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def store_args(tmp_path: Path) -> list[str]:
+    return ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--storage", str(tmp_path / "ray"), "--experiment", "test"]
+
+
+def mlflow_runs(tmp_path: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("test")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def steps(client, run, key: str = "train_loss") -> list[int]:
+    return [m.step for m in client.get_metric_history(run.info.run_id, key)]
+
+
+def by_index(runs) -> dict[int, object]:
+    return {int(r.data.tags["grid_index"]): r for r in runs}
+
+
+# ---- validation, no Ray ------------------------------------------------------------------------
+
+def test_dry_run_prints_table1(tmp_path):
+    done = sweep(["--dry-run"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [tuple(int(v) for v in m.groups()[1:])
+            for m in re.finditer(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$", done.stdout, re.M)]
+    assert rows == TABLE1_ROWS
+    assert "10 trials" in done.stdout
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+
+
+def test_bad_grid_is_one_line_error_and_creates_nothing(tmp_path):
+    done = sweep(["--pairs", "1,1", "3,3", "--primes", "31", "100"], cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "p=100" in lines[0]
+    assert done.stdout == ""
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- on the cluster ----------------------------------------------------------------------------
+
+def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
+    import torch
+
+    from grokcore.config import RunConfig
+    from grokcore.trainer import METRICS
+
+    done = sweep([*QUICK, "--address", cluster.address, "--pairs", "1,1", "3,3", "--seeds", "0",
+                  "1", "--epochs", "200", *store_args(tmp_path)], cwd=tmp_path, env=cluster.env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "mlflow ui --backend-store-uri sqlite:///" in done.stdout
+    client, runs = mlflow_runs(tmp_path)
+    assert len(runs) == 4
+    assert {(r.data.params["a"], r.data.params["seed"]) for r in runs} == {
+        ("1", "0"), ("1", "1"), ("3", "0"), ("3", "1")}
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    for run in runs:
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        assert run.info.status == "FINISHED"
+        assert fields <= set(params)
+        assert (params["p"], params["frac_train"], params["lr"]) == ("31", "0.5", "0.003")
+        # Stopping: held 5 evaluations after grokking, else the whole budget.
+        assert tags["status"] in ("grokked", "not_grokked")
+        epochs_run = int(metrics["epochs_run"])
+        if tags["status"] == "grokked":
+            assert tags["grokked"] == "true" and metrics["grokked"] == 1
+            assert epochs_run == int(tags["grok_epoch"]) + 4 * 20 == metrics["grok_epoch"] + 80
+        else:
+            assert tags["grokked"] == "false" and metrics["grokked"] == 0
+            assert epochs_run == 200 and tags["grok_epoch"] == "none"
+            assert "grok_epoch" not in metrics
+        for name in ("memorization_epoch", "grok_delay", "n_spikes"):
+            assert name in tags
+        for name in METRICS:
+            history = steps(client, run, name)
+            assert history == list(range(0, epochs_run + 1, 20)), name
+        for name in ("label_entropy", "label_chi2_pvalue", "leakage", "image_size_a",
+                     "bijective_a", "n_train", "n_test", "seconds"):
+            assert name in metrics
+        assert metrics["n_train"] + metrics["n_test"] == 31 * 31
+        assert metrics["bijective_a"] == (1.0 if params["a"] == "1" else 0.0)  # 3 | 30
+
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"history.csv", "model.pt", "curves.png", "config.json"} <= artifacts
+        folder = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
+        csv_lines = (folder / "history.csv").read_text().strip().splitlines()
+        assert len(csv_lines) == 1 + len(range(0, epochs_run + 1, 20))
+        weights = torch.load(folder / "model.pt", weights_only=True)
+        assert weights and all(isinstance(t, torch.Tensor) for t in weights.values())
+        assert any(t.shape[0] == 32 for t in weights.values())  # vocabulary p + 1
+        assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_interrupted_sweep_resumes(cluster, tmp_path):
+    # Trials 0 and 1 (a = b = 3) grok at once and stop; 2 and 3 (a = b = 1) run the budget.
+    args = [*QUICK, "--address", cluster.address, "--pairs", "3,3", "1,1", "--seeds", "0", "1",
+            "--epochs", "400", "--checkpoint-every", "60", "--max-concurrent", "2",
+            *store_args(tmp_path)]
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=tmp_path, env=cluster.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen = []
+    try:
+        deadline = time.monotonic() + 240
+        for line in proc.stdout:  # kill once trial 0 is done and trial 2 is part-way
+            seen.append(line)
+            if re.search(r"running\s+\[2\].*epoch (1[89]\d|2\d\d|3[0-5]\d)\b", line):
+                break
+            assert time.monotonic() < deadline, "".join(seen)
+    finally:
+        proc.kill()  # SIGKILL: no chance to clean up
+        proc.wait()
+    killed_at_ms = time.time() * 1000
+    output = "".join(seen)
+    assert re.search(r"done\s+\[0\]", output), output
+    client, runs = mlflow_runs(tmp_path)
+    assert by_index(runs)[2].info.status == "RUNNING"  # left behind by the kill
+    first = by_index(runs)[0]
+    assert first.info.status == "FINISHED"
+
+    done = sweep(["--resume", *args], cwd=tmp_path, env=cluster.env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client, runs = mlflow_runs(tmp_path)
+    assert len(runs) == 4 and set(by_index(runs)) == {0, 1, 2, 3}
+    for index, run in by_index(runs).items():
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["status"] in ("grokked", "not_grokked")
+        epochs_run = int(run.data.metrics["epochs_run"])
+        history = steps(client, run)
+        assert history == list(range(0, epochs_run + 1, 20)), (index, history)  # none twice
+    # Finished before the kill: not trained again, its run untouched.
+    assert by_index(runs)[0].info.end_time == first.info.end_time < killed_at_ms
+    assert by_index(runs)[0].data.metrics["epochs_run"] < 400  # stopped after grokking
+    # Trial 2 went on from a checkpoint taken before the kill, not from epoch 0.
+    trial2 = by_index(runs)[2]
+    assert trial2.data.metrics["epochs_run"] == 400
+    assert int(trial2.data.tags["resumed_from_epoch"]) >= 60
+
+
+def test_trial_failing_every_attempt_is_recorded_failed(cluster, tmp_path):
+    done = sweep([*QUICK, "--address", cluster.address, "--pairs", "1,1", "3,3", "--epochs", "100",
+                  "--retries", "0", "--fail-at-epoch", "40", "--fail-trials", "1",
+                  *store_args(tmp_path)], cwd=tmp_path, env=cluster.env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    client, runs = mlflow_runs(tmp_path)
+    runs = by_index(runs)
+    assert runs[0].info.status == "FINISHED" and runs[0].data.tags["status"] != "failed"
+    assert runs[1].info.status == "FAILED" and runs[1].data.tags["status"] == "failed"
+    assert "injected fault" in runs[1].data.tags["error"]
+
+
+# ---- embedded default: a local Ray started by the command --------------------------------------
+
+def test_crash_is_retried_and_divergence_recorded_on_local_ray(tmp_path):
+    done = sweep([*QUICK, "--pairs", "1,1", "3,3", "--lr", "3e-3", "1e6", "--loss-dtype", "float32",
+                  "--epochs", "160", "--checkpoint-every", "40", "--stop-after-grok", "0",
+                  "--fail-at-epoch", "60", "--fail-trials", "0", "--retries", "1",
+                  *store_args(tmp_path)], cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"retry\s+\[0\]", done.stdout), done.stdout
+    client, runs = mlflow_runs(tmp_path)
+    runs = by_index(runs)
+    assert set(runs) == {0, 1, 2, 3}  # lr is the inner loop: 1 and 3 have lr 1e6
+    for index in (1, 3):
+        assert runs[index].data.params["lr"] == "1000000.0"
+        assert runs[index].data.tags["status"] == "diverged"
+        assert runs[index].info.status == "FINISHED"
+        assert runs[index].data.metrics["epochs_run"] < 160
+    for index in (0, 2):
+        assert runs[index].info.status == "FINISHED"
+        assert runs[index].data.tags["status"] in ("grokked", "not_grokked")
+        assert steps(client, runs[index]) == list(range(0, 161, 20))
+    # The crash at epoch 60 was retried from the checkpoint at epoch 40.
+    assert runs[0].data.tags["resumed_from_epoch"] == "40"
+    assert runs[2].data.tags["resumed_from_epoch"] == "0"
