@@ -230,12 +230,17 @@ def _make_searcher_class():
             self.space = space
             self.penalty_factor = penalty_factor
             self.penalty = penalty_factor * space.base.epochs
-            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials)
+            rdb = optuna.storages.RDBStorage(storage)
+            known = optuna.create_study(storage=rdb, study_name=study_name, direction="minimize",
+                                        load_if_exists=True).trials
+            # A continued study gets another sampler seed, or its random start-up trials would
+            # repeat the earlier sweep's.
+            sampler = optuna.samplers.TPESampler(seed=seed + len(known),
+                                                 n_startup_trials=startup_trials)
             self.inner = OptunaSearch(space=space, metric=SCORE, mode="min", sampler=sampler,
-                                      study_name=study_name,
-                                      storage=optuna.storages.RDBStorage(storage))
+                                      study_name=study_name, storage=rdb)
             study = self.inner._ot_study
-            if baseline and not study.trials:
+            if baseline and not known:
                 study.enqueue_trial(space.baseline_point(), user_attrs={"baseline": True})
 
         def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -384,8 +389,9 @@ def log_summary_to_mlflow(summary: SearchSummary, tracking_uri: str, experiment:
     for t in summary.trials:
         if t.tune_trial_id is None:
             continue
-        runs = client.search_runs([experiment_id], f"tags.sweep = '{summary.sweep}' and "
-                                  f"tags.trial_id = '{t.tune_trial_id}'", max_results=1)
+        # by trial id alone: a continued study (--study-name) also holds earlier sweeps' trials
+        runs = client.search_runs([experiment_id], f"tags.trial_id = '{t.tune_trial_id}'",
+                                  max_results=1)
         if not runs:
             continue
         t.run_id = runs[0].info.run_id

@@ -62,9 +62,9 @@ def test_tiny_search_end_to_end(tmp_path, capsys):
 
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     study_db = f"sqlite:///{tmp_path}/optuna.db"
-    epochs = 600
+    epochs = 400
     code = main([
-        "--p", "31", "--frac", "0.5", "--lr", "3e-3", "--weight-decay", "3", "--d-model", "64",
+        "--p", "23", "--frac", "0.7", "--lr", "3e-3", "--weight-decay", "3", "--d-model", "64",
         "--d-head", "16", "--d-mlp", "256", "--epochs", str(epochs), "--eval-every", "10",
         "--search", "lr", "weight_decay", "grokfast", "ortho_grad",
         "--range", "lr=2e-3:1e-2", "weight_decay=1:5",
