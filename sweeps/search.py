@@ -399,9 +399,11 @@ def log_summary_to_mlflow(summary: SearchSummary, tracking_uri: str, experiment:
         client.set_tag(t.run_id, "baseline", "true" if t.baseline else "false")
         if t.score is not None:
             client.log_metric(t.run_id, SCORE, t.score, timestamp=now, step=0)
+    unfinished = sum(getattr(o, "status", "") == "unfinished" for o in summary.outcomes)
     run = client.create_run(experiment_id, run_name=f"{summary.sweep}-summary",
                             tags={"run_kind": "search_summary", "summary_of": summary.sweep,
-                                  "study_name": summary.study_name})
+                                  "study_name": summary.study_name,
+                                  "partial": "true" if unfinished else "false"})
     run_id = run.info.run_id
     params = [MlflowParam("study_name", summary.study_name), MlflowParam("penalty", str(summary.penalty)),
               MlflowParam("n_trials", str(len(summary.trials)))]
@@ -588,8 +590,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_summary(summary, space))
     print(f"\nsweep {summary.sweep!r}, Optuna study {summary.study_name!r} in {summary.storage}; "
           f"MLflow summary run {summary.summary_run_id}")
+    unfinished = sum(getattr(o, "status", "") == "unfinished" for o in summary.outcomes)
+    if unfinished:
+        print(f"{unfinished} trials did not finish (interrupted; the summary above is partial): "
+              f"run the same command with --resume --name {summary.sweep} to continue")
     failed = any(t.score is None for t in summary.trials)
-    return 1 if failed else 0
+    return 1 if failed or unfinished else 0
 
 
 if __name__ == "__main__":
