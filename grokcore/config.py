@@ -17,6 +17,8 @@ ACTIVATIONS = ("relu", "gelu")
 SPLITS = ("pairs", "classes", "random", "sequential")  # each task accepts its own subset
 ENCODINGS = ("token", "digits")
 GCD_SAMPLINGS = ("uniform", "loguniform", "loguniform_gcd")
+LOSSES = ("softmax", "stablemax")
+GROKFAST = ("none", "ema", "ma")
 MAX_EXPONENT = 9
 MAX_EXAMPLES = 2_000_000  # p ** n_operands above this does not fit a full batch on a laptop
 
@@ -77,6 +79,16 @@ class RunConfig:
     loss_dtype: str = _f("float64", "dtype of log-softmax in the loss: float64 (the seed's) or "
                          "float32 (to study softmax collapse and spikes)")
     batch_size: int = _f(0, "minibatch size; 0: full batch, one optimiser step per epoch")
+    loss: str = _f("softmax", "normalisation in the cross-entropy: softmax, or stablemax (Prieto et "
+                   "al. 2025: s(x) = x + 1 for x >= 0, 1 / (1 - x) below; cannot collapse)")
+    ortho_grad: bool = _f(False, "orthogonal gradient before AdamW (Prieto et al. 2025): per "
+                          "tensor, drop the gradient's component along the weights, keep its norm")
+    grokfast: str = _f("none", "Grokfast gradient filter (Lee et al. 2024): none, ema "
+                       "(exponential moving average) or ma (moving average over a window)")
+    grokfast_alpha: float = _f(0.98, "Grokfast ema: decay of the moving average, in [0, 1)")
+    grokfast_ema_lambda: float = _f(2.0, "Grokfast ema: weight of the filtered gradient added to g")
+    grokfast_window: int = _f(100, "Grokfast ma: number of past gradients averaged")
+    grokfast_ma_lambda: float = _f(5.0, "Grokfast ma: weight of the averaged gradient added to g")
     # --- budget and cadences ----------------------------------------------------------------
     epochs: int = _f(40_000, "full-batch epochs (one optimiser step each)")
     eval_every: int = _f(100, "evaluate train and test metrics every this many epochs")
@@ -106,6 +118,18 @@ class RunConfig:
         _choice("split", self.split, SPLITS)
         _choice("encoding", self.encoding, ENCODINGS)
         _choice("gcd_sampling", self.gcd_sampling, GCD_SAMPLINGS)
+        _choice("loss", self.loss, LOSSES)
+        _choice("grokfast", self.grokfast, GROKFAST)
+        if not 0.0 <= self.grokfast_alpha < 1.0:
+            raise ConfigError(f"grokfast_alpha={self.grokfast_alpha} is outside [0, 1); the "
+                              "Grokfast default is 0.98")
+        if self.grokfast_window < 1:
+            raise ConfigError(f"grokfast_window={self.grokfast_window} must be a positive integer "
+                              "(Grokfast default 100)")
+        for name in ("grokfast_ema_lambda", "grokfast_ma_lambda"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0 (Grokfast defaults: "
+                                  "2 for ema, 5 for ma)")
         if not 0.0 < self.frac_train < 1.0:
             raise ConfigError(f"frac_train={self.frac_train} is outside (0, 1); give a share such "
                               "as 0.3 (--frac)")

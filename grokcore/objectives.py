@@ -19,9 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
-from grokcore.optim import cross_entropy
+from grokcore.optim import LossFn
 
 IGNORE = -1  # label of a position that carries no loss
 
@@ -35,18 +34,18 @@ class Evaluation:
 
 
 class LastPosition:
-    def __init__(self, loss_dtype: torch.dtype, balanced: bool = False):
-        self.loss_dtype = loss_dtype
+    def __init__(self, loss_fn: LossFn, balanced: bool = False):
+        self.loss_fn = loss_fn  # grokcore.optim.make_loss: softmax or StableMax, in the loss dtype
         self.balanced = balanced
 
     def loss(self, model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return cross_entropy(model.forward_last(inputs), labels, self.loss_dtype)
+        return self.loss_fn(model.forward_last(inputs), labels)
 
     def evaluate(self, model, inputs: torch.Tensor, labels: torch.Tensor) -> Evaluation:
         logits = model.forward_last(inputs)
         preds = logits.argmax(dim=-1)
         extra = {"bacc": balanced_accuracy(preds, labels)} if self.balanced else {}
-        return Evaluation(float(cross_entropy(logits, labels, self.loss_dtype)),
+        return Evaluation(float(self.loss_fn(logits, labels)),
                           float((preds == labels).double().mean()), logits, extra)
 
 
@@ -62,8 +61,8 @@ def balanced_accuracy(preds: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 class NextTokens:
-    def __init__(self, loss_dtype: torch.dtype):
-        self.loss_dtype = loss_dtype
+    def __init__(self, loss_fn: LossFn):
+        self.loss_fn = loss_fn
 
     def _logits(self, model, inputs, labels):
         mask = labels != IGNORE
@@ -72,7 +71,7 @@ class NextTokens:
 
     def loss(self, model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits, targets, _ = self._logits(model, inputs, labels)
-        return cross_entropy(logits, targets, self.loss_dtype)
+        return self.loss_fn(logits, targets)
 
     def evaluate(self, model, inputs: torch.Tensor, labels: torch.Tensor) -> Evaluation:
         logits, targets, mask = self._logits(model, inputs, labels)
@@ -80,10 +79,11 @@ class NextTokens:
         right[mask] = logits.argmax(dim=-1) == targets
         seq_acc = float(right.all(dim=1).double().mean())
         acc = float(right[mask].double().mean())
-        return Evaluation(float(cross_entropy(logits, targets, self.loss_dtype)), acc, logits,
+        return Evaluation(float(self.loss_fn(logits, targets)), acc, logits,
                           {"seq_acc": seq_acc})
 
 
-def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, loss_dtype: torch.dtype) -> torch.Tensor:
-    """Mean cross-entropy over positions whose label is not IGNORE; logits [..., vocab]."""
-    return F.cross_entropy(logits.to(loss_dtype).flatten(0, -2), labels.flatten(), ignore_index=IGNORE)
+def masked_loss(loss_fn: LossFn, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean loss over positions whose label is not IGNORE; logits [..., vocab]."""
+    keep = labels != IGNORE
+    return loss_fn(logits[keep], labels[keep])

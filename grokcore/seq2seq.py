@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from grokcore.config import RunConfig
-from grokcore.objectives import IGNORE, Evaluation, masked_cross_entropy
+from grokcore.objectives import IGNORE, Evaluation, masked_loss
+from grokcore.optim import LossFn
 
 EVAL_CHUNK = 8192
 
@@ -89,8 +90,8 @@ class Seq2SeqTransformer(nn.Module):
 class Seq2SeqObjective:
     """Teacher-forced cross-entropy over the target tokens; exact-match accuracy."""
 
-    def __init__(self, loss_dtype: torch.dtype, pad: int):
-        self.loss_dtype = loss_dtype
+    def __init__(self, loss_fn: LossFn, pad: int):
+        self.loss_fn = loss_fn
         self.pad = pad
 
     def _targets(self, labels: torch.Tensor) -> torch.Tensor:
@@ -100,7 +101,7 @@ class Seq2SeqObjective:
 
     def loss(self, model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = model(inputs, labels[:, :-1])
-        return masked_cross_entropy(logits, self._targets(labels), self.loss_dtype)
+        return masked_loss(self.loss_fn, logits, self._targets(labels))
 
     @torch.no_grad()
     def evaluate(self, model, inputs: torch.Tensor, labels: torch.Tensor) -> Evaluation:
@@ -111,7 +112,7 @@ class Seq2SeqObjective:
             targets = self._targets(lab)
             mask = targets != IGNORE
             right = (logits.argmax(dim=-1) == targets) | ~mask
-            total += float(masked_cross_entropy(logits, targets, self.loss_dtype)) * int(mask.sum())
+            total += float(masked_loss(self.loss_fn, logits, targets)) * int(mask.sum())
             n_tok += int(mask.sum())
             tok_right += int((right & mask).sum())
             n_exact += int(right.all(dim=1).sum())

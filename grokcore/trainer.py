@@ -20,7 +20,7 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from grokcore.config import ConfigError, RunConfig
-from grokcore.optim import make_optimizer, make_scheduler
+from grokcore.optim import GradientTransform, make_optimizer, make_scheduler
 from grokcore.progress import ProgressMeasures
 from grokcore.signals import SignalTracker, softmax_collapse_fraction
 from grokcore.tasks import TASKS, Dataset, build_dataset
@@ -59,6 +59,8 @@ class Trainer:
         self.objective = self.task.objective(cfg, self.dataset)
         self.optimizer = make_optimizer(self.model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg)
+        # Grokfast / orthogonal gradient between backward and step; None when both are off.
+        self.grad_transform = GradientTransform.for_run(self.optimizer.param_groups[0]["params"], cfg)
         self.loss_dtype = getattr(torch, cfg.loss_dtype)
         self.signals = SignalTracker(cfg.memorize_acc, cfg.grok_acc, cfg.spike_factor)
         # Progress measures join the evaluation row before any callback sees it (grokcore/progress.py).
@@ -82,6 +84,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.objective.loss(self.model, self.train_x, self.train_y)
         loss.backward()
+        if self.grad_transform is not None:
+            self.grad_transform()
         self.optimizer.step()
         self.scheduler.step()
         return loss.detach()
@@ -96,6 +100,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.objective.loss(self.model, self.train_x[idx], self.train_y[idx])
             loss.backward()
+            if self.grad_transform is not None:
+                self.grad_transform()
             self.optimizer.step()
             losses.append(loss.detach() * len(idx))
         self.scheduler.step()  # warm-up counts epochs
@@ -108,6 +114,8 @@ class Trainer:
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(
             [torch.linalg.vector_norm(g.double()) for g in grads])) if grads else torch.tensor(0.0)
+        if self.grad_transform is not None and self.grad_transform.raw_grad_norm is not None:
+            grad_norm = self.grad_transform.raw_grad_norm  # the loss gradient, before the transforms
         row = {
             "epoch": self.epoch,
             "train_loss": train.loss,
@@ -188,6 +196,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "signals": self.signals.state_dict(),
             "history": self.history,
+            "grad_transform": self.grad_transform and self.grad_transform.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -203,6 +212,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.signals = SignalTracker.from_state(state["signals"])
         self.history = list(state["history"])
+        if self.grad_transform is not None:
+            self.grad_transform.load_state_dict(state.get("grad_transform") or {})
 
 
 def train(cfg: RunConfig, callbacks: Sequence[Callback] = ()) -> tuple[Trainer, dict[str, Any]]:

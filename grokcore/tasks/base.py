@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import torch
 
 from grokcore.config import RunConfig
+from grokcore.optim import make_loss
 
 
 @dataclass
@@ -85,7 +86,7 @@ class TaskBase:
     def objective(self, cfg: RunConfig, ds: Dataset):
         from grokcore.objectives import LastPosition
 
-        return LastPosition(getattr(torch, cfg.loss_dtype), balanced=self.signal_metric == "bacc")
+        return LastPosition(make_loss(cfg), balanced=self.signal_metric == "bacc")
 
     def extra_metrics(self, trainer) -> dict[str, float]:
         return {}

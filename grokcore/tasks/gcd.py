@@ -35,6 +35,7 @@ import sympy
 import torch
 
 from grokcore.config import ConfigError, RunConfig
+from grokcore.optim import make_loss
 from grokcore.tasks.base import Dataset, TaskBase
 
 DEFAULT_N_MAX = 10_000
@@ -175,7 +176,7 @@ class GcdTask(TaskBase):
     def objective(self, cfg: RunConfig, ds: Dataset):
         from grokcore.seq2seq import Seq2SeqObjective
 
-        return Seq2SeqObjective(getattr(torch, cfg.loss_dtype), ds.meta["pad"])
+        return Seq2SeqObjective(make_loss(cfg), ds.meta["pad"])
 
     def build(self, cfg: RunConfig) -> Dataset:
         n_max, vocab = self.n_max(cfg), Vocab(cfg.base)

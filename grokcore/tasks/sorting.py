@@ -24,6 +24,7 @@ import torch
 
 from grokcore.config import ConfigError, RunConfig
 from grokcore.objectives import IGNORE, NextTokens
+from grokcore.optim import make_loss
 from grokcore.tasks.base import Dataset, TaskBase, split_indices
 
 DEFAULT_VALUES = 50
@@ -54,7 +55,7 @@ class SortingTask(TaskBase):
                               "values; raise --n-max, shorten --list-len or pass --repeats")
 
     def objective(self, cfg: RunConfig, ds: Dataset):
-        return NextTokens(getattr(torch, cfg.loss_dtype))
+        return NextTokens(make_loss(cfg))
 
     def build(self, cfg: RunConfig) -> Dataset:
         v, length = self.n_values(cfg), cfg.list_len
