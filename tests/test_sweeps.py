@@ -116,6 +116,16 @@ def test_dry_run_prints_table1(tmp_path):
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
 
 
+def test_demo_grid_is_table1_pairs_at_31_and_options_still_win(tmp_path):
+    done = sweep(["--demo", "--dry-run", "--epochs", "700"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [tuple(int(v) for v in m.groups()[1:])
+            for m in re.finditer(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$", done.stdout, re.M)]
+    assert rows == list(dict.fromkeys((a, b, 31) for a, b, _ in TABLE1_ROWS))
+    for setting in ("frac_train=0.5", "lr=0.003", "weight_decay=3.0", "epochs=700"):
+        assert setting in done.stdout
+
+
 def test_bad_grid_is_one_line_error_and_creates_nothing(tmp_path):
     done = sweep(["--pairs", "1,1", "3,3", "--primes", "31", "100"], cwd=tmp_path)
     assert done.returncode == 2
