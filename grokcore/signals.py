@@ -8,7 +8,8 @@ Rules (thresholds from RunConfig):
 * loss spike: the training loss of an epoch exceeds ``spike_factor`` x the lowest training loss
   seen before it. Consecutive spiking epochs are one spike; its size is the largest ratio reached.
   Every epoch's loss is checked (it is computed by the training step anyway), so a spike between
-  two evaluations is not missed.
+  two evaluations is not missed. A running minimum of exactly 0 (float32 underflow) counts as
+  1e-30, so the ratio stays finite.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+SPIKE_FLOOR = 1e-30  # the running minimum counts as at least this
 
 
 @dataclass
@@ -44,7 +48,8 @@ class SignalTracker:
             if self.diverged_epoch is None:
                 self.diverged_epoch = epoch
             return
-        ratio = train_loss / self.min_train_loss if self.min_train_loss > 0 else math.inf
+        # A float32 loss can underflow to exactly 0; the floor keeps the ratio finite (and JSON).
+        ratio = train_loss / max(self.min_train_loss, SPIKE_FLOOR)
         if ratio > self.spike_factor:
             if not self.in_spike:
                 self.spikes.append(Spike(epoch, ratio, train_loss))

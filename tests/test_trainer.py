@@ -82,6 +82,10 @@ def test_spike_rule():
     assert [s.epoch for s in tracker.spikes] == [5, 9]
     assert math.isclose(tracker.spikes[0].ratio, 90.0)
     assert math.isclose(tracker.spikes[1].ratio, 40.0)
+    zero = SignalTracker(spike_factor=10.0)
+    for epoch, loss in enumerate([1.0, 0.0, 1e-6]):  # float32 loss underflowing to 0, then back
+        zero.observe_step(epoch, loss)
+    assert [s.epoch for s in zero.spikes] == [2] and math.isfinite(zero.spikes[0].ratio)
     tracker.observe_step(11, float("nan"))
     assert tracker.status() == "diverged"
 
