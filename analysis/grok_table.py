@@ -66,8 +66,12 @@ def build_table(runs: pd.DataFrame, seed: pd.DataFrame | None = None) -> pd.Data
     for key in INT_KEYS:
         frame[key] = frame[key].map(lambda v: int(float(v)) if v is not None else -1)
     frame["frac_train"] = frame["frac_train"].astype(float)
-    status = runs.get("tag.status", pd.Series(["failed"] * len(runs), index=runs.index)).fillna("failed")
-    frame["status"] = status
+    # A run with no end tag either failed before reporting (MLflow FAILED) or was interrupted
+    # and not resumed yet (RUNNING / KILLED): the latter is unfinished, not failed.
+    unended = runs.get("run_status", pd.Series(["FAILED"] * len(runs), index=runs.index))
+    unended = unended.map(lambda s: "failed" if s == "FAILED" else "unfinished")
+    status = runs.get("tag.status", pd.Series([None] * len(runs), index=runs.index))
+    frame["status"] = status.where(status.notna(), unended)
     for name in ("grok_epoch", "memorization_epoch", "grok_delay", "n_spikes"):
         frame[name] = _tags(runs, name).astype(float)
     for name in ("label_entropy", "label_chi2_pvalue", "leakage", "bijective_a", "bijective_b"):
@@ -89,6 +93,7 @@ def build_table(runs: pd.DataFrame, seed: pd.DataFrame | None = None) -> pd.Data
             "spikes": int(group.n_spikes.fillna(0).sum()),
             "diverged": int((group.status == "diverged").sum()),
             "failed": int((group.status == "failed").sum()),
+            "unfinished": int((group.status == "unfinished").sum()),
             "label_entropy": _median(group.label_entropy),
             "label_chi2_pvalue": _median(group.label_chi2_pvalue),
             "bijective_a": _flag(group.bijective_a),
@@ -112,7 +117,7 @@ def _flag(values: pd.Series):
 
 # ---- rendering ---------------------------------------------------------------------------------
 HEADERS = ("task", "a", "b", "p", "dtype", "frac", "grokked", "grok epoch (median [range])",
-           "memorized", "delay", "spikes", "diverged", "failed", "label entropy", "chi2 p",
+           "memorized", "delay", "spikes", "diverged", "failed", "unfinished", "label entropy", "chi2 p",
            "x^a bij.", "y^b bij.", "leakage", "paper")
 
 
@@ -127,7 +132,7 @@ def display_rows(table: pd.DataFrame) -> list[list[str]]:
             grok = f"{_int(r.grok_epoch_median)} [{_int(r.grok_epoch_min)}-{_int(r.grok_epoch_max)}]"
         out.append([r.task, str(r.a), str(r.b), str(r.p), r.dtype, f"{r.frac_train:g}",
                     f"{r.grokked}/{r.runs}", grok, _int(r.memorization_epoch_median),
-                    _int(r.grok_delay_median), str(r.spikes), str(r.diverged), str(r.failed),
+                    _int(r.grok_delay_median), str(r.spikes), str(r.diverged), str(r.failed), str(r.unfinished),
                     _num(r.label_entropy, "{:.4f}"), _num(r.label_chi2_pvalue, "{:.3g}"),
                     _yes(r.bijective_a), _yes(r.bijective_b), _num(r.leakage, "{:.3f}"),
                     r.paper_grok_epoch or "-"])

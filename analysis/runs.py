@@ -81,7 +81,8 @@ def load_runs(client, experiment: str) -> pd.DataFrame:
             if tags.get(KIND_TAG) == "analysis" or "task" not in params:
                 continue
             row: dict[str, Any] = {"run_id": run.info.run_id,
-                                   "run_name": run.info.run_name}
+                                   "run_name": run.info.run_name,
+                                   "run_status": run.info.status}  # RUNNING, KILLED, ...
             row.update({f"param.{k}": v for k, v in params.items()})
             row.update({f"tag.{k}": v for k, v in tags.items() if not k.startswith("mlflow.")})
             row.update({f"metric.{k}": v for k, v in run.data.metrics.items()})

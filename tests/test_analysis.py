@@ -248,3 +248,20 @@ def test_every_figure_writes_a_png(store, tmp_path):
     for name, path in paths.items():
         data = Path(path).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+
+
+def test_interrupted_runs_count_as_unfinished_not_failed(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp_id = client.create_experiment("interrupted")
+    params = {k: str(v) for k, v in RunConfig(p=31, a=3, b=3).to_dict().items()}
+    for status in ("KILLED", "FAILED"):  # neither ever got its end tags
+        run = client.create_run(exp_id)
+        for key, value in params.items():
+            client.log_param(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id, status)
+    table = grok_table.build_table(load_runs(client, "interrupted"))
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row.runs, row.unfinished, row.failed, row.grokked) == (2, 1, 1, 0)
