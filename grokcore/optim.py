@@ -177,6 +177,13 @@ def orthogonalize_(weights: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
         g.copy_((perp * scale).view_as(g))
 
 
+def total_grad_norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """L2 norm over all gradient tensors, in float64 (a 0-dim tensor; no host sync)."""
+    if not grads:
+        return torch.tensor(0.0, dtype=torch.float64)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads]))
+
+
 class GradientTransform:
     """The run's gradient transforms, applied in place to the parameters' .grad between backward
     and the optimiser step. ``raw_grad_norm`` keeps the norm of the loss gradient before them (a
@@ -201,8 +208,7 @@ class GradientTransform:
     def __call__(self) -> None:
         params = [p for p in self.params if p.grad is not None]
         grads = [p.grad for p in params]
-        self.raw_grad_norm = torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g.double()) for g in grads]))
+        self.raw_grad_norm = total_grad_norm(grads)
         if self.grokfast is not None:
             self.grokfast(grads)
         if self.ortho:

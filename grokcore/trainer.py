@@ -20,7 +20,7 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from grokcore.config import ConfigError, RunConfig
-from grokcore.optim import GradientTransform, make_optimizer, make_scheduler
+from grokcore.optim import GradientTransform, make_optimizer, make_scheduler, total_grad_norm
 from grokcore.progress import ProgressMeasures
 from grokcore.signals import SignalTracker, softmax_collapse_fraction
 from grokcore.tasks import TASKS, Dataset, build_dataset
@@ -111,9 +111,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         train = self.objective.evaluate(self.model, self.train_x, self.train_y)
         test = self.objective.evaluate(self.model, self.test_x, self.test_y)
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        grad_norm = torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g.double()) for g in grads])) if grads else torch.tensor(0.0)
+        grad_norm = total_grad_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         if self.grad_transform is not None and self.grad_transform.raw_grad_norm is not None:
             grad_norm = self.grad_transform.raw_grad_norm  # the loss gradient, before the transforms
         row = {
