@@ -22,14 +22,35 @@ def _column(rows: list[dict[str, float]], key: str) -> list[float]:
     return [float(r.get(key, math.nan)) for r in rows]
 
 
-def plot_training_curves(history: Iterable[Mapping[str, float]] | Any, summary: Mapping[str, Any],
-                         path: str | Path, title: str | None = None) -> Path:
+# The measured phases (grokcore.progress.measure_phases), shaded in turn from epoch 0.
+PHASE_STYLE = (("phase_memorization_end", "memorization", "tab:orange"),
+               ("phase_circuit_end", "circuit formation", "tab:green"),
+               ("phase_cleanup_end", "cleanup", "tab:purple"))
+
+
+def mark_phases(ax, phases: Mapping[str, Any] | None) -> None:
+    """Shade the measured phases: [0, mem], [mem, circuit], [circuit, cleanup]."""
+    start = 0
+    for key, label, color in PHASE_STYLE:
+        end = (phases or {}).get(key)
+        if end is None or (isinstance(end, float) and math.isnan(end)):
+            break
+        ax.axvspan(start, end, color=color, alpha=0.08, label=f"{label} (to {int(end)})")
+        ax.axvline(end, color=color, lw=0.8, ls="--")
+        start = end
+
+
+def plot_training_curves(history: Iterable[Mapping[str, float]] | Any,
+                         summary: Mapping[str, Any] | None, path: str | Path,
+                         title: str | None = None,
+                         phases: Mapping[str, Any] | None = None) -> Path:
     """Loss (log scale) and accuracy against epoch, train and test, one panel each.
 
-    The memorization epoch is a dashed line, the grok epoch a solid one, and each loss spike a
-    red triangle on the loss panel (from ``summary['spike_epochs']``) plus a dotted line.
-    Returns the path written.
+    From ``summary``: the memorization epoch is a dashed line, the grok epoch a solid one, and
+    each loss spike a red triangle on the loss panel plus a dotted line. ``phases`` (measured
+    phase ends) are shaded. Returns the path written.
     """
+    summary = summary or {}
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -53,6 +74,7 @@ def plot_training_curves(history: Iterable[Mapping[str, float]] | Any, summary: 
 
     mem, grok = summary.get("memorization_epoch"), summary.get("grok_epoch")
     for ax in (ax_loss, ax_acc):
+        mark_phases(ax, phases)
         if mem is not None:
             ax.axvline(mem, color="grey", linestyle="--", linewidth=1, label=f"memorized @ {mem}")
         if grok is not None:
@@ -66,7 +88,8 @@ def plot_training_curves(history: Iterable[Mapping[str, float]] | Any, summary: 
                      label=f"loss spikes ({len(spikes)})")
     ax_loss.legend(fontsize=8)
     ax_acc.legend(fontsize=8, loc="lower right")
-    fig.suptitle(title or f"status: {summary.get('status', '?')}")
+    fig.suptitle(title or (f"status: {summary['status']}" if "status" in summary
+                           else "loss and accuracy"))
     path = Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -18,12 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from analysis.figures import mark_phases, plot_training_curves  # noqa: E402
 from grokcore import progress  # noqa: E402
-
-PHASE_STYLE = (("phase_memorization_end", "memorization", "tab:orange"),
-               ("phase_circuit_end", "circuit formation", "tab:green"),
-               ("phase_cleanup_end", "cleanup", "tab:purple"))
-
 
 def _frame(history) -> pd.DataFrame:
     return history.copy() if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
@@ -37,38 +33,9 @@ def _save(fig, path) -> Path:
     return path
 
 
-def _mark_phases(ax, phases: dict[str, Any] | None) -> None:
-    """Shade the measured phases: [0, mem], [mem, circuit], [circuit, cleanup]."""
-    if not phases:
-        return
-    start = 0
-    for key, label, color in PHASE_STYLE:
-        end = phases.get(key)
-        if end is None or pd.isna(end):
-            break
-        ax.axvspan(start, end, color=color, alpha=0.08, label=f"{label} (to {int(end)})")
-        ax.axvline(end, color=color, lw=0.8, ls="--")
-        start = end
-
-
 def plot_loss_curves(history, path, phases: dict[str, Any] | None = None, title: str = "") -> Path:
     """Train/test loss (log scale) and accuracy against epoch, with the measured phases shaded."""
-    df = _frame(history)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, color in (("train_loss", "tab:blue"), ("test_loss", "tab:red")):
-        ax_loss.plot(df["epoch"], df[name].clip(lower=1e-12), label=name, color=color)
-    ax_loss.set_yscale("log")
-    ax_loss.set_ylabel("cross-entropy")
-    for name, color in (("train_acc", "tab:blue"), ("test_acc", "tab:red")):
-        ax_acc.plot(df["epoch"], df[name], label=name, color=color)
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.set_ylim(-0.02, 1.02)
-    for ax in (ax_loss, ax_acc):
-        _mark_phases(ax, phases)
-        ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
-    fig.suptitle(title or "loss and accuracy")
-    return _save(fig, path)
+    return plot_training_curves(history, None, path, title or None, phases)
 
 
 def plot_progress_measures(history, path, phases: dict[str, Any] | None = None,
@@ -101,7 +68,7 @@ def plot_progress_measures(history, path, phases: dict[str, Any] | None = None,
     ax.set_ylim(0, 1.02)
     ax.set_title("key frequencies")
     for ax in axes.flat:
-        _mark_phases(ax, phases)
+        mark_phases(ax, phases)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
     fig.suptitle(title or "progress measures")

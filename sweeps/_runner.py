@@ -261,9 +261,10 @@ class TuneReporter:
             (folder / "config.json").write_text(json.dumps(trainer.cfg.to_dict(), indent=2))
             (folder / "dataset_stats.json").write_text(json.dumps(stats, indent=2))
             (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+            phases = write_run_figures(trainer, folder)
+            summary.update(phases)  # the measured phase_* ends join the end values
             plot_training_curves(trainer.history, summary, folder / "curves.png",
-                                 title=_title(trainer.cfg, summary))
-            summary.update(write_run_figures(trainer, folder))  # phase_* ends join the summary
+                                 title=_title(trainer.cfg, summary), phases=phases)
             last = trainer.history[-1] if trainer.history else {}
             result = {**_numeric(last), "timesteps_total": trainer.epoch,
                       "start_epoch": self.start_epoch, "grokked": int(bool(summary["grokked"])),
