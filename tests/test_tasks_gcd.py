@@ -80,36 +80,41 @@ def test_gcd_config_errors():
         RunConfig.for_task("gcd", gcd_sampling="normal").validate()
 
 
-# Base 10, operands below 10^4, log-uniform GCDs, a 1+1-layer encoder-decoder. Measured on a
-# loaded 2-core CPU: after 4 epochs of 10k pairs GCD 1 is at ~70% and 2, 4 at ~20%; after 8 epochs
-# of 20k pairs {1, 10, 100} are learned (>= 90%) and 2, 5 are at ~40%. Charton's order: the GCDs
-# that are products of the base's primes come first. A brief run checks that order, not the
-# full set (which takes longer than a test should).
-QUICK_GCD = dict(base=10, n_max=9999, n_examples=10_000, n_layers=1, d_model=64, n_heads=4,
-                 d_mlp=128, lr=3e-3, batch_size=128, gcd_test_per_gcd=10, epochs=4, eval_every=2,
-                 gcd_sampling="loguniform_gcd")
+# Base 10, operands uniform below 10^4 (Charton's setting: most pairs are coprime), a 1+1-layer
+# encoder-decoder, 8 epochs of 40k pairs: about 80 s on a quiet 2-core CPU. Measured here: 1, 2, 5
+# and 10 reach 0.97-1.0, 4 and 20 are on their way (0.43, 0.87), every other GCD stays near 0, and
+# the predictions follow Charton's rule 0.77 of the time while only 0.05 are exact. (After 6 epochs,
+# over two weight seeds, 10 was at 0.87-1.0.) Log-uniform operands or GCDs learn far slower here.
+BRIEF_GCD = dict(base=10, n_max=9999, n_examples=40_000, gcd_sampling="uniform", n_layers=1,
+                 d_model=64, n_heads=4, d_mlp=128, lr=3e-3, batch_size=128, gcd_test_per_gcd=30,
+                 epochs=8, eval_every=4)
+# The products of the base's primes that a brief run must get: B's own divisors.
+BASE_DIVISORS = [1, 2, 5, 10]
 
 
-def test_brief_training_learns_the_gcds_that_are_products_of_the_base_primes_first():
-    cfg = RunConfig.for_task("gcd", **QUICK_GCD)
+def test_brief_training_gets_the_gcds_that_are_products_of_the_base_primes():
+    cfg = RunConfig.for_task("gcd", **BRIEF_GCD)
     trainer = Trainer(cfg)
     trainer.run()
     report = gcd_report(trainer.model, trainer.dataset, cfg.base)
     smooth = trainer.dataset.meta["smooth_gcds"]
     assert smooth == [1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 40, 50, 64, 80, 100]
     acc = report["per_gcd_acc"]
-    assert acc[1] >= 0.5 and acc[1] == max(acc.values()), acc
-    other = [k for k in acc if k not in smooth]
-    mean_smooth = sum(acc[k] for k in smooth) / len(smooth)
-    mean_other = sum(acc[k] for k in other) / len(other)
-    assert mean_smooth > 2 * mean_other + 0.02, (mean_smooth, mean_other)
-    assert set(report["learned"]) <= set(smooth), report["learned"]
+    print(f"\nGCDs learned (>= 90% of their 30 test pairs): {report['learned']}; rule agreement "
+          f"{report['gcd_rule_agreement']:.3f} (among wrong predictions "
+          f"{report['gcd_rule_agreement_wrong']:.3f}), exact {report['gcd_exact_acc']:.3f}")
+    print("accuracy on the base-10-smooth GCDs:", {k: round(acc[k], 2) for k in smooth})
+    # The products of the base's primes are got; no GCD with another prime factor is.
+    assert all(acc[k] >= 0.8 for k in BASE_DIVISORS), {k: acc[k] for k in BASE_DIVISORS}
+    assert set(BASE_DIVISORS) <= set(report["learned"]) <= set(smooth), report["learned"]
+    others = {k: a for k, a in acc.items() if k not in smooth}
+    assert max(others.values()) < 0.5, others
+    # Charton's rule explains the predictions: they equal the 10-smooth part of the GCD far more
+    # often than they are right, and far more often than the untrained model's do.
     first, last = trainer.history[0], trainer.history[-1]
-    assert last["gcd_n_learned"] == len(report["learned"]) == last["gcd_n_smooth_learned"]
-    # The predictions follow Charton's rule (the 10-smooth part of the GCD) far more often than
-    # the untrained model's, and more often than they are right.
     assert first["gcd_rule_agreement"] < 0.1
-    assert last["gcd_rule_agreement"] > max(0.3, last["test_acc"] + 0.1)
+    assert last["gcd_rule_agreement"] > max(0.6, last["test_acc"] + 0.4)
+    assert last["gcd_rule_agreement_wrong"] > 0.5
+    # The logged metrics are the report's.
+    assert last["gcd_n_learned"] == len(report["learned"]) == last["gcd_n_smooth_learned"]
     assert last["test_acc"] == pytest.approx(report["gcd_exact_acc"], abs=0.01)
-    print(f"rule agreement {last['gcd_rule_agreement']:.3f} (among wrong: "
-          f"{last['gcd_rule_agreement_wrong']:.3f}), learned {report['learned']}")
