@@ -11,6 +11,7 @@ Arms, each over the same seeds (the weight seed; the data split stays the config
     python benchmarks/grokfast.py                         # the small config (minutes on 2 cores)
     python benchmarks/grokfast.py --seeds 0 1 2 --arms plain plain_lr3x ema ma
     python benchmarks/grokfast.py --canonical             # p 113, frac 0.3, lr 1e-3, wd 1 (hours)
+    python benchmarks/grokfast.py --merge a.json b.json   # one table from arms run in parallel
 
 Small config (default): p 31, frac 0.5, lr 3e-3, weight decay 3, float32, eval every 10 epochs,
 budget 6000 epochs, stop 3 evaluations after grokking. Canonical: the seed paper's p 113,
@@ -47,6 +48,35 @@ ARMS = {
 }
 
 
+def print_table(rows: list[dict], arms: list[str], budget: int) -> None:
+    print("\n| arm | lr | grok epoch per seed | median | memorized per seed |")
+    print("|---|---|---|---|---|")
+    for arm in arms:
+        mine = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        groks = [r["grok_epoch"] for r in mine]
+        median = (statistics.median(groks) if all(g is not None for g in groks)
+                  else f"> {budget} (some did not grok)")
+        print(f"| {arm} | {mine[0]['lr']:.0e} | {', '.join(str(g) for g in groks)} | {median} | "
+              f"{', '.join(str(r['memorization_epoch']) for r in mine)} |")
+
+
+def merge(paths: list[Path]) -> int:
+    """One table from the JSON of several runs (arms run as separate processes, in parallel)."""
+    results = [json.loads(path.read_text()) for path in paths]
+    configs = {json.dumps(r["config"], sort_keys=True) for r in results}
+    if len(configs) > 1:
+        print("error: the files were run with different configs; merge only runs of one config",
+              file=sys.stderr)
+        return 2
+    rows = [row for r in results for row in r["rows"]]
+    print("config: " + " ".join(f"{k}={v}" for k, v in results[0]["config"].items()))
+    print_table(rows, [a for a in ARMS if any(r["arm"] == a for r in rows)],
+                results[0]["config"]["epochs"])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--canonical", action="store_true",
@@ -61,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: fastest on a shared 2-core machine)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="print one table from the --out files of earlier runs; run nothing")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge)
     torch.set_num_threads(args.threads)
 
     settings = dict(CANONICAL if args.canonical else SMALL, dtype=args.dtype)
@@ -87,15 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"memorized {row['memorization_epoch']}  grok {row['grok_epoch']}  "
                   f"({row['epochs_run']} epochs, {row['seconds']} s)", flush=True)
 
-    print("\n| arm | lr | grok epoch per seed | median | memorized per seed |")
-    print("|---|---|---|---|---|")
-    for arm in args.arms:
-        mine = [r for r in rows if r["arm"] == arm]
-        groks = [r["grok_epoch"] for r in mine]
-        median = (statistics.median(groks) if all(g is not None for g in groks)
-                  else f"> {base.epochs} (some did not grok)")
-        print(f"| {arm} | {mine[0]['lr']:.0e} | {', '.join(str(g) for g in groks)} | {median} | "
-              f"{', '.join(str(r['memorization_epoch']) for r in mine)} |")
+    print_table(rows, args.arms, base.epochs)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"config": settings, "seeds": args.seeds, "rows": rows},
