@@ -215,14 +215,18 @@ def _sparse_ticks(ax, labels: list[str], every: int = 0) -> None:
 def write_run_figures(trainer, folder) -> dict[str, Any]:
     """The figures of one finished run, written into ``folder``; returns its measured phases.
 
-    Every run gets ``loss_phases.png``; a run the progress measures apply to (expmod with two
-    operands and an MLP) also gets the progress measures over training and the Fourier views of
+    Every run gets ``loss_phases.png``; a sorting run its attention pattern (``attention.png``);
+    a run the progress measures apply to (expmod with two operands and an MLP) also gets the progress measures over training and the Fourier views of
     its final weights. The sweep runner logs whatever lands in the folder to MLflow.
     """
     folder = Path(folder)
     cfg, history = trainer.cfg, trainer.history
     phases = progress.measure_phases(history, cfg.memorize_acc, cfg.grok_acc)
     plot_loss_curves(history, folder / "loss_phases.png", phases)
+    if cfg.task == "sorting":  # its one head's pattern is the mechanism: where each output looks
+        from grokcore.tasks.sorting import attention_figure
+
+        attention_figure(trainer.model.to("cpu"), trainer.dataset, folder / "attention.png")
     if not progress.measures_apply(cfg):
         return phases
     model = trainer.model.to("cpu")

@@ -277,8 +277,12 @@ class TuneReporter:
 
 
 def _title(cfg: RunConfig, summary: Mapping[str, Any]) -> str:
-    return (f"{cfg.task} a={cfg.a} b={cfg.b} p={cfg.p} frac={cfg.frac_train} {cfg.dtype} "
-            f"seed={cfg.seed}: {summary['status']}")
+    """The task and the fields that name its configuration (as in the grok table)."""
+    from grokcore.tasks import TASKS
+
+    keys = " ".join(f"{k}={getattr(cfg, k)}" for k in TASKS[cfg.task].table_keys)
+    return (f"{cfg.task} {keys} frac={cfg.frac_train} {cfg.dtype} seed={cfg.seed}: "
+            f"{summary['status']}")
 
 
 def _jsonable(value: Any) -> Any:

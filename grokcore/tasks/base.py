@@ -72,11 +72,16 @@ class TaskBase:
     * ``objective``: classification at the last position (the trainer's fast path) unless the
       task's loss spans several positions or a decoder.
     * ``extra_metrics``: task measures added to each history row (numeric values reach MLflow).
+    * ``table_keys``: the RunConfig fields that name a configuration in the grok table (beside
+      task, dtype and frac_train; seeds are aggregated); ``table_metrics``: the end values of the
+      history the table shows for this task (median over a configuration's runs).
     """
 
     name = "base"
     defaults: dict[str, Any] = {}
     signal_metric = "acc"
+    table_keys: tuple[str, ...] = ()
+    table_metrics: tuple[str, ...] = ("test_acc",)
 
     def make_model(self, cfg: RunConfig, ds: Dataset):
         from grokcore.model import Transformer

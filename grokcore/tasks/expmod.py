@@ -31,6 +31,8 @@ def exponents_of(cfg: RunConfig) -> list[int]:
 
 class ExpModTask(TaskBase):
     name = "expmod"
+    table_keys = ("a", "b", "p")
+    table_metrics = ()  # its table has the dataset statistics and the paper's figure instead
 
     def validate(self, cfg: RunConfig) -> None:
         if not is_prime(cfg.p):

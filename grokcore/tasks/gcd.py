@@ -147,6 +147,8 @@ class GcdTask(TaskBase):
     """gcd(a, b) as translation of base-B digits; encoder-decoder; GCDs learned, Charton's rule."""
 
     name = "gcd"
+    table_keys = ("base", "gcd_sampling", "n_max")
+    table_metrics = ("test_acc", "gcd_n_learned", "gcd_n_smooth_learned", "gcd_rule_agreement")
     defaults = dict(n_layers=2, n_heads=4, d_model=64, d_head=16, d_mlp=256, lr=1e-3,
                     weight_decay=0.01, batch_size=256, epochs=30, eval_every=1, frac_train=0.5,
                     base=10, gcd_sampling="loguniform")

@@ -94,6 +94,8 @@ def binary_stats(labels: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.
 
 class _NumberTask(TaskBase):
     signal_metric = "bacc"
+    table_keys = ("n_max", "encoding", "base", "split")
+    table_metrics = ("test_bacc", "test_acc")
     default_n_max = 1000
     splits = ("random", "sequential")
 

@@ -35,6 +35,8 @@ class SortingTask(TaskBase):
     """Sort a list: START, list, MID, sorted list; 1-layer attention-only, copying score per head."""
 
     name = "sorting"
+    table_keys = ("list_len", "n_max", "variable_len", "repeats", "pos_embed", "n_heads")
+    table_metrics = ("test_acc", "test_seq_acc", "copying_score")
     defaults = dict(n_layers=1, attn_only=True, n_heads=1, d_model=64, d_head=64, lr=1e-2,
                     weight_decay=0.1, frac_train=0.8, split="random", epochs=1000, eval_every=50)
 
