@@ -91,17 +91,40 @@ class Attention(nn.Module):
 
     def project(self, resid: torch.Tensor, which: str) -> torch.Tensor:
         """Queries, keys or values [..., head, d_head] of residual vectors [..., d_model]."""
-        out = torch.einsum("...d,hde->...he", resid, getattr(self, f"W_{which}"))
-        return _add_bias(out, getattr(self, f"b_{which}"))
+        # One [d_model, head * d_head] matmul: an einsum over the head axis runs as a batched
+        # matmul with a batch of one, several times slower on a CPU for long inputs.
+        weight = getattr(self, f"W_{which}")
+        heads, d_model, d_head = weight.shape
+        out = resid @ weight.transpose(0, 1).reshape(d_model, heads * d_head)
+        return _add_bias(out.unflatten(-1, (heads, d_head)), getattr(self, f"b_{which}"))
 
     def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Causal attention of queries [b, q, h, e] over keys/values [b, k, h, e] -> [b, q, d_model]."""
+        """Causal attention of queries [b, q, h, e] over keys/values [b, k, h, e] -> [b, q, d_model].
+
+        When no hook watches the scores or the pattern (training), PyTorch's fused attention
+        computes the same values without materialising them, about twice as fast on long
+        sequences (sorting); with a hook (``run_with_cache``, analysis) they are computed
+        explicitly so the hook sees them. ``tests/test_model.py`` checks the two agree.
+        """
+        if self.pattern_is_watched():
+            z = self.explicit_attention(q, k, v)
+        else:
+            z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                               v.transpose(1, 2), is_causal=True).transpose(1, 2)
+        z = self.hook_z(z)
+        return _add_bias(z.flatten(-2) @ self.W_O.flatten(0, 1), self.b_O)
+
+    def pattern_is_watched(self) -> bool:
+        return any(hp._forward_hooks or hp._backward_hooks or hp._forward_pre_hooks
+                   for hp in (self.hook_attn_scores, self.hook_pattern))
+
+    def explicit_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """z [b, q, h, e] through the hook points of the scores and the pattern."""
         scores = self.hook_attn_scores(torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(self.cfg.d_head))
         n = scores.shape[-1]
         scores = scores.masked_fill(~self.causal_mask[:n, :n], float("-inf"))
         pattern = self.hook_pattern(scores.softmax(dim=-1))
-        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
-        return torch.einsum("bqhe,hed->bqd", z, self.W_O) + self.b_O
+        return torch.einsum("bhqk,bkhe->bqhe", pattern, v)
 
     def mix_last(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``mix`` for a single query per example that sees every key: q [b, h, e] -> [b, d_model].

@@ -58,7 +58,36 @@ def test_hook_points_named_as_transformer_lens():
     assert torch.allclose(pattern.sum(-1), torch.ones(7, 4, 3))
     assert pattern[:, :, 0, 1:].abs().max() == 0  # causal
     assert cache["blocks.0.mlp.hook_post"].shape == (7, 3, 512)
-    assert torch.equal(logits, model(ds.inputs[:7]))
+    # Unhooked, the pattern is fused (scaled_dot_product_attention): equal up to rounding.
+    assert (logits - model(ds.inputs[:7])).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-4)])
+@pytest.mark.parametrize("options", [dict(list_len=12, n_heads=1),
+                                     dict(list_len=12, n_heads=3, variable_len=True, repeats=True),
+                                     dict(list_len=6, n_heads=2, pos_embed=False)])
+def test_fused_attention_equals_explicit_attention(options, dtype, tol):
+    """Training attends through the fused kernel; analysis hooks the explicit pattern. Same model."""
+    cfg = RunConfig.for_task("sorting", **options, n_examples=64, n_max=20, dtype=dtype)
+    model, ds = _model(cfg)
+    attn = model.blocks[0].attn
+    watch = [("blocks.0.attn.hook_pattern", lambda pattern, hook: pattern)]
+
+    def logits_and_grads(watched: bool):
+        model.zero_grad()
+        logits = model.run_with_hooks(ds.inputs, fwd_hooks=watch) if watched else model(ds.inputs)
+        assert attn.pattern_is_watched() is False  # run_with_hooks removed its hook again
+        logits.float().pow(2).mean().backward()
+        return logits, [p.grad.clone() for p in (attn.W_Q, attn.W_K, attn.W_V, model.W_E)]
+
+    fused, fused_grads = logits_and_grads(False)
+    explicit, explicit_grads = logits_and_grads(True)
+    assert fused.shape == (64, model.cfg.n_ctx, model.cfg.d_vocab_out)
+    assert (fused - explicit).abs().max().item() < tol
+    for a, b in zip(fused_grads, explicit_grads):
+        assert (a - b).abs().max().item() < tol * max(1.0, b.abs().max().item())
+    with model.hooks(fwd_hooks=watch):
+        assert attn.pattern_is_watched()
 
 
 def test_seed_defaults_and_frozen_biases():

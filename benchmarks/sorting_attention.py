@@ -1,0 +1,78 @@
+"""Time one sorting training step at the seed's sizes: fused attention vs the explicit pattern.
+
+"fused" is Trainer.train_step as training runs it: no hook watches the attention pattern, so
+``Attention.mix`` calls PyTorch's scaled_dot_product_attention. "explicit" is the same step with
+a do-nothing hook on ``blocks.0.attn.hook_pattern``, which makes the model compute the scores and
+the pattern as tensors (what ``run_with_cache`` needs). Both are timed in this process,
+interleaved round by round; the median of the rounds counts.
+
+    python benchmarks/sorting_attention.py [--steps 3] [--rounds 3] [--examples-fixed 4000]
+                                           [--examples-variable 2000]
+
+The last lines are `speedup <setting>: X.XX` (explicit time / fused time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from grokcore.config import RunConfig
+from grokcore.trainer import Trainer
+
+WATCH = [("blocks.0.attn.hook_pattern", lambda pattern, hook: pattern)]
+
+
+def ms_per_step(step, steps: int) -> float:
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - started) / steps * 1000
+
+
+def explicit_step(trainer: Trainer) -> None:
+    with trainer.model.hooks(fwd_hooks=WATCH):
+        trainer.train_step()
+
+
+def bench(preset: str, n_examples: int, steps: int, rounds: int) -> tuple[float, float, tuple]:
+    cfg = RunConfig.for_task("sorting", preset=preset, n_examples=n_examples, epochs=10 ** 9,
+                             device="cpu")
+    trainer = Trainer(cfg)
+    fused = lambda: trainer.train_step()  # noqa: E731
+    explicit = lambda: explicit_step(trainer)  # noqa: E731
+    for step in (fused, explicit):  # warm up allocator and kernels
+        ms_per_step(step, 1)
+    fused_ms, explicit_ms = [], []
+    for _ in range(rounds):
+        fused_ms.append(ms_per_step(fused, steps))
+        explicit_ms.append(ms_per_step(explicit, steps))
+    return statistics.median(explicit_ms), statistics.median(fused_ms), tuple(trainer.train_x.shape)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3, help="steps per timed round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, alternating the two")
+    parser.add_argument("--examples-fixed", type=int, default=4000,
+                        help="lists for sorting-seed-fixed (length 25; 80%% train)")
+    parser.add_argument("--examples-variable", type=int, default=2000,
+                        help="lists for sorting-seed-variable (length up to 100; 80%% train)")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32")
+    results = {}
+    for preset, n in (("sorting-seed-fixed", args.examples_fixed),
+                      ("sorting-seed-variable", args.examples_variable)):
+        explicit, fused, shape = bench(preset, n, args.steps, args.rounds)
+        results[preset] = explicit / fused
+        print(f"{preset} (train tokens {shape[0]} x {shape[1]}): explicit {explicit:7.0f} ms/step"
+              f"   fused {fused:7.0f} ms/step")
+    for preset, speedup in results.items():
+        print(f"speedup {preset}: {speedup:.2f}")
+
+
+if __name__ == "__main__":
+    main()
