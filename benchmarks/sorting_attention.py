@@ -15,22 +15,14 @@ The last lines are `speedup <setting>: X.XX` (explicit time / fused time).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import side_by_side
 
 from grokcore.config import RunConfig
 from grokcore.trainer import Trainer
 
 WATCH = [("blocks.0.attn.hook_pattern", lambda pattern, hook: pattern)]
-
-
-def ms_per_step(step, steps: int) -> float:
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - started) / steps * 1000
 
 
 def explicit_step(trainer: Trainer) -> None:
@@ -42,15 +34,9 @@ def bench(preset: str, n_examples: int, steps: int, rounds: int) -> tuple[float,
     cfg = RunConfig.for_task("sorting", preset=preset, n_examples=n_examples, epochs=10 ** 9,
                              device="cpu")
     trainer = Trainer(cfg)
-    fused = lambda: trainer.train_step()  # noqa: E731
-    explicit = lambda: explicit_step(trainer)  # noqa: E731
-    for step in (fused, explicit):  # warm up allocator and kernels
-        ms_per_step(step, 1)
-    fused_ms, explicit_ms = [], []
-    for _ in range(rounds):
-        fused_ms.append(ms_per_step(fused, steps))
-        explicit_ms.append(ms_per_step(explicit, steps))
-    return statistics.median(explicit_ms), statistics.median(fused_ms), tuple(trainer.train_x.shape)
+    explicit, fused = side_by_side(lambda: explicit_step(trainer), trainer.train_step, steps,
+                                   rounds)
+    return explicit, fused, tuple(trainer.train_x.shape)
 
 
 def main() -> None:

@@ -13,10 +13,9 @@ The last lines are `speedup float32: X.XX` and `speedup float64: X.XX` (plain ti
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import side_by_side
 
 from grokcore.config import RunConfig
 from grokcore.optim import cross_entropy
@@ -30,24 +29,9 @@ def plain_step(trainer: Trainer) -> None:
     trainer.optimizer.step()
 
 
-def ms_per_step(step, steps: int) -> float:
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - started) / steps * 1000
-
-
 def bench(dtype: str, p: int, steps: int, rounds: int) -> tuple[float, float]:
     trainer = Trainer(RunConfig(p=p, frac_train=0.3, dtype=dtype, epochs=10 ** 9, device="cpu"))
-    fast = lambda: trainer.train_step()  # noqa: E731
-    plain = lambda: plain_step(trainer)  # noqa: E731
-    for step in (fast, plain):  # warm up allocator and kernels
-        ms_per_step(step, 3)
-    fast_ms, plain_ms = [], []
-    for _ in range(rounds):
-        fast_ms.append(ms_per_step(fast, steps))
-        plain_ms.append(ms_per_step(plain, steps))
-    return statistics.median(plain_ms), statistics.median(fast_ms)
+    return side_by_side(lambda: plain_step(trainer), trainer.train_step, steps, rounds, warmup=3)
 
 
 def main() -> None:

@@ -23,20 +23,36 @@ PLURAL = {"p": "primes", "dtype": "dtypes", "frac_train": "fracs", "seed": "seed
 # Settings that are not about what is trained; shown in a dry run only when they vary.
 FIELDS = [f for f in dataclasses.fields(RunConfig)]
 FIELD_NAMES = [f.name for f in FIELDS]
+# The fields that only some tasks read; a sweep script's --help leaves out the other tasks' ones.
+TASK_FIELDS = {
+    "expmod": {"p", "a", "b", "n_operands"},
+    "primality": {"n_max", "encoding", "base"},
+    "coprimality": {"n_max", "encoding", "base"},
+    "gcd": {"n_max", "base", "n_examples", "gcd_sampling", "gcd_test_per_gcd"},
+    "sorting": {"n_max", "n_examples", "list_len", "variable_len", "repeats"},
+}
 
 
-def add_grid_options(parser: argparse.ArgumentParser, defaults: Mapping[str, Any] | None = None,
-                     skip: Iterable[str] = (), default_help: Mapping[str, str] | None = None,
-                     ) -> None:
+def other_tasks_fields(tasks: Iterable[str]) -> set[str]:
+    """The task-specific fields that none of ``tasks`` reads."""
+    tasks = set(tasks)
+    mine = set().union(*(TASK_FIELDS[t] for t in tasks))
+    return set().union(*(f for t, f in TASK_FIELDS.items() if t not in tasks)) - mine
+
+
+def add_grid_options(parser: argparse.ArgumentParser, tasks: Iterable[str],
+                     defaults: Mapping[str, Any] | None = None, skip: Iterable[str] = (),
+                     default_help: Mapping[str, str] | None = None) -> None:
     """One option per RunConfig field, each taking one or more values (booleans: one).
 
+    ``tasks`` are the tasks the script sweeps: the fields only other tasks read are left out.
     ``defaults`` replaces a field's default for this script (shown in --help); a default of None
     means "not given" so the script can tell (e.g. to fall back to a table of rows);
     ``default_help`` then says in words what happens by default.
     """
     default_help = dict(default_help or {})
     defaults = dict(defaults or {})
-    skip = set(skip)
+    skip = set(skip) | other_tasks_fields(tasks)
     group = parser.add_argument_group(
         "run settings (every one takes one or more values; the grid is their product)")
     for f in FIELDS:

@@ -571,8 +571,20 @@ def _index_from_dirname(name: str) -> int | None:
 
 
 def _run_name(cfg: RunConfig, index: int | None) -> str:
+    """E.g. ``0003-expmod-a1b2p31-f0.5-float32-s0``: the task's table keys, frac, dtype, seed."""
+    from grokcore.tasks import TASKS
+
     prefix = f"{index:04d}-" if index is not None else ""
-    return f"{prefix}{cfg.task}-a{cfg.a}b{cfg.b}p{cfg.p}-f{cfg.frac_train}-{cfg.dtype}-s{cfg.seed}"
+    keys = "".join(f"{_name_part(k)}{_name_part(getattr(cfg, k))}"
+                   for k in TASKS[cfg.task].table_keys)
+    return f"{prefix}{cfg.task}-{keys}-f{cfg.frac_train}-{cfg.dtype}-s{cfg.seed}"
+
+
+def _name_part(value: Any) -> str:
+    """A compact spelling for run names: ``n_max`` -> ``nmax``, True -> ``on``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value).replace("_", "")
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -641,10 +653,12 @@ class ProgressPrinter(tune.Callback):
             return
         self._last[trial.trial_id] = now
         row = result.get("row") or {}
+        # The accuracy the grok signals read: balanced where the task's classes are imbalanced.
+        acc = "bacc" if "test_bacc" in row else "acc"
         self._say(f"running  {self._label(trial)}  epoch {int(row.get('epoch', 0))}  "
-                  f"train {row.get('train_acc', math.nan):.3f}  "
-                  f"test {row.get('test_acc', math.nan):.3f}  "
-                  f"loss {row.get('train_loss', math.nan):.2e}")
+                  f"train {acc} {row.get(f'train_{acc}', math.nan):.3f}  "
+                  f"test {acc} {row.get(f'test_{acc}', math.nan):.3f}  "
+                  f"loss {row.get('train_loss', math.nan) + 0.0:.2e}")  # + 0.0: no "-0.00"
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._done += 1

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "exponent options the grid is the seed paper's Table 1 (ten (a, b, p) rows).")
     parser.add_argument("--pairs", type=parse_pair, nargs="+", metavar="A,B", default=None,
                         help="exponent pairs, e.g. 1,1 3,3 7,7 (crossed with --primes)")
-    add_grid_options(parser, defaults=SWEEP_DEFAULTS,
+    add_grid_options(parser, ("expmod",), defaults=SWEEP_DEFAULTS,
                      default_help={"p": "Table 1's primes, else 113", "a": "Table 1's rows",
                                    "b": "Table 1's rows"})
     add_sweep_options(parser, experiment="expmod_grid")

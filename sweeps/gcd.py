@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", default=None, choices=[p for p, (t, _) in PRESETS.items()
                                                            if t == "gcd"],
                         help="start from a named preset; options given still override it")
-    add_grid_options(parser, defaults=SWEEP_DEFAULTS,
+    add_grid_options(parser, ("gcd",), defaults=SWEEP_DEFAULTS,
                      default_help={"base": "2 10 30", "gcd_sampling": "uniform loguniform "
                                    "loguniform_gcd"})
     add_sweep_options(parser, experiment="gcd")

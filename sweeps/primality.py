@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "vs float64, one token per number vs base-B digits.")
     parser.add_argument("--bases", type=int, nargs="+", default=[10, 2],
                         help="bases of the digit encodings in the grid (default: 10 2)")
-    add_grid_options(parser, defaults=SWEEP_DEFAULTS,
+    add_grid_options(parser, ("primality", "coprimality"), defaults=SWEEP_DEFAULTS,
                      default_help={"task": "primality", "dtype": "float32 float64",
                                    "loss_dtype": "as dtype", "encoding": "token digits",
                                    "base": "see --bases", "n_max": "the task's (1000; 100 for "

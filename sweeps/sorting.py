@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, nargs="+",
                             choices=("on", "off"), default=default,
                             help=f"{name} on, off or both (default: {' '.join(default)})")
-    add_grid_options(parser, defaults=SWEEP_DEFAULTS, skip=SWITCHES,
+    add_grid_options(parser, ("sorting",), defaults=SWEEP_DEFAULTS, skip=SWITCHES,
                      default_help={"list_len": "5 10"})
     add_sweep_options(parser, experiment="sorting")
     return parser

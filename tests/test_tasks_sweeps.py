@@ -47,6 +47,10 @@ def test_primality_sweep_float32_vs_float64(cluster, tmp_path, capsys):  # noqa:
         hist = client.get_metric_history(run.info.run_id, "test_bacc")
         assert [m.step for m in hist] == [0, 20, 40]
         assert run.data.metrics["prime_share_all"] == 46 / 200  # 46 primes below 200
+        # The run is named by the primality settings, not by expmod's a, b, p.
+        params = run.data.params
+        assert (f"primality-nmax200encoding{params['encoding']}base{params['base']}"
+                in run.info.run_name), run.info.run_name
     # The table has a row per (encoding, base, dtype) with the end balanced accuracy of its run.
     table, _ = table_of(tmp_path, capsys)
     assert len(table) == 4 and set(table.task) == {"primality"}
@@ -108,3 +112,20 @@ def test_sorting_sweep_logs_copying_scores(cluster, tmp_path, capsys):  # noqa: 
         assert row.final_copying_score == run.data.metrics["copying_score"]
         assert row.final_test_seq_acc == run.data.metrics["test_seq_acc"]
     assert markdown.startswith("| task | list_len | n_max | variable_len | repeats | pos_embed |")
+
+
+def test_sweep_help_lists_its_own_task_options_only():
+    """Each sweep's --help shows the settings of the tasks it sweeps, not the other tasks'."""
+    own = {"expmod_grid.py": ["--primes", "--a", "--n-operands"],
+           "primality.py": ["--n-max", "--encoding", "--base"],
+           "gcd.py": ["--gcd-sampling", "--n-examples", "--base", "--n-max"],
+           "sorting.py": ["--list-len", "--repeats", "--n-examples", "--n-max"]}
+    for script, flags in own.items():
+        done = subprocess.run([sys.executable, str(ROOT / "sweeps" / script), "--help"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        options = set(done.stdout.replace("[", " ").replace("]", " ").replace(",", " ").split())
+        others = {f for s, fs in own.items() if s != script for f in fs} - set(flags)
+        assert set(flags) <= options and not others & options, (script, others & options)
+        for shared in ("--lr", "--dtypes", "--seeds", "--grokfast", "--address"):
+            assert shared in options

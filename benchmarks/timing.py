@@ -1,0 +1,26 @@
+"""Timing two ways of doing the same step side by side, so that machine noise hits both alike."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+def ms_per_step(step: Callable[[], None], steps: int) -> float:
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - started) / steps * 1000
+
+
+def side_by_side(baseline: Callable[[], None], candidate: Callable[[], None], steps: int,
+                 rounds: int, warmup: int = 1) -> tuple[float, float]:
+    """Median ms per step of (baseline, candidate), timed in alternating rounds after a warm-up."""
+    for step in (candidate, baseline):  # warm up the allocator and the kernels
+        ms_per_step(step, warmup)
+    baseline_ms, candidate_ms = [], []
+    for _ in range(rounds):
+        candidate_ms.append(ms_per_step(candidate, steps))
+        baseline_ms.append(ms_per_step(baseline, steps))
+    return statistics.median(baseline_ms), statistics.median(candidate_ms)
