@@ -261,6 +261,11 @@ def sweep_main(parser: argparse.ArgumentParser,
     print(f"\n{len(result.outcomes)} trials in {result.seconds:.0f} s "
           f"(sweep {result.name!r}, MLflow experiment {result.experiment!r})")
     print(f"look at them with:  {result.ui_command}")
+    missing = result.not_in_stored_grid
+    if missing:
+        print(f"note: --resume ran the grid stored with sweep {result.name!r}; {len(missing)} "
+              f"trial(s) of the settings given now are not in it and did not run (first: "
+              f"{missing[0]}): run them as a new sweep, without --resume")
     unfinished = sum(o.status == "unfinished" for o in result.outcomes)
     if unfinished:
         print(f"{unfinished} trials did not finish (interrupted): run the same command with "

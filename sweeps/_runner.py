@@ -96,6 +96,8 @@ class SweepResult:
     tracking_uri: str
     outcomes: list[TrialOutcome]
     seconds: float
+    # With resume: run names of the grid given that the stored grid lacks (they did not run).
+    not_in_stored_grid: list[str] = field(default_factory=list)
 
     @property
     def ui_command(self) -> str:
@@ -876,6 +878,10 @@ def run_sweep(
             )
         results = tuner.fit()
         outcomes = MLflowTrialLogger(tracking_uri, experiment, name).reconcile(results, configs)
+        # A resume runs the stored grid; settings given now that it lacks are not run.
+        stored = {(r.config or {}).get("trial", {}).get("key") for r in results}
+        not_in_stored = [label for key, label in labels.items()
+                         if resume and not searching and key not in stored]
     finally:
         if started_ray:
             import ray
@@ -883,4 +889,4 @@ def run_sweep(
             ray.shutdown()
     return SweepResult(name=name, path=path, experiment=experiment, experiment_id=experiment_id,
                        tracking_uri=tracking_uri, outcomes=outcomes,
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, not_in_stored_grid=not_in_stored)

@@ -221,8 +221,10 @@ def test_interrupted_sweep_resumes(cluster, tmp_path):
     first = by_index(runs)[0]
     assert first.info.status == "FINISHED"
 
-    done = sweep(["--resume", *args], cwd=tmp_path, env=cluster.env)
+    # A third seed given now is not in the stored grid: the resume says so and does not run it.
+    done = sweep(["--resume", *args, "--seeds", "0", "1", "2"], cwd=tmp_path, env=cluster.env)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 trial(s) of the settings given now are not in it" in done.stdout, done.stdout
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 4 and set(by_index(runs)) == {0, 1, 2, 3}
     for index, run in by_index(runs).items():
