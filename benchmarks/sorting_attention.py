@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from timing import side_by_side
+from timing import print_comparison, side_by_side
 
 from grokcore.config import RunConfig
 from grokcore.trainer import Trainer
@@ -30,13 +30,12 @@ def explicit_step(trainer: Trainer) -> None:
         trainer.train_step()
 
 
-def bench(preset: str, n_examples: int, steps: int, rounds: int) -> tuple[float, float, tuple]:
+def bench(preset: str, n_examples: int, steps: int, rounds: int) -> tuple[float, float]:
     cfg = RunConfig.for_task("sorting", preset=preset, n_examples=n_examples, epochs=10 ** 9,
                              device="cpu")
     trainer = Trainer(cfg)
-    explicit, fused = side_by_side(lambda: explicit_step(trainer), trainer.train_step, steps,
-                                   rounds)
-    return explicit, fused, tuple(trainer.train_x.shape)
+    print(f"{preset}: train tokens {tuple(trainer.train_x.shape)}")
+    return side_by_side(lambda: explicit_step(trainer), trainer.train_step, steps, rounds)
 
 
 def main() -> None:
@@ -49,16 +48,11 @@ def main() -> None:
                         help="lists for sorting-seed-variable (length up to 100; 80%% train)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32")
-    results = {}
-    for preset, n in (("sorting-seed-fixed", args.examples_fixed),
-                      ("sorting-seed-variable", args.examples_variable)):
-        explicit, fused, shape = bench(preset, n, args.steps, args.rounds)
-        results[preset] = explicit / fused
-        print(f"{preset} (train tokens {shape[0]} x {shape[1]}): explicit {explicit:7.0f} ms/step"
-              f"   fused {fused:7.0f} ms/step")
-    for preset, speedup in results.items():
-        print(f"speedup {preset}: {speedup:.2f}")
-
+    print_comparison([(preset, lambda preset=preset, n=n: bench(preset, n, args.steps,
+                                                                  args.rounds))
+                      for preset, n in (("sorting-seed-fixed", args.examples_fixed),
+                                        ("sorting-seed-variable", args.examples_variable))],
+                     "explicit", "fused")
 
 if __name__ == "__main__":
     main()

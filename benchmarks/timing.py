@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 
 def ms_per_step(step: Callable[[], None], steps: int) -> float:
@@ -24,3 +24,18 @@ def side_by_side(baseline: Callable[[], None], candidate: Callable[[], None], st
         candidate_ms.append(ms_per_step(candidate, steps))
         baseline_ms.append(ms_per_step(baseline, steps))
     return statistics.median(baseline_ms), statistics.median(candidate_ms)
+
+
+def print_comparison(cases: Iterable[tuple[str, Callable[[], tuple[float, float]]]],
+                     baseline: str, candidate: str,
+                     note: Callable[[float, float], str] = lambda base, cand: "") -> None:
+    """Measure each case (a callable giving baseline and candidate ms/step), one line each, then
+    the lines ``speedup <case>: X.XX`` (baseline time / candidate time) that the README quotes."""
+    speedups = {}
+    for name, measure in cases:
+        base, cand = measure()
+        speedups[name] = base / cand
+        print(f"{name}: {baseline} {base:7.1f} ms/step   {candidate} {cand:7.1f} ms/step"
+              f"{note(base, cand)}", flush=True)
+    for name, speedup in speedups.items():
+        print(f"speedup {name}: {speedup:.2f}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from timing import side_by_side
+from timing import print_comparison, side_by_side
 
 from grokcore.config import RunConfig
 from grokcore.optim import cross_entropy
@@ -41,15 +41,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds, alternating the two")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, p={args.p}, frac 0.3")
-    results = {}
-    for dtype in ("float32", "float64"):
-        plain, fast = bench(dtype, args.p, args.steps, args.rounds)
-        results[dtype] = plain / fast
-        print(f"{dtype}: plain {plain:7.1f} ms/step   grokcore {fast:7.1f} ms/step   "
-              f"40k epochs: plain {plain * 40:.0f} s, grokcore {fast * 40:.0f} s")
-    for dtype, speedup in results.items():
-        print(f"speedup {dtype}: {speedup:.2f}")
-
+    print_comparison([(dtype, lambda dtype=dtype: bench(dtype, args.p, args.steps, args.rounds))
+                      for dtype in ("float32", "float64")], "plain", "grokcore",
+                     note=lambda plain, fast: f"   40k epochs: plain {plain * 40:.0f} s, "
+                                              f"grokcore {fast * 40:.0f} s")
 
 if __name__ == "__main__":
     main()
