@@ -137,12 +137,17 @@ def grid_param_space(configs: Sequence[RunConfig], sweep: str,
     return {"trial": tune.grid_search(entries)}
 
 
+# Where a search's param_space keeps the base run's settings. Not a RunConfig field name (the
+# searched fields sit beside it at the top level; "base" would be the digit base).
+BASE_RUN = "base_run"
+
+
 def config_from_tune(tune_config: Mapping[str, Any]) -> RunConfig:
-    """The RunConfig of a trial: a grid entry's ``run``, or ``base`` with the searched fields."""
+    """The RunConfig of a trial: a grid entry's ``run``, or the base run with the searched fields."""
     if "trial" in tune_config:
         values = dict(tune_config["trial"]["run"])
     else:
-        values = dict(tune_config.get("base", {}))
+        values = dict(tune_config.get(BASE_RUN, {}))
     values.update({k: v for k, v in tune_config.items() if k in FIELD_NAMES})
     return RunConfig.from_dict(values)
 
@@ -858,7 +863,7 @@ def run_sweep(
                                        resume_errored=True, restart_errored=False)
         else:
             if searching:
-                space = {"base": base.to_dict(), **param_space}
+                space = {BASE_RUN: base.to_dict(), **param_space}
             else:
                 space = grid_param_space(configs, name, fault, f"{path}/injected_faults")
             n_trials = num_samples if searching else len(configs)

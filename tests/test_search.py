@@ -56,6 +56,16 @@ def test_score_penalizes_runs_that_do_not_grok():
                            "grokfast", "ortho_grad", "loss", "d_model"}
 
 
+def test_a_search_trial_config_is_the_base_run_with_the_searched_fields():
+    """The base run's settings travel under their own key: RunConfig's digit ``base`` is kept."""
+    from sweeps._runner import BASE_RUN, config_from_tune
+
+    base = RunConfig.for_task("gcd", base=30, n_examples=500)
+    cfg = config_from_tune({BASE_RUN: base.to_dict(), "lr": 0.01, "d_model": 64})
+    assert cfg == base.replace(lr=0.01, d_model=64) and cfg.base == 30
+    cfg.validate()
+
+
 def test_tiny_search_end_to_end(tmp_path, capsys):
     import optuna
     from mlflow.tracking import MlflowClient
@@ -86,6 +96,7 @@ def test_tiny_search_end_to_end(tmp_path, capsys):
         tags, params = run.data.tags, run.data.params
         grokked = tags["status"] == "grokked"
         expected = float(tags["grok_epoch"]) if grokked else 2.0 * float(params["epochs"])
+        assert params["base"] == "10" and params["p"] == "23"  # the base run's own fields
         assert run.data.metrics["grok_score"] == expected
         assert math.isfinite(run.data.metrics["test_acc"])
         scores[run.info.run_id] = expected
