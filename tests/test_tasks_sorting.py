@@ -81,3 +81,34 @@ def test_copying_score_of_known_matrices():
         attn.W_V[1] = torch.eye(8)
         attn.W_O[1] = -torch.eye(8)  # head 1 anti-copies: score -1
     assert copying_scores(model, 8) == pytest.approx([1.0, -1.0])
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_length_groups_equal_the_whole_padded_batch(dtype, tol):
+    """Cutting the trailing padding and running rows in length groups changes no number."""
+    from grokcore.objectives import length_groups
+
+    cfg = RunConfig.for_task("sorting", list_len=12, variable_len=True, n_examples=300,
+                             dtype=dtype, epochs=1)
+    trainer = Trainer(cfg)
+    model, objective = trainer.model, trainer.objective
+    x, y = trainer.train_x, trainer.train_y
+    groups = length_groups(y, objective.n_groups)
+    assert len(groups) > 1 and min(w for _, w in groups) < x.shape[1] / 2  # the grouping acts
+    assert sorted(torch.cat([rows for rows, _ in groups]).tolist()) == list(range(len(x)))
+    # The reference: the whole padded batch, every position, as the plain forward gives it.
+    params = [p for p in model.parameters() if p.requires_grad]
+    keep = y != IGNORE
+    logits = model(x)
+    ref_loss = objective.loss_fn(logits[keep], y[keep])
+    ref_grads = torch.autograd.grad(ref_loss, params)
+    loss = objective.loss(model, x, y)
+    grads = torch.autograd.grad(loss, params)
+    assert abs(float(loss - ref_loss)) < tol
+    for g, ref in zip(grads, ref_grads):
+        assert torch.allclose(g, ref, atol=tol, rtol=tol)
+    with torch.no_grad():
+        right = (logits.argmax(dim=-1) == y) | ~keep
+        ev = objective.evaluate(model, x, y)
+    assert ev.acc == float(right[keep].double().mean())
+    assert ev.extra["seq_acc"] == float(right.all(dim=1).double().mean())
