@@ -215,10 +215,11 @@ def format_grid(configs: Sequence[RunConfig], always: Sequence[str] = ("a", "b",
 
 
 def common_settings(configs: Sequence[RunConfig]) -> str:
-    """The settings all trials share, as `name=value` pairs (for the dry-run printout)."""
-    vary = set(varying_fields(configs))
+    """The settings all trials share, as `name=value` pairs (for the dry-run printout); the
+    fields that only other tasks read are left out."""
+    unread = set(varying_fields(configs)) | other_tasks_fields({c.task for c in configs})
     d = configs[0].to_dict()
-    return " ".join(f"{n}={d[n]}" for n in FIELD_NAMES if n not in vary)
+    return " ".join(f"{n}={d[n]}" for n in FIELD_NAMES if n not in unread)
 
 
 def sweep_main(parser: argparse.ArgumentParser,

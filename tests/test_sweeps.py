@@ -113,6 +113,8 @@ def test_dry_run_prints_table1(tmp_path):
             for m in re.finditer(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$", done.stdout, re.M)]
     assert rows == TABLE1_ROWS
     assert "10 trials" in done.stdout
+    shared = done.stdout.split("shared settings:")[1]
+    assert "lr=0.001" in shared and "list_len" not in shared and "n_max" not in shared  # expmod's
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
 
 
