@@ -578,20 +578,22 @@ def _index_from_dirname(name: str) -> int | None:
 
 
 def _run_name(cfg: RunConfig, index: int | None) -> str:
-    """E.g. ``0003-expmod-a1b2p31-f0.5-float32-s0``: the task's table keys, frac, dtype, seed."""
+    """E.g. ``0003-expmod-a1b2p31-f0.5-float32-s0`` or
+    ``0001-sorting-list_len=10,n_max=50,variable_len=off,...-f0.8-float32-s0``: the task's table
+    keys, frac, dtype and seed."""
     from grokcore.tasks import TASKS
 
     prefix = f"{index:04d}-" if index is not None else ""
-    keys = "".join(f"{_name_part(k)}{_name_part(getattr(cfg, k))}"
-                   for k in TASKS[cfg.task].table_keys)
-    return f"{prefix}{cfg.task}-{keys}-f{cfg.frac_train}-{cfg.dtype}-s{cfg.seed}"
+    keys = TASKS[cfg.task].table_keys
+    if all(len(k) == 1 for k in keys):  # expmod's a, b, p: as the paper writes them
+        named = "".join(f"{k}{getattr(cfg, k)}" for k in keys)
+    else:
+        named = ",".join(f"{k}={_name_part(getattr(cfg, k))}" for k in keys)
+    return f"{prefix}{cfg.task}-{named}-f{cfg.frac_train}-{cfg.dtype}-s{cfg.seed}"
 
 
 def _name_part(value: Any) -> str:
-    """A compact spelling for run names: ``n_max`` -> ``nmax``, True -> ``on``."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value).replace("_", "")
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
 
 
 def _int_or_none(value: Any) -> int | None:
