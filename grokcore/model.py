@@ -10,6 +10,8 @@ Two forward paths compute the same logits at the last position:
   ``W_E[token] + W_pos[i]``, a function of the token alone: its projections (queries, keys, values)
   are computed once per vocabulary entry and gathered, instead of once per example. Hooks do not
   fire on this path.
+* ``forward_from(tokens, first)`` -- the same idea for losses on a later stretch of positions
+  (sorting, from MID on): the last block computes queries, MLP and unembedding only there.
 
 Hook point names follow TransformerLens: ``hook_embed``, ``hook_pos_embed``,
 ``blocks.0.hook_resid_pre``, ``blocks.0.attn.hook_q/k/v``, ``blocks.0.attn.hook_attn_scores``,
@@ -108,9 +110,13 @@ class Attention(nn.Module):
         """
         if self.pattern_is_watched():
             z = self.explicit_attention(q, k, v)
-        else:
+        elif q.shape[1] == k.shape[1]:
             z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
                                                v.transpose(1, 2), is_causal=True).transpose(1, 2)
+        else:  # the queries are the last positions (forward_from): the mask's last rows
+            z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                               v.transpose(1, 2),
+                                               attn_mask=self.mask_for(q, k)).transpose(1, 2)
         z = self.hook_z(z)
         return _add_bias(z.flatten(-2) @ self.W_O.flatten(0, 1), self.b_O)
 
@@ -121,10 +127,14 @@ class Attention(nn.Module):
     def explicit_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """z [b, q, h, e] through the hook points of the scores and the pattern."""
         scores = self.hook_attn_scores(torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(self.cfg.d_head))
-        n = scores.shape[-1]
-        scores = scores.masked_fill(~self.causal_mask[:n, :n], float("-inf"))
+        scores = scores.masked_fill(~self.mask_for(q, k), float("-inf"))
         pattern = self.hook_pattern(scores.softmax(dim=-1))
         return torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+
+    def mask_for(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """[q, k] causal mask (True: may attend) for queries at the last q of k positions."""
+        n_q, n_k = q.shape[1], k.shape[1]
+        return self.causal_mask[n_k - n_q:n_k, :n_k]
 
     def mix_last(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``mix`` for a single query per example that sees every key: q [b, h, e] -> [b, d_model].
@@ -232,6 +242,24 @@ class Transformer(HookedRootModule):
         q = last.attn.project(resid[:, -1], "Q")
         # The last query may look at every position, so no mask is needed.
         resid_mid = resid[:, -1] + last.attn.mix_last(q, k, v)
+        return last.finish(resid_mid) @ self.W_U
+
+    def forward_from(self, tokens: torch.Tensor, first: int) -> torch.Tensor:
+        """Logits [batch, n - first, d_vocab_out] at positions first, first + 1, ... only; equal
+        to forward(tokens)[:, first:] (a test checks it).
+
+        The last block's queries, MLP and unembedding skip the earlier positions, which only
+        serve as keys and values there (sorting's loss starts at MID, halfway). No hook fires
+        except the attention's.
+        """
+        n = tokens.shape[1]
+        resid = self.W_E[tokens] + self.W_pos[:n]
+        for block in self.blocks[:-1]:
+            resid = block(resid)
+        last = self.blocks[-1]
+        k, v = last.attn.project(resid, "K"), last.attn.project(resid, "V")
+        q = last.attn.project(resid[:, first:], "Q")
+        resid_mid = resid[:, first:] + last.attn.mix(q, k, v)
         return last.finish(resid_mid) @ self.W_U
 
     def _first_block_lookup(self, tokens: torch.Tensor, start: int, which: str) -> torch.Tensor:

@@ -67,7 +67,8 @@ class NextTokens:
     Padding follows the labelled positions of a row, and attention is causal, so the logits at
     the labelled positions do not depend on the padding: cutting it off is exact (a test checks
     loss and gradients against the whole padded batch). With variable-length lists this skips
-    most of the padding's work; with fixed-length lists there is a single group.
+    most of the padding's work; with fixed-length lists there is a single group. Positions
+    before a group's first label are computed only as far as they serve as keys and values.
     """
 
     def __init__(self, loss_fn: LossFn, n_groups: int = 8):
@@ -75,12 +76,19 @@ class NextTokens:
         self.n_groups = n_groups
 
     def _parts(self, model, inputs, labels):
-        """Per group: (logits, targets at the labelled positions, labelled mask [rows, width])."""
+        """Per group: (logits, targets at the labelled positions, labelled mask [rows, cols]).
+
+        A group's columns run from its first labelled position to its last; the model computes
+        logits only there (``forward_from``), over the inputs up to the last.
+        """
         parts = []
         for rows, width in length_groups(labels, self.n_groups):
             x, y = (inputs, labels) if rows is None else (inputs[rows], labels[rows])
-            keep = y[:, :width] != IGNORE
-            parts.append((model(x[:, :width])[keep], y[:, :width][keep], keep))
+            labelled = (y[:, :width] != IGNORE).any(dim=0)
+            first = int(labelled.int().argmax()) if bool(labelled.any()) else 0
+            keep = y[:, first:width] != IGNORE
+            logits = model.forward_from(x[:, :width], first)
+            parts.append((logits[keep], y[:, first:width][keep], keep))
         return parts
 
     def loss(self, model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,29 @@ def test_fast_path_equals_full_path(options, dtype, tol):
         assert (a - b).abs().max().item() < tol
 
 
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-5)])
+@pytest.mark.parametrize("options", [dict(), dict(n_layers=2, n_heads=2, use_bias=True),
+                                     dict(attn_only=False, act="gelu", pos_embed=False)])
+@pytest.mark.parametrize("watched", [False, True])
+def test_forward_from_equals_the_full_path_from_that_position(options, dtype, tol, watched):
+    """Sorting's loss positions: logits and gradients equal forward(tokens)[:, first:], with the
+    fused kernel (a mask's last rows) and with the explicit pattern alike."""
+    cfg = RunConfig.for_task("sorting", list_len=9, variable_len=True, n_examples=40,
+                             dtype=dtype, **options).validate()
+    model, ds = _model(cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    hooks = [("blocks.0.attn.hook_pattern", lambda pattern, hook: pattern)] if watched else []
+    for first in (1, 9, ds.inputs.shape[1] - 1):
+        with model.hooks(fwd_hooks=hooks):
+            part = model.forward_from(ds.inputs, first)
+        full = model(ds.inputs)[:, first:]
+        assert part.shape == full.shape and (part - full).abs().max().item() < tol
+        g_part = torch.autograd.grad(part.square().mean(), params)
+        g_full = torch.autograd.grad(full.square().mean(), params)
+        for a, b in zip(g_part, g_full):
+            assert (a - b).abs().max().item() < tol * max(1.0, b.abs().max().item())
+
+
 def test_hook_points_named_as_transformer_lens():
     cfg = RunConfig(p=23, n_layers=2)
     model, ds = _model(cfg)
