@@ -224,24 +224,32 @@ def _make_searcher_class():
                      penalty_factor: float = 2.0, baseline: bool = True,
                      startup_trials: int = 10):
             import optuna
+            import ray
             from ray.tune.search.optuna import OptunaSearch
+
+            from sweeps._runner import SweepError
 
             super().__init__(metric=None, mode=None)
             self.space = space
             self.penalty_factor = penalty_factor
             self.penalty = penalty_factor * space.base.epochs
             rdb = optuna.storages.RDBStorage(storage)
-            known = optuna.create_study(storage=rdb, study_name=study_name, direction="minimize",
-                                        load_if_exists=True).trials
+            study = optuna.create_study(storage=rdb, study_name=study_name, direction="minimize",
+                                        load_if_exists=True)
+            known = study.trials
+            if baseline and not known:  # OptunaSearch asks the same stored study: it comes first
+                study.enqueue_trial(space.baseline_point(), user_attrs={"baseline": True})
             # A continued study gets another sampler seed, or its random start-up trials would
             # repeat the earlier sweep's.
             sampler = optuna.samplers.TPESampler(seed=seed + len(known),
                                                  n_startup_trials=startup_trials)
             self.inner = OptunaSearch(space=space, metric=SCORE, mode="min", sampler=sampler,
                                       study_name=study_name, storage=rdb)
-            study = self.inner._ot_study
-            if baseline and not known:
-                study.enqueue_trial(space.baseline_point(), user_attrs={"baseline": True})
+            # The one private attribute read: Tune trial id -> Optuna trial, to tag the trials.
+            if not isinstance(getattr(self.inner, "_ot_trials", None), dict):
+                raise SweepError(f"Ray {ray.__version__}'s OptunaSearch keeps no '_ot_trials' map, "
+                                 "which the search needs to tag Optuna trials; install the Ray "
+                                 "this project was tested with (ray[tune]==2.60.0)")
 
         def set_search_properties(self, metric, mode, config, **spec) -> bool:
             return self.inner.set_search_properties(metric, mode, config, **spec)
