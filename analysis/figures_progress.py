@@ -215,14 +215,14 @@ def _sparse_ticks(ax, labels: list[str], every: int = 0) -> None:
 def write_run_figures(trainer, folder) -> dict[str, Any]:
     """The figures of one finished run, written into ``folder``; returns its measured phases.
 
-    Every run gets ``loss_phases.png``; a sorting run its attention pattern (``attention.png``);
-    a run the progress measures apply to (expmod with two operands and an MLP) also gets the progress measures over training and the Fourier views of
+    The training curves with these phases shaded are the runner's ``curves.png``. A sorting run
+    gets its attention pattern (``attention.png``); a run the progress measures apply to (expmod
+    with two operands and an MLP) the progress measures over training and the Fourier views of
     its final weights. The sweep runner logs whatever lands in the folder to MLflow.
     """
     folder = Path(folder)
     cfg, history = trainer.cfg, trainer.history
     phases = progress.measure_phases(history, cfg.memorize_acc, cfg.grok_acc)
-    plot_loss_curves(history, folder / "loss_phases.png", phases)
     if cfg.task == "sorting":  # its one head's pattern is the mechanism: where each output looks
         from grokcore.tasks.sorting import attention_figure
 

@@ -184,7 +184,7 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"history.csv", "model.pt", "curves.png", "config.json"} <= artifacts
         # The analysis figures of every run (progress measures are taken at the last evaluation)
-        assert {"loss_phases.png", "progress_measures.png", "embedding_fourier.png",
+        assert {"progress_measures.png", "embedding_fourier.png",
                 "neuron_fourier.png", "unembed_fourier.png", "attention.png"} <= artifacts
         assert metrics["phase_memorization_end"] == metrics["memorization_epoch"]
         assert "excluded_loss" in metrics and "restricted_loss" in metrics
