@@ -1,15 +1,21 @@
-"""Time one sorting training step at the seed's sizes: grokcore's objective vs the plain one.
+"""Time one sorting training step at the seed's sizes: grokcore's step vs the plain one, and the
+fused attention kernel vs the explicit pattern.
 
-"plain" is the whole padded batch through ``model(tokens)``, every position, then the loss at the
-labelled positions, backward and the AdamW step. "grokcore" is Trainer.train_step, whose
-objective cuts each row after its last label, runs rows in length groups and computes the last
-block only from the first labelled position on (``NextTokens``, ``Transformer.forward_from``).
-Both are timed in this process, interleaved round by round; the median of the rounds counts.
+* "plain" is the whole padded batch through ``model(tokens)``, every position, then the loss at
+  the labelled positions, backward and the AdamW step. "grokcore" is Trainer.train_step, whose
+  objective cuts each row after its last label, runs rows in length groups and computes the last
+  block only from the first labelled position on (``NextTokens``, ``Transformer.forward_from``).
+* "fused" is Trainer.train_step as training runs it: no hook watches the attention pattern, so
+  ``Attention.mix`` calls PyTorch's scaled_dot_product_attention. "explicit" is the same step
+  with a do-nothing hook on ``blocks.0.attn.hook_pattern``, which makes the model compute the
+  scores and the pattern as tensors (what ``run_with_cache`` needs).
+
+Each pair is timed in this process, interleaved round by round; the median of the rounds counts.
 
     python benchmarks/sorting_speed.py [--steps 3] [--rounds 3] [--examples-fixed 4000]
                                        [--examples-variable 2000]
 
-The last lines are `speedup <setting>: X.XX` (plain time / grokcore time).
+The last lines of each comparison are `speedup <setting>: X.XX` (baseline time / new time).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from grokcore.config import RunConfig
 from grokcore.objectives import IGNORE
 from grokcore.trainer import Trainer
 
+WATCH = [("blocks.0.attn.hook_pattern", lambda pattern, hook: pattern)]
+
 
 def plain_step(trainer: Trainer) -> None:
     x, y = trainer.train_x, trainer.train_y
@@ -32,12 +40,9 @@ def plain_step(trainer: Trainer) -> None:
     trainer.optimizer.step()
 
 
-def bench(preset: str, n_examples: int, steps: int, rounds: int) -> tuple[float, float]:
-    cfg = RunConfig.for_task("sorting", preset=preset, n_examples=n_examples, epochs=10 ** 9,
-                             device="cpu")
-    trainer = Trainer(cfg)
-    print(f"{preset}: train tokens {tuple(trainer.train_x.shape)}")
-    return side_by_side(lambda: plain_step(trainer), trainer.train_step, steps, rounds)
+def explicit_step(trainer: Trainer) -> None:
+    with trainer.model.hooks(fwd_hooks=WATCH):
+        trainer.train_step()
 
 
 def main() -> None:
@@ -50,11 +55,20 @@ def main() -> None:
                         help="lists for sorting-seed-variable (length 2..100; 80%% train)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32")
-    cases = (("sorting-seed-fixed", args.examples_fixed),
-             ("sorting-seed-variable", args.examples_variable))
-    print_comparison([(preset, lambda preset=preset, n=n: bench(preset, n, args.steps,
-                                                                  args.rounds))
-                      for preset, n in cases], "plain", "grokcore")
+    trainers = {}
+    for preset, n in (("sorting-seed-fixed", args.examples_fixed),
+                      ("sorting-seed-variable", args.examples_variable)):
+        trainers[preset] = Trainer(RunConfig.for_task("sorting", preset=preset, n_examples=n,
+                                                      epochs=10 ** 9, device="cpu"))
+        print(f"{preset}: train tokens {tuple(trainers[preset].train_x.shape)}")
+
+    def timed(baseline, preset):
+        trainer = trainers[preset]
+        return lambda: side_by_side(lambda: baseline(trainer), trainer.train_step, args.steps,
+                                    args.rounds)
+
+    print_comparison([(p, timed(plain_step, p)) for p in trainers], "plain", "grokcore")
+    print_comparison([(p, timed(explicit_step, p)) for p in trainers], "explicit", "fused")
 
 
 if __name__ == "__main__":
