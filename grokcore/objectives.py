@@ -68,7 +68,8 @@ class NextTokens:
     the labelled positions do not depend on the padding: cutting it off is exact (a test checks
     loss and gradients against the whole padded batch). With variable-length lists this skips
     most of the padding's work; with fixed-length lists there is a single group. Positions
-    before a group's first label are computed only as far as they serve as keys and values.
+    before a group's first label are computed only as far as they serve as keys and values,
+    so the model must offer ``forward_from`` (``grokcore.model.Transformer`` does).
     """
 
     def __init__(self, loss_fn: LossFn, n_groups: int = 8):
