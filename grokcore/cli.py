@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from grokcore.config import ConfigError, RunConfig
+from grokcore.config import ConfigError, RunConfig, fields_by_section
 
 # torch, the model and the trainer are imported inside main(), after the settings are validated:
 # a typo is reported in well under a second, not after the seconds that the imports take.
@@ -24,21 +24,25 @@ from grokcore.config import ConfigError, RunConfig
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """One option per RunConfig field. Options not given stay out of the namespace, so that
     ``config_from_args`` can apply the task's defaults and the preset beneath them."""
-    for f in dataclasses.fields(RunConfig):
-        flags = [f"--{f.name.replace('_', '-')}"]
-        if "flag" in f.metadata:
-            flags.insert(0, f"--{f.metadata['flag']}")
-        kind = type(f.default)
-        if kind is bool:
-            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS,
-                                help=f"{f.metadata['help']} (default: {f.default})")
-        else:
-            parser.add_argument(*flags, dest=f.name, type=kind, default=argparse.SUPPRESS,
-                                metavar=kind.__name__.upper(),
-                                help=f"{f.metadata['help']} (default: {f.default})")
-    parser.add_argument("--preset", default=None,
-                        help="named settings of a seed experiment (see README), under the options given")
+    for title, fields in fields_by_section():
+        group = parser.add_argument_group(title)
+        for f in fields:
+            flags = [f"--{f.name.replace('_', '-')}"]
+            if "flag" in f.metadata:
+                flags.insert(0, f"--{f.metadata['flag']}")
+            kind = type(f.default)
+            if kind is bool:
+                group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
+                                   default=argparse.SUPPRESS,
+                                   help=f"{f.metadata['help']} (default: {f.default})")
+            else:
+                group.add_argument(*flags, dest=f.name, type=kind, default=argparse.SUPPRESS,
+                                   metavar=kind.__name__.upper(),
+                                   help=f"{f.metadata['help']} (default: {f.default})")
+        if title == "task and data":
+            group.add_argument("--preset", default=None,
+                               help="named settings of a seed experiment (see README), under "
+                                    "the options given")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -202,6 +202,21 @@ class RunConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+# The first field of each section of RunConfig and the section's title (the --help groups).
+SECTION_STARTS = {"task": "task and data", "n_layers": "model", "lr": "optimiser and loss",
+                  "epochs": "budget and cadences", "memorize_acc": "signal thresholds"}
+
+
+def fields_by_section() -> list[tuple[str, list[dataclasses.Field]]]:
+    """RunConfig's fields in order, cut into the sections its class body marks."""
+    sections: list[tuple[str, list[dataclasses.Field]]] = []
+    for f in dataclasses.fields(RunConfig):
+        if f.name in SECTION_STARTS:
+            sections.append((SECTION_STARTS[f.name], []))
+        sections[-1][1].append(f)
+    return sections
+
+
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not known; choose one of: {', '.join(allowed)} "

@@ -16,7 +16,7 @@ import itertools
 import sys
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from grokcore.config import ConfigError, RunConfig
+from grokcore.config import ConfigError, RunConfig, fields_by_section
 
 # Plural spellings for the fields a grid usually spans; the field's own name works too.
 PLURAL = {"p": "primes", "dtype": "dtypes", "frac_train": "fracs", "seed": "seeds"}
@@ -53,11 +53,17 @@ def add_grid_options(parser: argparse.ArgumentParser, tasks: Iterable[str],
     default_help = dict(default_help or {})
     defaults = dict(defaults or {})
     skip = set(skip) | other_tasks_fields(tasks)
-    group = parser.add_argument_group(
-        "run settings (every one takes one or more values; the grid is their product)")
-    for f in FIELDS:
-        if f.name in skip:
-            continue
+    for i, (title, fields) in enumerate(fields_by_section()):
+        note = " (every run setting takes one or more values; the grid is their product)"
+        group = parser.add_argument_group(title + (note if i == 0 else ""))
+        _add_field_options(group, [f for f in fields if f.name not in skip], defaults,
+                           default_help)
+
+
+def _add_field_options(group: argparse._ArgumentGroup, fields: Sequence[dataclasses.Field],
+                       defaults: Mapping[str, Any], default_help: Mapping[str, str]) -> None:
+    """The options of these fields, in one --help group; see add_grid_options."""
+    for f in fields:
         flags = [f"--{f.name.replace('_', '-')}"]
         if "flag" in f.metadata:
             flags.insert(0, f"--{f.metadata['flag']}")

@@ -54,3 +54,9 @@ def test_help_documents_every_option():
     for flag in ("--p", "--a", "--b", "--frac", "--dtype", "--epochs", "--seed", "--split",
                  "--n-operands", "--loss-dtype", "--stop-after-grok", "--json", "--weight-decay"):
         assert flag in result.stdout
+    # Grouped as RunConfig's sections, in its order, --preset with the task.
+    titles = ["task and data:", "model:", "optimiser and loss:", "budget and cadences:",
+              "signal thresholds:"]
+    at = [result.stdout.index(f"\n{t}\n") for t in titles]
+    assert at == sorted(at)
+    assert at[0] < result.stdout.index("  --preset") < at[1] < result.stdout.index("  --d-model")
