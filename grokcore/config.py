@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 DTYPES = ("float32", "float64")
 ACTIVATIONS = ("relu", "gelu")
@@ -28,35 +28,47 @@ class ConfigError(ValueError):
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A RunConfig field with its help text; ``tasks=`` names the only tasks that read it."""
     return field(default=default, metadata={"help": help, **kw})
+
+
+# The tasks that read a task-specific field (the field's ``tasks`` metadata).
+EXPMOD, NUMBERS, GCD, SORTING = ("expmod",), ("primality", "coprimality"), ("gcd",), ("sorting",)
 
 
 @dataclass
 class RunConfig:
     # --- task -------------------------------------------------------------------------------
     task: str = _f("expmod", "task name; see `python -m grokcore tasks`")
-    p: int = _f(113, "modulus, must be prime (expmod)")
-    a: int = _f(1, f"exponent of x, 1..{MAX_EXPONENT} (expmod)")
-    b: int = _f(1, f"exponent of y and of every later operand, 1..{MAX_EXPONENT} (expmod)")
-    n_operands: int = _f(2, "number of operands k in (x1^a + x2^b + ... + xk^b) mod p (expmod)")
+    p: int = _f(113, "modulus, must be prime (expmod)", tasks=EXPMOD)
+    a: int = _f(1, f"exponent of x, 1..{MAX_EXPONENT} (expmod)", tasks=EXPMOD)
+    b: int = _f(1, f"exponent of y and of every later operand, 1..{MAX_EXPONENT} (expmod)",
+                tasks=EXPMOD)
+    n_operands: int = _f(2, "number of operands k in (x1^a + x2^b + ... + xk^b) mod p (expmod)",
+                         tasks=EXPMOD)
     frac_train: float = _f(0.3, "share of the examples used for training, in (0, 1)", flag="frac")
     split: str = _f("pairs", "how to split: expmod 'pairs' splits the inputs (x, y) as the seed "
                     "paper does, 'classes' the classes (u, v) = (x^a, y^b) so nothing leaks; "
                     "primality/coprimality/sorting 'random', or 'sequential' (train on the first "
                     "frac of the numbers, as the seed's primality run)")
     n_max: int = _f(0, "range of the numbers: primality 1..n_max, coprimality pairs in 1..n_max, "
-                    "gcd operands 1..n_max, sorting values 0..n_max-1 (0: the task's default)")
+                    "gcd operands 1..n_max, sorting values 0..n_max-1 (0: the task's default)",
+                    tasks=NUMBERS + GCD + SORTING)
     encoding: str = _f("token", "primality/coprimality input: 'token' (one token per number, the "
-                       "seed's) or 'digits' (fixed-width base-`base` digit tokens)")
-    base: int = _f(10, "base of the digit tokens (primality/coprimality with digits; gcd)")
+                       "seed's) or 'digits' (fixed-width base-`base` digit tokens)", tasks=NUMBERS)
+    base: int = _f(10, "base of the digit tokens (primality/coprimality with digits; gcd)",
+                   tasks=NUMBERS + GCD)
     n_examples: int = _f(0, "examples to draw: gcd training pairs, sorting lists (0: the task's "
-                         "default)")
+                         "default)", tasks=GCD + SORTING)
     gcd_sampling: str = _f("loguniform", "gcd training operands: 'uniform', 'loguniform', or "
-                           "'loguniform_gcd' (log-uniform operands and log-uniform GCDs)")
-    gcd_test_per_gcd: int = _f(30, "gcd test set: pairs for each GCD 1..100 (k times a coprime pair)")
-    list_len: int = _f(10, "sorting: list length (the longest when variable_len)")
-    variable_len: bool = _f(False, "sorting: draw each list's length uniformly in 2..list_len")
-    repeats: bool = _f(False, "sorting: lists may repeat values")
+                           "'loguniform_gcd' (log-uniform operands and log-uniform GCDs)",
+                           tasks=GCD)
+    gcd_test_per_gcd: int = _f(30, "gcd test set: pairs for each GCD 1..100 (k times a coprime "
+                               "pair)", tasks=GCD)
+    list_len: int = _f(10, "sorting: list length (the longest when variable_len)", tasks=SORTING)
+    variable_len: bool = _f(False, "sorting: draw each list's length uniformly in 2..list_len",
+                            tasks=SORTING)
+    repeats: bool = _f(False, "sorting: lists may repeat values", tasks=SORTING)
     data_seed: int = _f(598, "seed of the train/test split (598 as in the seed's notebooks)")
     # --- model ------------------------------------------------------------------------------
     n_layers: int = _f(1, "transformer blocks")
@@ -205,6 +217,13 @@ class RunConfig:
 # The first field of each section of RunConfig and the section's title (the --help groups).
 SECTION_STARTS = {"task": "task and data", "n_layers": "model", "lr": "optimiser and loss",
                   "epochs": "budget and cadences", "memorize_acc": "signal thresholds"}
+
+
+def fields_only_other_tasks_read(tasks: Iterable[str]) -> set[str]:
+    """The task-specific fields that none of ``tasks`` reads (by their ``tasks`` metadata)."""
+    tasks = set(tasks)
+    return {f.name for f in dataclasses.fields(RunConfig)
+            if "tasks" in f.metadata and not tasks & set(f.metadata["tasks"])}
 
 
 def fields_by_section() -> list[tuple[str, list[dataclasses.Field]]]:

@@ -16,28 +16,14 @@ import itertools
 import sys
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from grokcore.config import ConfigError, RunConfig, fields_by_section
+from grokcore.config import (ConfigError, RunConfig, fields_by_section,
+                             fields_only_other_tasks_read)
 
 # Plural spellings for the fields a grid usually spans; the field's own name works too.
 PLURAL = {"p": "primes", "dtype": "dtypes", "frac_train": "fracs", "seed": "seeds"}
 # Settings that are not about what is trained; shown in a dry run only when they vary.
 FIELDS = [f for f in dataclasses.fields(RunConfig)]
 FIELD_NAMES = [f.name for f in FIELDS]
-# The fields that only some tasks read; a sweep script's --help leaves out the other tasks' ones.
-TASK_FIELDS = {
-    "expmod": {"p", "a", "b", "n_operands"},
-    "primality": {"n_max", "encoding", "base"},
-    "coprimality": {"n_max", "encoding", "base"},
-    "gcd": {"n_max", "base", "n_examples", "gcd_sampling", "gcd_test_per_gcd"},
-    "sorting": {"n_max", "n_examples", "list_len", "variable_len", "repeats"},
-}
-
-
-def other_tasks_fields(tasks: Iterable[str]) -> set[str]:
-    """The task-specific fields that none of ``tasks`` reads."""
-    tasks = set(tasks)
-    mine = set().union(*(TASK_FIELDS[t] for t in tasks))
-    return set().union(*(f for t, f in TASK_FIELDS.items() if t not in tasks)) - mine
 
 
 def add_grid_options(parser: argparse.ArgumentParser, tasks: Iterable[str],
@@ -52,7 +38,7 @@ def add_grid_options(parser: argparse.ArgumentParser, tasks: Iterable[str],
     """
     default_help = dict(default_help or {})
     defaults = dict(defaults or {})
-    skip = set(skip) | other_tasks_fields(tasks)
+    skip = set(skip) | fields_only_other_tasks_read(tasks)
     for i, (title, fields) in enumerate(fields_by_section()):
         note = " (every run setting takes one or more values; the grid is their product)"
         group = parser.add_argument_group(title + (note if i == 0 else ""))
@@ -223,7 +209,8 @@ def format_grid(configs: Sequence[RunConfig], always: Sequence[str] = ("a", "b",
 def common_settings(configs: Sequence[RunConfig]) -> str:
     """The settings all trials share, as `name=value` pairs (for the dry-run printout); the
     fields that only other tasks read are left out."""
-    unread = set(varying_fields(configs)) | other_tasks_fields({c.task for c in configs})
+    unread = (set(varying_fields(configs))
+              | fields_only_other_tasks_read({c.task for c in configs}))
     d = configs[0].to_dict()
     return " ".join(f"{n}={d[n]}" for n in FIELD_NAMES if n not in unread)
 

@@ -129,3 +129,14 @@ def test_sweep_help_lists_its_own_task_options_only():
         assert set(flags) <= options and not others & options, (script, others & options)
         for shared in ("--lr", "--dtypes", "--seeds", "--grokfast", "--address"):
             assert shared in options
+
+
+def test_task_specific_fields_name_real_tasks():
+    """A field's ``tasks`` metadata (what --help filters on) names registered tasks only."""
+    import dataclasses
+
+    from grokcore.config import RunConfig
+    from grokcore.tasks import TASKS
+
+    named = {t for f in dataclasses.fields(RunConfig) for t in f.metadata.get("tasks", ())}
+    assert named == set(TASKS)
