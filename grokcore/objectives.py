@@ -99,13 +99,15 @@ class NextTokens:
     def evaluate(self, model, inputs: torch.Tensor, labels: torch.Tensor) -> Evaluation:
         parts = self._parts(model, inputs, labels)
         logits, targets = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        hits = logits.argmax(dim=-1) == targets
+        per_group = hits.split([len(group_targets) for _, group_targets, _ in parts])
         rows_right = []
-        for group_logits, group_targets, keep in parts:
+        for (_, _, keep), group_hits in zip(parts, per_group):
             right = torch.ones_like(keep)
-            right[keep] = group_logits.argmax(dim=-1) == group_targets
+            right[keep] = group_hits
             rows_right.append(right.all(dim=1))
         seq_acc = float(torch.cat(rows_right).double().mean())
-        acc = float((logits.argmax(dim=-1) == targets).double().mean())
+        acc = float(hits.double().mean())
         return Evaluation(float(self.loss_fn(logits, targets)), acc, logits,
                           {"seq_acc": seq_acc})
 
