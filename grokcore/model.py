@@ -234,11 +234,8 @@ class Transformer(HookedRootModule):
             v = self._first_block_lookup(tokens, start=0, which="V")
             resid_last = self._first_block_lookup(last, start=n - 1, which="resid")[:, 0]
             return self.blocks[0].finish(resid_last + first.mix_last(q, k, v)) @ self.W_U
-        resid = self.W_E[tokens] + self.W_pos[:n]
-        for block in self.blocks[:-1]:
-            resid = block(resid)
+        resid, k, v = self._into_last_block(tokens)
         last = self.blocks[-1]
-        k, v = last.attn.project(resid, "K"), last.attn.project(resid, "V")
         q = last.attn.project(resid[:, -1], "Q")
         # The last query may look at every position, so no mask is needed.
         resid_mid = resid[:, -1] + last.attn.mix_last(q, k, v)
@@ -252,15 +249,20 @@ class Transformer(HookedRootModule):
         serve as keys and values there (sorting's loss starts at MID, halfway). No hook fires
         except the attention's.
         """
-        n = tokens.shape[1]
-        resid = self.W_E[tokens] + self.W_pos[:n]
-        for block in self.blocks[:-1]:
-            resid = block(resid)
+        resid, k, v = self._into_last_block(tokens)
         last = self.blocks[-1]
-        k, v = last.attn.project(resid, "K"), last.attn.project(resid, "V")
         q = last.attn.project(resid[:, first:], "Q")
         resid_mid = resid[:, first:] + last.attn.mix(q, k, v)
         return last.finish(resid_mid) @ self.W_U
+
+    def _into_last_block(self, tokens: torch.Tensor,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The residual stream entering the last block, and its keys and values there."""
+        resid = self.W_E[tokens] + self.W_pos[:tokens.shape[1]]
+        for block in self.blocks[:-1]:
+            resid = block(resid)
+        attn = self.blocks[-1].attn
+        return resid, attn.project(resid, "K"), attn.project(resid, "V")
 
     def _first_block_lookup(self, tokens: torch.Tensor, start: int, which: str) -> torch.Tensor:
         """First-block residuals or projections for tokens at positions start, start + 1, ...
