@@ -46,5 +46,6 @@ def main() -> None:
                      note=lambda plain, fast: f"   40k epochs: plain {plain * 40:.0f} s, "
                                               f"grokcore {fast * 40:.0f} s")
 
+
 if __name__ == "__main__":
     main()

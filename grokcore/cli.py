@@ -24,8 +24,10 @@ from grokcore.config import ConfigError, RunConfig, fields_by_section
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """One option per RunConfig field. Options not given stay out of the namespace, so that
     ``config_from_args`` can apply the task's defaults and the preset beneath them."""
+    groups = []
     for title, fields in fields_by_section():
         group = parser.add_argument_group(title)
+        groups.append(group)
         for f in fields:
             flags = [f"--{f.name.replace('_', '-')}"]
             if "flag" in f.metadata:
@@ -39,10 +41,9 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                 group.add_argument(*flags, dest=f.name, type=kind, default=argparse.SUPPRESS,
                                    metavar=kind.__name__.upper(),
                                    help=f"{f.metadata['help']} (default: {f.default})")
-        if title == "task and data":
-            group.add_argument("--preset", default=None,
-                               help="named settings of a seed experiment (see README), under "
-                                    "the options given")
+    groups[0].add_argument("--preset", default=None,  # beside the task it belongs to
+                           help="named settings of a seed experiment (see README), under the "
+                                "options given")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
