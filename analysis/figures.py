@@ -22,7 +22,7 @@ def _column(rows: list[dict[str, float]], key: str) -> list[float]:
     return [float(r.get(key, math.nan)) for r in rows]
 
 
-# The measured phases (grokcore.progress.measure_phases), shaded in turn from epoch 0.
+# The measured phases (grokcore.signals.measure_phases), shaded in turn from epoch 0.
 PHASE_STYLE = (("phase_memorization_end", "memorization", "tab:orange"),
                ("phase_circuit_end", "circuit formation", "tab:green"),
                ("phase_cleanup_end", "cleanup", "tab:purple"))

@@ -2,14 +2,14 @@
 
 Every function writes one PNG (matplotlib, Agg backend) and returns its path. Histories are a
 trainer's ``history`` (list of row dicts) or a ``history.csv`` read into a DataFrame; ``phases``
-is ``grokcore.progress.measure_phases(history)``. Kept apart from ``analysis/figures.py`` (the
+is ``grokcore.signals.measure_phases(history)``. Kept apart from ``analysis/figures.py`` (the
 sweeps' training-curve figure) so the two can grow without conflicts.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
@@ -212,28 +212,37 @@ def _sparse_ticks(ax, labels: list[str], every: int = 0) -> None:
     ax.set_xticklabels(labels[::every], rotation=90, fontsize=6)
 
 
-def write_run_figures(trainer, folder) -> dict[str, Any]:
-    """The figures of one finished run, written into ``folder``; returns its measured phases.
+def write_run_figures(trainer, summary: Mapping[str, Any], folder) -> None:
+    """The figures of one finished run, written into ``folder`` (by ``grokcore.records``).
 
-    The training curves with these phases shaded are the runner's ``curves.png``. A sorting run
-    gets its attention pattern (``attention.png``); a run the progress measures apply to (expmod
-    with two operands and an MLP) the progress measures over training and the Fourier views of
-    its final weights. The sweep runner logs whatever lands in the folder to MLflow.
+    Every run: its training curves with the measured phases shaded (``curves.png``; the phases
+    come from the summary, measured with the signals). A sorting run adds its attention pattern
+    (``attention.png``); a run the progress measures are defined for (expmod with two operands
+    and an MLP) the progress measures over training and the Fourier views of its final weights.
     """
     folder = Path(folder)
     cfg, history = trainer.cfg, trainer.history
-    phases = progress.measure_phases(history, cfg.memorize_acc, cfg.grok_acc)
+    plot_training_curves(history, summary, folder / "curves.png", title=_title(cfg, summary),
+                         phases=summary)
+    model = trainer.model.to("cpu")
     if cfg.task == "sorting":  # its one head's pattern is the mechanism: where each output looks
         from grokcore.tasks.sorting import attention_figure
 
-        attention_figure(trainer.model.to("cpu"), trainer.dataset, folder / "attention.png")
+        attention_figure(model, trainer.dataset, folder / "attention.png")
     if not progress.measures_apply(cfg):
-        return phases
-    model = trainer.model.to("cpu")
+        return
     if any("restricted_loss" in row for row in history):
-        plot_progress_measures(history, folder / "progress_measures.png", phases)
+        plot_progress_measures(history, folder / "progress_measures.png", summary)
     plot_embedding_fourier(model, cfg, folder / "embedding_fourier.png")
     plot_neuron_fourier(model, cfg, trainer.dataset, folder / "neuron_fourier.png")
     plot_unembed_fourier(model, cfg, folder / "unembed_fourier.png")
     plot_attention_patterns(model, cfg, trainer.dataset, folder / "attention.png")
-    return phases
+
+
+def _title(cfg, summary: Mapping[str, Any]) -> str:
+    """The task and the fields that name its configuration (as in the grok table)."""
+    from grokcore.tasks import TASKS
+
+    keys = " ".join(f"{k}={getattr(cfg, k)}" for k in TASKS[cfg.task].table_keys)
+    return (f"{cfg.task} {keys} frac={cfg.frac_train} {cfg.dtype} seed={cfg.seed}: "
+            f"{summary['status']}")

@@ -17,7 +17,7 @@ import torch
 from grokcore.config import RunConfig
 from grokcore.model import Transformer
 from grokcore.progress import progress_measures
-from grokcore.tasks import build_dataset
+from grokcore.tasks import build_dataset, validate
 
 
 def main() -> None:
@@ -28,10 +28,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = RunConfig(p=args.p, dtype=args.dtype).validate()
+    cfg = validate(RunConfig(p=args.p, dtype=args.dtype))
     dataset = build_dataset(cfg)
     model = Transformer.for_run(cfg, dataset)
-    small = RunConfig(p=7).validate()
+    small = validate(RunConfig(p=7))
     small_data = build_dataset(small)
     progress_measures(Transformer.for_run(small, small_data), small, small_data)
     with torch.no_grad():

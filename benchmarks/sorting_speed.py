@@ -25,8 +25,8 @@ import argparse
 import torch
 from timing import print_comparison, side_by_side
 
-from grokcore.config import RunConfig
 from grokcore.objectives import IGNORE
+from grokcore.tasks import config_for
 from grokcore.trainer import Trainer
 
 WATCH = [("blocks.0.attn.hook_pattern", lambda pattern, hook: pattern)]
@@ -58,7 +58,7 @@ def main() -> None:
     trainers = {}
     for preset, n in (("sorting-seed-fixed", args.examples_fixed),
                       ("sorting-seed-variable", args.examples_variable)):
-        trainers[preset] = Trainer(RunConfig.for_task("sorting", preset=preset, n_examples=n,
+        trainers[preset] = Trainer(config_for("sorting", preset=preset, n_examples=n,
                                                       epochs=10 ** 9, device="cpu"))
         print(f"{preset}: train tokens {tuple(trainers[preset].train_x.shape)}")
 

@@ -8,13 +8,13 @@ defaults (and ``--preset`` a named preset) to every option not given on the comm
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from grokcore import records
 from grokcore.config import ConfigError, RunConfig, fields_by_section
 
 # torch, the model and the trainer are imported inside main(), after the settings are validated:
@@ -47,14 +47,14 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    from grokcore.tasks import PRESETS, config_for
+
     names = {f.name for f in dataclasses.fields(RunConfig)}
     given = {k: v for k, v in vars(args).items() if k in names}
     preset = getattr(args, "preset", None)
     if preset is not None and "task" not in given:
-        from grokcore.tasks import PRESETS
-
         given["task"] = PRESETS[preset][0] if preset in PRESETS else "expmod"
-    return RunConfig.for_task(given.pop("task", "expmod"), preset, **given)
+    return config_for(given.pop("task", "expmod"), preset, **given)
 
 
 class ProgressBar:
@@ -77,7 +77,8 @@ class ProgressBar:
 
 
 class RunDirectory:
-    """Writes a run's checkpoint, history, summary and final weights into one folder."""
+    """The ``--out`` folder: the checkpoint at the checkpoint cadence, and at the end what every
+    run leaves behind (``grokcore.records.write_run_folder``: the same files as a sweep trial)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -85,32 +86,14 @@ class RunDirectory:
 
     @property
     def checkpoint(self) -> Path:
-        return self.path / "checkpoint.pt"
+        return self.path / records.CHECKPOINT_FILE
 
     def on_eval(self, trainer, row: dict[str, float], checkpoint: bool) -> None:
-        import torch
-
         if checkpoint:
-            tmp = self.checkpoint.with_suffix(".tmp")
-            torch.save(trainer.state_dict(), tmp)
-            tmp.replace(self.checkpoint)  # never leave a half-written checkpoint
+            records.save_checkpoint(trainer, self.path)
 
     def on_end(self, trainer, summary: dict[str, Any]) -> None:
-        import torch
-
-        write_history_csv(trainer.history, self.path / "history.csv")
-        (self.path / "summary.json").write_text(json.dumps(summary, indent=2))
-        (self.path / "config.json").write_text(json.dumps(trainer.cfg.to_dict(), indent=2))
-        torch.save(trainer.model.state_dict(), self.path / "model.pt")
-
-
-def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
-    with open(path, "w", newline="") as fh:
-        # rows may differ in keys (progress measures come every measure_every epochs only)
-        names = list(dict.fromkeys(k for row in history for k in row))
-        writer = csv.DictWriter(fh, fieldnames=names)
-        writer.writeheader()
-        writer.writerows(history)
+        records.write_run_folder(trainer, summary, self.path)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -138,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true",
                        help="print a JSON summary as the last line of output")
     train.add_argument("--out", type=Path, default=None,
-                       help="folder for checkpoint.pt, history.csv, summary.json and model.pt")
+                       help="folder for what the run leaves behind (the same files as a sweep "
+                            "trial: history.csv, summary.json, config.json, dataset_stats.json, "
+                            "model.pt, figures) and its checkpoint.pt")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUT/checkpoint.pt (needs --out and the same settings)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -155,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:12s} {(task.__doc__ or type(task).__module__).strip().splitlines()[0]}")
         return 0
     try:
-        cfg = config_from_args(args).validate()
+        from grokcore.tasks import validate
+
+        cfg = validate(config_from_args(args))
         if args.resume and args.out is None:
             raise ConfigError("--resume needs --out, the folder that holds checkpoint.pt")
         import torch

@@ -118,12 +118,12 @@ class RunConfig:
                              "running minimum")
 
     # ----------------------------------------------------------------------------------------
-    def validate(self) -> "RunConfig":
-        """Raise ConfigError on the first invalid setting; return self when all is well."""
-        from grokcore.tasks import TASKS  # late import: tasks import this module
+    def check_fields(self) -> "RunConfig":
+        """Raise ConfigError on the first setting that is invalid whatever the task; return self.
 
-        if self.task not in TASKS:
-            raise ConfigError(f"unknown task {self.task!r}; choose one of: {', '.join(sorted(TASKS))}")
+        The task's own checks (and the task name) are ``grokcore.tasks.validate(cfg)``, which
+        calls this first: this module knows no task.
+        """
         _choice("dtype", self.dtype, DTYPES)
         _choice("loss_dtype", self.loss_dtype, DTYPES)
         _choice("act", self.act, ACTIVATIONS)
@@ -169,32 +169,14 @@ class RunConfig:
             raise ConfigError(f"spike_factor={self.spike_factor} must be above 1, e.g. 10")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError(f"device={self.device!r}: use cpu, cuda, cuda:N or auto")
-        TASKS[self.task].validate(self)
-        from grokcore.progress import check_supported
-
-        check_supported(self)
+        if self.measure_every < 0:
+            raise ConfigError(f"measure_every={self.measure_every} is negative; use 0 to turn it off")
+        if self.measure_every % self.eval_every:
+            raise ConfigError(f"measure_every={self.measure_every} is not a multiple of "
+                              f"eval_every={self.eval_every}; measures are taken at evaluations")
         return self
 
     # ----------------------------------------------------------------------------------------
-    @classmethod
-    def for_task(cls, task: str = "expmod", preset: str | None = None, **overrides: Any) -> "RunConfig":
-        """A config with the task's defaults (then a named preset, then ``overrides``) applied."""
-        from grokcore.tasks import PRESETS, TASKS
-
-        if task not in TASKS:
-            raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(sorted(TASKS))}")
-        values = dict(getattr(TASKS[task], "defaults", {}))
-        if preset is not None:
-            if preset not in PRESETS:
-                raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
-            preset_task, preset_values = PRESETS[preset]
-            if preset_task != task:
-                raise ConfigError(f"preset {preset!r} is for task {preset_task!r}, not {task!r}; "
-                                  f"pass --task {preset_task}")
-            values.update(preset_values)
-        values.update(overrides)
-        return cls.from_dict({**values, "task": task})
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

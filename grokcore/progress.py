@@ -37,10 +37,12 @@ Cost: one fast-path forward over the p^2 inputs and two [p, p] x [p, p * d_mlp] 
 model's dtype; memory a few copies of [p^2, d_mlp] (see README for the figures at p = 113).
 Nothing here is of size p^2 x p^2, which is what ran the seed out of memory.
 
-In training: ``RunConfig.measure_every`` > 0 makes the Trainer call ``ProgressMeasures.on_eval``
-on each evaluation row at that cadence (and at the last evaluation) *before* any callback sees
-the row, so the measures land in ``trainer.history`` and in whatever the callbacks log. The same
-object can also be passed as an ordinary first callback to a trainer built without the setting.
+In training: with ``RunConfig.measure_every`` > 0 the expmod task's ``progress_measures`` hook
+hands the Trainer a ``ProgressMeasures``, whose ``on_eval`` runs on each evaluation row at that
+cadence (and at the last evaluation) *before* any callback sees the row, so the measures land in
+``trainer.history`` and in whatever the callbacks log. The same object can also be passed as an
+ordinary first callback to a trainer built without the setting. The phases that these measures
+delimit are measured with the other signals (``grokcore.signals.measure_phases``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from typing import Any, Sequence
 import torch
 
 from grokcore.config import ConfigError, RunConfig
+from grokcore.tasks.modular import power_table
 
 MEASURES = ("restricted_loss", "excluded_loss", "gini_embed", "gini_unembed",
             "key_freq_explained", "n_key_freqs")
@@ -60,23 +63,6 @@ KEY_FREQS = "key_freqs"  # a string such as "4 11 14" in the history row (not a 
 def measures_apply(cfg: RunConfig) -> bool:
     """The progress measures are defined for expmod with two operands and an MLP."""
     return cfg.task == "expmod" and cfg.n_operands == 2 and not cfg.attn_only
-
-
-def check_supported(cfg: RunConfig) -> None:
-    """Raise ConfigError when progress measures are asked for a run they are not defined for."""
-    if cfg.measure_every < 0:
-        raise ConfigError(f"measure_every={cfg.measure_every} is negative; use 0 to turn it off")
-    if not cfg.measure_every:
-        return
-    if cfg.measure_every % cfg.eval_every:
-        raise ConfigError(f"measure_every={cfg.measure_every} is not a multiple of "
-                          f"eval_every={cfg.eval_every}; measures are taken at evaluations")
-    if cfg.task != "expmod" or cfg.n_operands != 2:
-        raise ConfigError("progress measures (--measure-every) need the expmod task with 2 "
-                          "operands; set --measure-every 0")
-    if cfg.attn_only:
-        raise ConfigError("progress measures (--measure-every) need an MLP; drop --attn-only or "
-                          "set --measure-every 0")
 
 
 # ---- Fourier basis and Gini --------------------------------------------------------------------
@@ -114,8 +100,6 @@ def gini(values: Sequence[float] | torch.Tensor) -> float:
 
 # ---- coordinates -------------------------------------------------------------------------------
 def power_map(p: int, exponent: int) -> torch.Tensor:
-    from grokcore.tasks.expmod import power_table
-
     return power_table(p, exponent)
 
 
@@ -293,7 +277,8 @@ class ProgressMeasures:
         self.threshold = threshold
         if self.every <= 0:
             raise ConfigError("ProgressMeasures needs a positive cadence (measure_every)")
-        check_supported(cfg.replace(measure_every=self.every, eval_every=1))
+        if not measures_apply(cfg):
+            raise ConfigError("progress measures need the expmod task with 2 operands and an MLP")
 
     def due(self, epoch: int, final: bool = False) -> bool:
         return final or epoch % self.every == 0
@@ -307,67 +292,3 @@ class ProgressMeasures:
 
     def on_end(self, trainer, summary: dict[str, Any]) -> None:
         pass
-
-
-# ---- phases ------------------------------------------------------------------------------------
-PHASES = ("phase_memorization_end", "phase_circuit_end", "phase_cleanup_end")
-
-
-def measure_phases(history: Sequence[dict[str, Any]], memorize_acc: float = 0.99,
-                   grok_acc: float = 0.99, restricted_frac: float = 0.1,
-                   slow_frac: float = 0.5) -> dict[str, float | None]:
-    """The three phases of a run, measured from its history (None where not reached).
-
-    * **memorization** ends at the first evaluation with train accuracy >= ``memorize_acc``;
-    * **circuit formation** ends at the first measured evaluation after that whose restricted
-      loss is at most ``restricted_frac`` (0.1) of the test loss there: the key frequencies alone
-      do ten times better on all data than the whole model does on unseen data, so the circuit
-      is built and only the memorizing part still hides it;
-    * **cleanup** ends at the first evaluation, not before circuit formation's end and from which
-      test accuracy stays >= ``grok_acc``, at which the sum of squared weights falls at under
-      ``slow_frac`` (0.5) of the fastest rate (per epoch, between consecutive evaluations) it fell
-      at since circuit formation ended: weight decay has removed most of what it removes.
-
-    Rows without progress measures are skipped for the circuit rule, so a history with
-    ``measure_every`` = 0 gets memorization only.
-    """
-    rows = sorted(history, key=lambda r: r["epoch"])
-    mem = next((r["epoch"] for r in rows if r["train_acc"] >= memorize_acc), None)
-    circuit = None
-    if mem is not None:
-        circuit = next((r["epoch"] for r in rows if r["epoch"] >= mem
-                        and _num(r.get("restricted_loss")) is not None
-                        and r["restricted_loss"] <= restricted_frac * r["test_loss"]), None)
-    cleanup = None
-    held = _held_from(rows, lambda r: r["test_acc"] >= grok_acc)
-    if circuit is not None and held is not None:
-        fastest = 0.0
-        for prev, row in zip(rows, rows[1:]):
-            if prev["epoch"] < circuit:
-                continue
-            rate = (prev["sum_sq_weights"] - row["sum_sq_weights"]) / max(row["epoch"] - prev["epoch"], 1)
-            fastest = max(fastest, rate)
-            if row["epoch"] >= held and fastest > 0 and rate < slow_frac * fastest:
-                cleanup = row["epoch"]
-                break
-    return {"phase_memorization_end": mem, "phase_circuit_end": circuit,
-            "phase_cleanup_end": cleanup}
-
-
-def _held_from(rows, pred) -> int | None:
-    """The first epoch from which ``pred`` holds to the end of the history."""
-    start = None
-    for r in rows:
-        if pred(r):
-            start = r["epoch"] if start is None else start
-        else:
-            start = None
-    return start
-
-
-def _num(value) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value

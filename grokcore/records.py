@@ -8,7 +8,10 @@ so both hold the same files.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import csv
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 # ---- where runs are tracked ----------------------------------------------------------------------
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # relative: the working directory's mlflow.db
@@ -59,3 +62,54 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return value
+
+
+# ---- the writer ----------------------------------------------------------------------------------
+def write_run_folder(trainer, summary: Mapping[str, Any], folder: str | Path) -> Path:
+    """Write what a finished run leaves behind into ``folder``: the history, the summary (end
+    values, measured phases, final metrics), the dataset statistics, the config, the final
+    weights and the figures (``analysis.figures_progress.write_run_figures``).
+
+    The command line's ``--out`` folder and a sweep trial's final checkpoint (whose files the
+    driver logs to MLflow) are both written here, so both hold the same files. The checkpoint
+    (``CHECKPOINT_FILE``) is written by :func:`save_checkpoint`, beside these.
+    """
+    import torch
+
+    from analysis.figures_progress import write_run_figures
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_history_csv(trainer.history, folder / HISTORY_FILE)
+    (folder / SUMMARY_FILE).write_text(json.dumps(jsonable(summary), indent=2))
+    (folder / CONFIG_FILE).write_text(json.dumps(trainer.cfg.to_dict(), indent=2))
+    (folder / DATASET_STATS_FILE).write_text(json.dumps(jsonable(trainer.dataset.stats), indent=2))
+    torch.save(trainer.model.state_dict(), folder / WEIGHTS_FILE)
+    write_run_figures(trainer, summary, folder)
+    return folder
+
+
+def save_checkpoint(trainer, folder: str | Path) -> Path:
+    """``trainer.state_dict()`` as ``folder/CHECKPOINT_FILE``, replaced atomically: an
+    interruption never leaves a half-written checkpoint."""
+    import torch
+
+    path = Path(folder) / CHECKPOINT_FILE
+    tmp = path.with_suffix(".tmp")
+    torch.save(trainer.state_dict(), tmp)
+    tmp.replace(path)
+    return path
+
+
+def record_files(folder: str | Path) -> list[Path]:
+    """The files of a run folder that make its record (everything but the checkpoint)."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name != CHECKPOINT_FILE)
+
+
+def write_history_csv(history: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    with open(path, "w", newline="") as fh:
+        # rows may differ in keys (progress measures come every measure_every epochs only)
+        names = list(dict.fromkeys(k for row in history for k in row))
+        writer = csv.DictWriter(fh, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(history)

@@ -5,6 +5,8 @@ Rules (thresholds from RunConfig):
 * grok epoch: the first evaluation from which test accuracy stays >= ``grok_acc`` to the end of
   the run (a later dip resets it). ``grokked`` means there is one; ``grok_delay`` is grok epoch
   minus memorization epoch.
+* phases (``measure_phases``, from the history after the run): the ends of memorization,
+  circuit formation and cleanup (Nanda et al. 2023); the last two need the progress measures.
 * loss spike: the training loss of an epoch exceeds ``spike_factor`` x the lowest training loss
   seen before it. Consecutive spiking epochs are one spike; its size is the largest ratio reached.
   Every epoch's loss is checked (it is computed by the training step anyway), so a spike between
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 
 SPIKE_FLOOR = 1e-30  # the running minimum counts as at least this
@@ -124,3 +126,67 @@ def softmax_collapse_fraction(logits, loss_dtype) -> float:
     z = logits.to(loss_dtype)
     total = (z - z.max(dim=-1, keepdim=True).values).exp().sum(dim=-1)
     return float((total == 1.0).double().mean())
+
+
+# ---- phases ------------------------------------------------------------------------------------
+PHASES = ("phase_memorization_end", "phase_circuit_end", "phase_cleanup_end")
+
+
+def measure_phases(history: Sequence[dict[str, Any]], memorize_acc: float = 0.99,
+                   grok_acc: float = 0.99, restricted_frac: float = 0.1,
+                   slow_frac: float = 0.5) -> dict[str, float | None]:
+    """The three phases of a run, measured from its history (None where not reached).
+
+    * **memorization** ends at the first evaluation with train accuracy >= ``memorize_acc``;
+    * **circuit formation** ends at the first measured evaluation after that whose restricted
+      loss is at most ``restricted_frac`` (0.1) of the test loss there: the key frequencies alone
+      do ten times better on all data than the whole model does on unseen data, so the circuit
+      is built and only the memorizing part still hides it;
+    * **cleanup** ends at the first evaluation, not before circuit formation's end and from which
+      test accuracy stays >= ``grok_acc``, at which the sum of squared weights falls at under
+      ``slow_frac`` (0.5) of the fastest rate (per epoch, between consecutive evaluations) it fell
+      at since circuit formation ended: weight decay has removed most of what it removes.
+
+    Rows without progress measures are skipped for the circuit rule, so a history with
+    ``measure_every`` = 0 gets memorization only.
+    """
+    rows = sorted(history, key=lambda r: r["epoch"])
+    mem = next((r["epoch"] for r in rows if r["train_acc"] >= memorize_acc), None)
+    circuit = None
+    if mem is not None:
+        circuit = next((r["epoch"] for r in rows if r["epoch"] >= mem
+                        and _num(r.get("restricted_loss")) is not None
+                        and r["restricted_loss"] <= restricted_frac * r["test_loss"]), None)
+    cleanup = None
+    held = _held_from(rows, lambda r: r["test_acc"] >= grok_acc)
+    if circuit is not None and held is not None:
+        fastest = 0.0
+        for prev, row in zip(rows, rows[1:]):
+            if prev["epoch"] < circuit:
+                continue
+            rate = (prev["sum_sq_weights"] - row["sum_sq_weights"]) / max(row["epoch"] - prev["epoch"], 1)
+            fastest = max(fastest, rate)
+            if row["epoch"] >= held and fastest > 0 and rate < slow_frac * fastest:
+                cleanup = row["epoch"]
+                break
+    return {"phase_memorization_end": mem, "phase_circuit_end": circuit,
+            "phase_cleanup_end": cleanup}
+
+
+def _held_from(rows, pred) -> int | None:
+    """The first epoch from which ``pred`` holds to the end of the history."""
+    start = None
+    for r in rows:
+        if pred(r):
+            start = r["epoch"] if start is None else start
+        else:
+            start = None
+    return start
+
+
+def _num(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value

@@ -21,9 +21,8 @@ import torch
 
 from grokcore.config import ConfigError, RunConfig
 from grokcore.optim import GradientTransform, make_optimizer, make_scheduler, total_grad_norm
-from grokcore.progress import ProgressMeasures
-from grokcore.signals import SignalTracker, softmax_collapse_fraction
-from grokcore.tasks import TASKS, Dataset, build_dataset
+from grokcore.signals import SignalTracker, measure_phases, softmax_collapse_fraction
+from grokcore.tasks import TASKS, Dataset, build_dataset, validate
 
 METRICS = ("train_loss", "test_loss", "train_acc", "test_acc", "grad_norm", "sum_sq_weights",
            "unembed_norm", "softmax_collapse", "lr")
@@ -48,7 +47,7 @@ def resolve_device(name: str) -> torch.device:
 class Trainer:
     def __init__(self, cfg: RunConfig, callbacks: Sequence[Callback] = (),
                  dataset: Dataset | None = None):
-        self.cfg = cfg.validate()
+        self.cfg = validate(cfg)
         self.callbacks = list(callbacks)
         self.device = resolve_device(cfg.device)
         self.dataset = dataset if dataset is not None else build_dataset(cfg)
@@ -63,8 +62,9 @@ class Trainer:
         self.grad_transform = GradientTransform.for_run(self.optimizer.param_groups[0]["params"], cfg)
         self.loss_dtype = getattr(torch, cfg.loss_dtype)
         self.signals = SignalTracker(cfg.memorize_acc, cfg.grok_acc, cfg.spike_factor)
-        # Progress measures join the evaluation row before any callback sees it (grokcore/progress.py).
-        self.progress = ProgressMeasures(cfg, self.dataset) if cfg.measure_every else None
+        # The task's progress measures (expmod: grokcore/progress.py) join the evaluation row
+        # before any callback sees it.
+        self.measures = self.task.progress_measures(cfg, self.dataset) if cfg.measure_every else None
         self.history: list[dict[str, float]] = []
         self.epoch = 0
         self.seconds = 0.0  # training time, summed over resumptions
@@ -163,8 +163,8 @@ class Trainer:
         stop = bool(self.signals.diverged or held or self.epoch >= self.cfg.epochs)
         every = self.cfg.checkpoint_every
         checkpoint = stop or bool(every and self.epoch % every == 0)
-        if self.progress is not None:
-            self.progress.on_eval(self, row, checkpoint, final=stop)
+        if self.measures is not None:
+            self.measures.on_eval(self, row, checkpoint, final=stop)
         for cb in self.callbacks:
             stop = bool(cb.on_eval(self, row, checkpoint)) or stop
         return stop
@@ -181,6 +181,7 @@ class Trainer:
             "epochs_run": self.epoch,
             "seconds": round(self.seconds, 3),
         })
+        summary.update(measure_phases(self.history, self.cfg.memorize_acc, self.cfg.grok_acc))
         return summary
 
     # ---- checkpoints --------------------------------------------------------------------------

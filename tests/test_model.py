@@ -3,7 +3,7 @@ import torch
 
 from grokcore.config import RunConfig
 from grokcore.model import Transformer
-from grokcore.tasks import build_dataset
+from grokcore.tasks import build_dataset, config_for, validate
 
 CONFIGS = [
     dict(),
@@ -29,7 +29,7 @@ def _model(cfg: RunConfig):
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-5)])
 @pytest.mark.parametrize("options", CONFIGS)
 def test_fast_path_equals_full_path(options, dtype, tol):
-    cfg = RunConfig(**{"p": 23, **options}, dtype=dtype).validate()
+    cfg = validate(RunConfig(**{"p": 23, **options}, dtype=dtype))
     model, ds = _model(cfg)
     full = model(ds.inputs)[:, -1]
     fast = model.forward_last(ds.inputs)
@@ -52,8 +52,8 @@ def test_fast_path_equals_full_path(options, dtype, tol):
 def test_forward_from_equals_the_full_path_from_that_position(options, dtype, tol, watched):
     """Sorting's loss positions: logits and gradients equal forward(tokens)[:, first:], with the
     fused kernel (a mask's last rows) and with the explicit pattern alike."""
-    cfg = RunConfig.for_task("sorting", list_len=9, variable_len=True, n_examples=40,
-                             dtype=dtype, **options).validate()
+    cfg = validate(config_for("sorting", list_len=9, variable_len=True, n_examples=40,
+                             dtype=dtype, **options))
     model, ds = _model(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     hooks = [("blocks.0.attn.hook_pattern", lambda pattern, hook: pattern)] if watched else []
@@ -91,7 +91,7 @@ def test_hook_points_named_as_transformer_lens():
                                      dict(list_len=6, n_heads=2, pos_embed=False)])
 def test_fused_attention_equals_explicit_attention(options, dtype, tol):
     """Training attends through the fused kernel; analysis hooks the explicit pattern. Same model."""
-    cfg = RunConfig.for_task("sorting", **options, n_examples=64, n_max=20, dtype=dtype)
+    cfg = config_for("sorting", **options, n_examples=64, n_max=20, dtype=dtype)
     model, ds = _model(cfg)
     attn = model.blocks[0].attn
     watch = [("blocks.0.attn.hook_pattern", lambda pattern, hook: pattern)]

@@ -7,6 +7,7 @@ import torch
 from grokcore.config import ConfigError, RunConfig
 from grokcore.optim import (GrokfastEMA, GrokfastMA, cross_entropy, log_stablemax, orthogonalize_,
                             stablemax, stablemax_cross_entropy, stablemax_s)
+from grokcore.tasks import validate
 from grokcore.trainer import Trainer
 
 # Small models for the trainer tests: the variants act on any parameter list.
@@ -142,7 +143,7 @@ def test_grokfast_ma_updates_as_defined():
                                  dict(grokfast_ema_lambda=-1.0), dict(grokfast_ma_lambda=float("nan"))])
 def test_invalid_variant_settings_are_one_line_errors(bad):
     with pytest.raises(ConfigError) as err:
-        RunConfig(p=23, **bad).validate()
+        validate(RunConfig(p=23, **bad))
     assert "\n" not in str(err.value) and next(iter(bad)) in str(err.value)
 
 

@@ -7,10 +7,11 @@ from grokcore.cli import build_parser, config_from_args
 from grokcore.config import ConfigError, RunConfig
 from grokcore.progress import (
     KEY_FREQS, MEASURES, averaging_matrix, basis_frequencies, explained_by, fourier_basis, gini,
-    key_frequencies, measure_phases, neuron_frequency_fractions, power_map, progress_measures,
+    key_frequencies, neuron_frequency_fractions, power_map, progress_measures,
     restricted_excluded_losses,
 )
-from grokcore.tasks import build_dataset
+from grokcore.signals import measure_phases
+from grokcore.tasks import build_dataset, validate
 from grokcore.trainer import Trainer
 
 # The machine is shared: one thread avoids OpenMP oversubscription, which is many times slower.
@@ -123,13 +124,13 @@ def test_averaging_matrix_relabels_a_bijection_and_averages_otherwise():
 
 def test_measure_every_is_validated_and_is_a_cli_option():
     with pytest.raises(ConfigError, match="multiple of eval_every"):
-        RunConfig(p=31, eval_every=10, measure_every=15).validate()
+        validate(RunConfig(p=31, eval_every=10, measure_every=15))
     with pytest.raises(ConfigError, match="negative"):
-        RunConfig(p=31, measure_every=-1).validate()
+        validate(RunConfig(p=31, measure_every=-1))
     with pytest.raises(ConfigError, match="need an MLP"):
-        RunConfig(p=31, eval_every=10, measure_every=10, attn_only=True).validate()
+        validate(RunConfig(p=31, eval_every=10, measure_every=10, attn_only=True))
     with pytest.raises(ConfigError, match="2 operands"):
-        RunConfig(p=31, eval_every=10, measure_every=10, n_operands=3).validate()
+        validate(RunConfig(p=31, eval_every=10, measure_every=10, n_operands=3))
     args = build_parser().parse_args(["train", "--measure-every", "200"])
     assert config_from_args(args).measure_every == 200
 

@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 import torch
 
-from grokcore.config import ConfigError, RunConfig
-from grokcore.tasks import build_dataset
+from grokcore.config import ConfigError
+from grokcore.tasks import build_dataset, config_for, validate
 from grokcore.tasks.gcd import Vocab, charton_rule, from_digits, gcd_report, smooth_part, to_digits
 from grokcore.trainer import Trainer
 
@@ -20,8 +20,8 @@ def _decode_source(vocab, row):
 
 @pytest.mark.parametrize("sampling", ["uniform", "loguniform", "loguniform_gcd"])
 def test_examples_round_trip_and_labels_are_gcds(sampling):
-    cfg = RunConfig.for_task("gcd", base=7, n_max=5000, n_examples=3000, gcd_test_per_gcd=4,
-                             gcd_sampling=sampling).validate()
+    cfg = validate(config_for("gcd", base=7, n_max=5000, n_examples=3000, gcd_test_per_gcd=4,
+                             gcd_sampling=sampling))
     ds = build_dataset(cfg)
     vocab = ds.meta["vocab"]
     for i in range(0, len(ds.inputs), 7):
@@ -36,7 +36,7 @@ def test_examples_round_trip_and_labels_are_gcds(sampling):
 
 
 def test_test_set_is_uniform_over_gcds_1_to_100():
-    cfg = RunConfig.for_task("gcd", n_max=20_000, n_examples=100, gcd_test_per_gcd=12).validate()
+    cfg = validate(config_for("gcd", n_max=20_000, n_examples=100, gcd_test_per_gcd=12))
     ds = build_dataset(cfg)
     counts = Counter(ds.meta["gcd"][ds.test_idx].tolist())
     assert counts == {k: 12 for k in range(1, 101)}
@@ -44,7 +44,7 @@ def test_test_set_is_uniform_over_gcds_1_to_100():
 
 def test_samplers_differ_as_documented():
     def gcds(sampling):
-        cfg = RunConfig.for_task("gcd", n_max=100_000, n_examples=20_000, gcd_test_per_gcd=1,
+        cfg = config_for("gcd", n_max=100_000, n_examples=20_000, gcd_test_per_gcd=1,
                                  gcd_sampling=sampling)
         ds = build_dataset(cfg)
         return ds.meta["a"][ds.train_idx].double(), ds.meta["gcd"][ds.train_idx]
@@ -73,11 +73,11 @@ def test_digits_and_charton_rule():
 
 def test_gcd_config_errors():
     with pytest.raises(ConfigError, match="n_max=500 is too small"):
-        RunConfig.for_task("gcd", n_max=500).validate()
+        validate(config_for("gcd", n_max=500))
     with pytest.raises(ConfigError, match="not a multiple of n_heads"):
-        RunConfig.for_task("gcd", d_model=30, n_heads=4).validate()
+        validate(config_for("gcd", d_model=30, n_heads=4))
     with pytest.raises(ConfigError, match="gcd_sampling='normal' is not known"):
-        RunConfig.for_task("gcd", gcd_sampling="normal").validate()
+        validate(config_for("gcd", gcd_sampling="normal"))
 
 
 # Base 10, operands uniform below 10^4 (Charton's setting: most pairs are coprime), a 1+1-layer
@@ -93,7 +93,7 @@ BASE_DIVISORS = [1, 2, 5, 10]
 
 
 def test_brief_training_gets_the_gcds_that_are_products_of_the_base_primes():
-    cfg = RunConfig.for_task("gcd", **BRIEF_GCD)
+    cfg = config_for("gcd", **BRIEF_GCD)
     trainer = Trainer(cfg)
     trainer.run()
     report = gcd_report(trainer.model, trainer.dataset, cfg.base)

@@ -8,7 +8,7 @@ import torch
 
 from grokcore.config import ConfigError, RunConfig
 from grokcore.objectives import balanced_accuracy
-from grokcore.tasks import TASKS, build_dataset
+from grokcore.tasks import TASKS, build_dataset, config_for, validate
 from grokcore.tasks.numbers import digits, undigits, width_for
 from grokcore.trainer import Trainer
 
@@ -29,8 +29,8 @@ def _is_prime_brute(n):
 
 @pytest.mark.parametrize("encoding,base", [("token", 10), ("digits", 10), ("digits", 2), ("digits", 7)])
 def test_primality_labels_and_encoding_round_trip(encoding, base):
-    cfg = RunConfig.for_task("primality", n_max=300, encoding=encoding, base=base)
-    ds = build_dataset(cfg.validate())
+    cfg = config_for("primality", n_max=300, encoding=encoding, base=base)
+    ds = build_dataset(validate(cfg))
     numbers = [row[0] for row in _numbers_of(ds, cfg, 1)]
     assert numbers == list(range(1, 301))
     assert ds.labels.tolist() == [int(_is_prime_brute(n)) for n in numbers]
@@ -53,8 +53,8 @@ def test_digits_round_trip_and_width():
 
 
 def test_coprimality_labels_against_math_gcd():
-    cfg = RunConfig.for_task("coprimality", n_max=40, encoding="digits", base=3)
-    ds = build_dataset(cfg.validate())
+    cfg = config_for("coprimality", n_max=40, encoding="digits", base=3)
+    ds = build_dataset(validate(cfg))
     pairs = _numbers_of(ds, cfg, 2)
     assert len(pairs) == 40 * 40 and {tuple(p) for p in pairs} == {(a, b) for a in range(1, 41)
                                                                  for b in range(1, 41)}
@@ -64,7 +64,7 @@ def test_coprimality_labels_against_math_gcd():
 
 
 def test_sequential_split_is_the_seeds_and_stats_report_balance():
-    ds = build_dataset(RunConfig.for_task("primality", preset="primality-seed").validate())
+    ds = build_dataset(validate(config_for("primality", preset="primality-seed")))
     assert ds.train_idx.tolist() == list(range(700)) and ds.test_idx.tolist() == list(range(700, 1000))
     numbers = ds.inputs[:, 0]
     assert numbers[ds.train_idx].max() == 700 and numbers[ds.test_idx].min() == 701
@@ -75,7 +75,7 @@ def test_sequential_split_is_the_seeds_and_stats_report_balance():
 
 
 def test_random_split_is_seeded_and_disjoint():
-    cfg = RunConfig.for_task("primality", split="random", frac_train=0.5, n_max=200)
+    cfg = config_for("primality", split="random", frac_train=0.5, n_max=200)
     a, b = build_dataset(cfg), build_dataset(cfg)
     assert torch.equal(a.train_idx, b.train_idx)
     assert set(a.train_idx.tolist()).isdisjoint(a.test_idx.tolist())
@@ -95,7 +95,7 @@ def test_balanced_accuracy():
 def test_grok_signal_reads_balanced_accuracy():
     # Always answering "composite" on 701..1000 gives raw test accuracy ~0.86, balanced 0.5;
     # with grok_acc 0.8 the raw rule would call that grokking, the balanced rule must not.
-    cfg = RunConfig.for_task("primality", epochs=60, eval_every=20, grok_acc=0.8, lr=1e-3)
+    cfg = config_for("primality", epochs=60, eval_every=20, grok_acc=0.8, lr=1e-3)
     trainer = Trainer(cfg)
     summary = trainer.run()
     assert TASKS["primality"].signal_metric == "bacc" and summary["signal_metric"] == "bacc"
@@ -109,10 +109,10 @@ def test_grok_signal_reads_balanced_accuracy():
 
 def test_number_task_config_errors():
     with pytest.raises(ConfigError, match="split='pairs' is not a primality split"):
-        RunConfig.for_task("primality", split="pairs").validate()
+        validate(config_for("primality", split="pairs"))
     with pytest.raises(ConfigError, match="encoding='binary' is not known"):
-        RunConfig.for_task("primality", encoding="binary").validate()
+        validate(config_for("primality", encoding="binary"))
     with pytest.raises(ConfigError, match="base=1 must be at least 2"):
-        RunConfig.for_task("coprimality", encoding="digits", base=1).validate()
+        validate(config_for("coprimality", encoding="digits", base=1))
     with pytest.raises(ConfigError, match="split='random' is not an expmod split"):
-        RunConfig(split="random").validate()
+        validate(RunConfig(split="random"))

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from grokcore.config import ConfigError, RunConfig
+from grokcore.config import ConfigError
 from grokcore.objectives import IGNORE
-from grokcore.tasks import build_dataset
+from grokcore.tasks import build_dataset, config_for, validate
 from grokcore.tasks.sorting import attention_figure, copying_scores
 from grokcore.trainer import Trainer
 
@@ -23,8 +23,8 @@ def _decode(ds, i):
 @pytest.mark.parametrize("variable_len,repeats", [(False, False), (True, False), (False, True),
                                                    (True, True)])
 def test_sequences_and_labels_against_sorted(variable_len, repeats):
-    cfg = RunConfig.for_task("sorting", list_len=8, n_max=10, n_examples=300,
-                             variable_len=variable_len, repeats=repeats).validate()
+    cfg = validate(config_for("sorting", list_len=8, n_max=10, n_examples=300,
+                             variable_len=variable_len, repeats=repeats))
     ds = build_dataset(cfg)
     v = ds.d_vocab_out
     assert ds.d_vocab == v + 3 and ds.inputs.shape == (300, 2 * 8 + 2)
@@ -47,14 +47,14 @@ def test_sequences_and_labels_against_sorted(variable_len, repeats):
 
 def test_sorting_config_errors():
     with pytest.raises(ConfigError, match="list_len=20 distinct values do not fit"):
-        RunConfig.for_task("sorting", list_len=20, n_max=10).validate()
-    RunConfig.for_task("sorting", list_len=20, n_max=10, repeats=True).validate()
+        validate(config_for("sorting", list_len=20, n_max=10))
+    validate(config_for("sorting", list_len=20, n_max=10, repeats=True))
     with pytest.raises(ConfigError, match="list_len=1 is too short"):
-        RunConfig.for_task("sorting", list_len=1).validate()
+        validate(config_for("sorting", list_len=1))
 
 
 def test_training_sorts_and_copying_score_discriminates(tmp_path):
-    cfg = RunConfig.for_task("sorting", epochs=1500, stop_after_grok=2, grok_acc=0.99, **SMALL)
+    cfg = config_for("sorting", epochs=1500, stop_after_grok=2, grok_acc=0.99, **SMALL)
     trainer = Trainer(cfg)
     untrained = copying_scores(trainer.model, trainer.dataset.d_vocab_out)
     first = trainer.history  # filled by run()
@@ -69,7 +69,7 @@ def test_training_sorts_and_copying_score_discriminates(tmp_path):
 
 
 def test_copying_score_of_known_matrices():
-    cfg = RunConfig.for_task("sorting", list_len=4, n_max=8, n_heads=2, d_model=8, d_head=8)
+    cfg = config_for("sorting", list_len=4, n_max=8, n_heads=2, d_model=8, d_head=8)
     model = Trainer(cfg).model
     attn = model.blocks[0].attn
     with torch.no_grad():
@@ -88,7 +88,7 @@ def test_length_groups_equal_the_whole_padded_batch(dtype, tol):
     """Cutting the trailing padding and running rows in length groups changes no number."""
     from grokcore.objectives import length_groups
 
-    cfg = RunConfig.for_task("sorting", list_len=12, variable_len=True, n_examples=300,
+    cfg = config_for("sorting", list_len=12, variable_len=True, n_examples=300,
                              dtype=dtype, epochs=1)
     trainer = Trainer(cfg)
     model, objective = trainer.model, trainer.objective

@@ -1,5 +1,8 @@
 """Task registry: a task is looked up by the name in ``RunConfig.task``; presets by name."""
 
+from typing import Any
+
+from grokcore.config import ConfigError, RunConfig
 from grokcore.tasks.base import Dataset, Task, TaskBase
 from grokcore.tasks.expmod import ExpModTask
 from grokcore.tasks.gcd import GcdTask
@@ -27,8 +30,41 @@ PRESETS: dict[str, tuple[str, dict]] = {
 }
 
 
+def validate(cfg: RunConfig) -> RunConfig:
+    """Raise ConfigError (one line) on the first invalid setting of ``cfg``; return it if valid:
+    the task name, the settings every task shares (``RunConfig.check_fields``), then the task's
+    own checks."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"unknown task {cfg.task!r}; choose one of: {', '.join(sorted(TASKS))}")
+    cfg.check_fields()
+    task = TASKS[cfg.task]
+    if cfg.measure_every and not task.has_progress_measures:
+        raise ConfigError("progress measures (--measure-every) need the expmod task with 2 "
+                          "operands; set --measure-every 0")
+    task.validate(cfg)
+    return cfg
+
+
+def config_for(task: str = "expmod", preset: str | None = None, **overrides: Any) -> RunConfig:
+    """A config with the task's defaults (then a named preset, then ``overrides``) applied."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(sorted(TASKS))}")
+    values = dict(getattr(TASKS[task], "defaults", {}))
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
+        preset_task, preset_values = PRESETS[preset]
+        if preset_task != task:
+            raise ConfigError(f"preset {preset!r} is for task {preset_task!r}, not {task!r}; "
+                              f"pass --task {preset_task}")
+        values.update(preset_values)
+    values.update(overrides)
+    return RunConfig.from_dict({**values, "task": task})
+
+
 def build_dataset(cfg) -> Dataset:
     return TASKS[cfg.task].build(cfg)
 
 
-__all__ = ["PRESETS", "TASKS", "Dataset", "Task", "TaskBase", "build_dataset"]
+__all__ = ["PRESETS", "TASKS", "Dataset", "Task", "TaskBase", "build_dataset", "config_for",
+           "validate"]

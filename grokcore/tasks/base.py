@@ -72,6 +72,9 @@ class TaskBase:
     * ``objective``: classification at the last position (the trainer's fast path) unless the
       task's loss spans several positions or a decoder.
     * ``extra_metrics``: task measures added to each history row (numeric values reach MLflow).
+    * ``progress_measures``: with ``has_progress_measures`` and ``measure_every`` > 0, an object
+      whose ``on_eval(trainer, row, checkpoint, final)`` adds the task's progress measures to the
+      evaluation rows at that cadence, before any callback sees the row (expmod: Nanda et al.).
     * ``table_keys``: the RunConfig fields that name a configuration in the grok table (beside
       task, dtype and frac_train; seeds are aggregated); ``table_metrics``: the end values of the
       history the table shows for this task (median over a configuration's runs).
@@ -82,6 +85,7 @@ class TaskBase:
     signal_metric = "acc"
     table_keys: tuple[str, ...] = ()
     table_metrics: tuple[str, ...] = ("test_acc",)
+    has_progress_measures = False
 
     def make_model(self, cfg: RunConfig, ds: Dataset):
         from grokcore.model import Transformer
@@ -95,6 +99,9 @@ class TaskBase:
 
     def extra_metrics(self, trainer) -> dict[str, float]:
         return {}
+
+    def progress_measures(self, cfg: RunConfig, ds: Dataset):
+        return None
 
 
 def label_distribution_stats(labels: torch.Tensor, n_classes: int) -> dict[str, Any]:

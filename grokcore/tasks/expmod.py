@@ -17,11 +17,7 @@ import torch
 
 from grokcore.config import MAX_EXAMPLES, MAX_EXPONENT, ConfigError, RunConfig, is_prime
 from grokcore.tasks.base import Dataset, TaskBase, label_distribution_stats, split_indices
-
-
-def power_table(p: int, exponent: int) -> torch.Tensor:
-    """x^exponent mod p for x in 0..p-1, computed exactly with Python integers."""
-    return torch.tensor([pow(x, exponent, p) for x in range(p)], dtype=torch.long)
+from grokcore.tasks.modular import power_table
 
 
 def exponents_of(cfg: RunConfig) -> list[int]:
@@ -33,6 +29,7 @@ class ExpModTask(TaskBase):
     name = "expmod"
     table_keys = ("a", "b", "p")
     table_metrics = ()  # its table has the dataset statistics and the paper's figure instead
+    has_progress_measures = True
 
     def validate(self, cfg: RunConfig) -> None:
         if not is_prime(cfg.p):
@@ -51,6 +48,17 @@ class ExpModTask(TaskBase):
             raise ConfigError(f"p^n_operands = {cfg.p}^{cfg.n_operands} = "
                               f"{cfg.p ** cfg.n_operands} examples is more than {MAX_EXAMPLES}; "
                               "use a smaller p or fewer operands")
+        if cfg.measure_every and cfg.n_operands != 2:
+            raise ConfigError("progress measures (--measure-every) need the expmod task with 2 "
+                              "operands; set --measure-every 0")
+        if cfg.measure_every and cfg.attn_only:
+            raise ConfigError("progress measures (--measure-every) need an MLP; drop --attn-only or "
+                              "set --measure-every 0")
+
+    def progress_measures(self, cfg: RunConfig, ds: Dataset):
+        from grokcore.progress import ProgressMeasures
+
+        return ProgressMeasures(cfg, ds)
 
     def build(self, cfg: RunConfig) -> Dataset:
         p, k = cfg.p, cfg.n_operands
