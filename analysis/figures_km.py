@@ -1,0 +1,66 @@
+"""Kaplan-Meier figure of grok epochs: the share of runs not yet grokked against the epoch.
+
+One step curve per configuration (a group of trials by the key columns), with a '|' tick on the
+curve at every censored run (one that had not grokked when it stopped). Diverged, failed and
+unfinished runs are left out of the curves (the legend says how many). The numbers come from
+``analysis.stats``; this module only draws (matplotlib, Agg backend).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from analysis.stats import group_trials, km_curve, run_times
+
+
+def _label(keys: Sequence[str], name: tuple, k: int, n: int, left_out: int) -> str:
+    text = ", ".join(f"{key}={value}" for key, value in zip(keys, name))
+    text += f" ({k}/{n} grokked"
+    return text + (f", {left_out} left out)" if left_out else ")")
+
+
+def plot_km(trials: pd.DataFrame, keys: Sequence[str], path: str | Path,
+            title: str | None = None, rows: Sequence[Any] | None = None) -> Path:
+    """Draw one KM curve per row of ``trials`` grouped by ``keys`` (or only ``rows``, key tuples)
+    and save a PNG at ``path``; returns the path. k/n in the legend: grokked runs out of the
+    runs in the estimate (grokked + not grokked)."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    keys = list(keys)
+    groups = group_trials(trials, keys)
+    if rows is not None:
+        wanted = [r if isinstance(r, tuple) else (r,) for r in rows]
+        groups = {r: groups[r] for r in wanted if r in groups}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, group in groups.items():
+        times, grokked = run_times(group)
+        left_out = len(group) - len(times)
+        label = _label(keys, name, int(grokked.sum()), len(times), left_out)
+        if len(times) == 0:
+            ax.plot([], [], label=label)  # keeps the row in the legend
+            continue
+        curve = km_curve(times, grokked)
+        x = [0.0, *curve.times]
+        y = [1.0, *curve.survival]
+        (line,) = ax.step(x, y, where="post", label=label)
+        if curve.censored_times.size:
+            ax.plot(curve.censored_times, curve.censored_survival, linestyle="none",
+                    marker="|", markersize=10, color=line.get_color())
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("share of runs not yet grokked")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "Kaplan-Meier: runs not yet grokked ('|' censored)")
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
