@@ -19,6 +19,7 @@ ENCODINGS = ("token", "digits")
 GCD_SAMPLINGS = ("uniform", "loguniform", "loguniform_gcd")
 LOSSES = ("softmax", "stablemax")
 GROKFAST = ("none", "ema", "ma")
+GROK_ON = ("test", "unseen")
 MAX_EXPONENT = 9
 MAX_EXAMPLES = 2_000_000  # p ** n_operands above this does not fit a full batch on a laptop
 
@@ -114,8 +115,18 @@ class RunConfig:
     # --- signal thresholds ------------------------------------------------------------------
     memorize_acc: float = _f(0.99, "train accuracy that counts as memorized")
     grok_acc: float = _f(0.99, "test accuracy that counts as generalized")
+    grok_on: str = _f("test", "what the grok signal reads: 'test' (test accuracy) or 'unseen' "
+                      "(accuracy on the test examples whose class (x^a, y^b) has no training "
+                      "example: generalization, not lookup) (expmod)", tasks=EXPMOD)
+    grok_min_delay: int = _f(5, "evaluations from memorization to the grok epoch for a run to "
+                             "count as grokking (delayed generalization); fewer is "
+                             "generalization without delay")
     spike_factor: float = _f(10.0, "a loss spike is a training loss above this multiple of its "
                              "running minimum")
+    spike_floor: float = _f(0.0, "a loss spike needs the running minimum of the training loss "
+                            "above this floor (0: the machine epsilon of --dtype, 1.2e-7 float32, "
+                            "2.2e-16 float64: below it the right class's probability is 1 to the "
+                            "model's precision, as after softmax collapse)")
 
     # ----------------------------------------------------------------------------------------
     def check_fields(self) -> "RunConfig":
@@ -132,6 +143,7 @@ class RunConfig:
         _choice("gcd_sampling", self.gcd_sampling, GCD_SAMPLINGS)
         _choice("loss", self.loss, LOSSES)
         _choice("grokfast", self.grokfast, GROKFAST)
+        _choice("grok_on", self.grok_on, GROK_ON)
         if not 0.0 <= self.grokfast_alpha < 1.0:
             raise ConfigError(f"grokfast_alpha={self.grokfast_alpha} is outside [0, 1); the "
                               "Grokfast default is 0.98")
@@ -167,6 +179,12 @@ class RunConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} is outside (0, 1]")
         if self.spike_factor <= 1.0:
             raise ConfigError(f"spike_factor={self.spike_factor} must be above 1, e.g. 10")
+        if not self.spike_floor >= 0.0:
+            raise ConfigError(f"spike_floor={self.spike_floor} must be >= 0 (0: the machine "
+                              "epsilon of --dtype)")
+        if self.grok_min_delay < 0:
+            raise ConfigError(f"grok_min_delay={self.grok_min_delay} is negative; give a number "
+                              "of evaluations such as 5")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError(f"device={self.device!r}: use cpu, cuda, cuda:N or auto")
         if self.measure_every < 0:

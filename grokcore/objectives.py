@@ -49,6 +49,16 @@ class LastPosition:
         return Evaluation(float(self.loss_fn(logits, labels)),
                           float((preds == labels).double().mean()), logits, extra)
 
+    def subset(self, evaluation: Evaluation, labels: torch.Tensor,
+               mask: torch.Tensor) -> tuple[float | None, float | None]:
+        """(loss, accuracy) of the examples ``mask`` selects from an evaluation; None, None
+        when it selects none."""
+        if not bool(mask.any()):
+            return None, None
+        logits, labels = evaluation.logits[mask], labels[mask]
+        return (float(self.loss_fn(logits, labels)),
+                float((logits.argmax(dim=-1) == labels).double().mean()))
+
 
 def balanced_accuracy(preds: torch.Tensor, labels: torch.Tensor) -> float:
     """Mean over the classes present in ``labels`` of the share of that class predicted right.

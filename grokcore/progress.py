@@ -4,19 +4,22 @@ Definitions (REFERENCE.md section 2), for (x^a + y^b) mod p with two operands:
 
 * **Fourier basis over Z_p** (``fourier_basis``): row 0 is the constant 1/sqrt(p); rows 2k-1 and
   2k are cos(w_k x) and sin(w_k x), w_k = 2 pi k / p, normalised, for k = 1..(p-1)/2. Orthonormal.
-* **Coordinates.** The label depends on (u, v) = (x^a mod p, y^b mod p), so Fourier components of
-  inputs are taken over u and v. When x -> x^a is a bijection (gcd(a, p - 1) = 1) this only
-  relabels x. When it is not, several inputs share one u and some u have no input at all: values
-  are then *pushed forward* to the (u, v) grid by averaging over the inputs of each cell, and a
-  cell that no input reaches counts as zero (after centring, "no signal"). The Fourier analysis is
-  then of a function known on the image only, and its spectrum is less sharp; the dataset
-  statistics ``bijective_a`` / ``bijective_b`` say when this applies.
+* **Coordinates.** The label depends on (u, v) = (x^a mod p, y^b mod p), so the spectrum of a
+  function of the inputs is taken in u and v: the Fourier basis of u is *pulled back* to x
+  (``pulled_back_basis``: basis function j evaluated at x^a) and the function is fitted by least
+  squares over all p^2 inputs. When x -> x^a is a bijection (gcd(a, p - 1) = 1) this only
+  relabels x and is the plain Fourier transform over (u, v). When it is not, the pulled-back
+  functions are constant on the fibres of x -> x^a and no longer orthogonal; fitting them over
+  the inputs (each (u, v) weighted by how many inputs reach it) is what keeps a neuron
+  cos(w_k (x^a + y^b)) at frequency k with share 1, where zero-filling the (u, v) cells that no
+  input reaches would spread it over every frequency.
 * **Key frequencies** (``neuron_frequency_fractions``, ``key_frequencies``): the MLP activations of
-  the last block at the last position, over all p^2 inputs, pushed to the (u, v) grid, get a 2D
-  Fourier transform; their variance is the energy in every component but the constant one. Frequency k's share of a neuron's variance is the energy
-  in its components {const, cos k, sin k} x {const, cos k, sin k} (less const x const). A neuron
-  whose best frequency explains at least ``threshold`` (0.85) of its variance is well explained;
-  the key frequencies are the distinct best frequencies of well-explained neurons.
+  the last block at the last position, over all p^2 inputs. Frequency k's share of a neuron's
+  variance is the R^2 of its least-squares fit by f(x^a) g(y^b), f and g in
+  {1, cos w_k ., sin w_k .} (for a bijection: the energy of the {const, cos k, sin k}^2 block of
+  its 2D Fourier transform). A neuron whose best frequency explains at least ``threshold``
+  (0.85) of its variance is well explained; the key frequencies are the distinct best
+  frequencies of well-explained neurons.
 * **Restricted / excluded loss** (``restricted_excluded_losses``): the directions cos(w_k z) and
   sin(w_k z) over the p^2 inputs, z = (u + v) mod p, for the key frequencies k (in (u, v)
   coordinates these are cos(w_k (u + v)) and sin(w_k (u + v))). The logits of every output class
@@ -27,14 +30,15 @@ Definitions (REFERENCE.md section 2), for (x^a + y^b) mod p with two operands:
   projection; excluded loss = cross-entropy on the train set. Both in float64.
 * **Sum of squared weights**: the trainer logs it every evaluation (``sum_sq_weights``).
 * **Gini** (``gini``, Hurley and Rickard) of the norms of the p Fourier components of W_E (token
-  rows 0..p-1, rows relabelled by u = t^a and, separately, by v = t^b; ``gini_embed`` is the mean
-  of the two, equal to either when a = b) and of W_L = W_out W_U (over the output class z, which
-  needs no relabelling).
-* ``key_freq_explained``: the share of the (pushed-forward) MLP variance, over all
-  neurons, that lies in the key frequencies' components.
+  rows 0..p-1 projected onto each basis function of u = t^a pulled back to t, and separately of
+  v = t^b; ``gini_embed`` is the mean of the two, equal to either when a = b) and of
+  W_L = W_out W_U (over the output class z, which needs no relabelling).
+* ``key_freq_explained`` (``key_freq_share``): the share of the MLP variance, over all neurons,
+  that the key frequencies' functions explain together (projection onto their joint span).
 
-Cost: one fast-path forward over the p^2 inputs and two [p, p] x [p, p * d_mlp] products in the
-model's dtype; memory a few copies of [p^2, d_mlp] (see README for the figures at p = 113).
+Cost: one fast-path forward over the p^2 inputs and a [K * 3, p] x [p, p * d_mlp] product in the
+model's dtype (K = (p - 1) / 2); memory a few copies of [p^2, d_mlp] and one of
+[3K, p, d_mlp] (see README for the figures at p = 113).
 Nothing here is of size p^2 x p^2, which is what ran the seed out of memory.
 
 In training: with ``RunConfig.measure_every`` > 0 the expmod task's ``progress_measures`` hook
@@ -98,68 +102,75 @@ def gini(values: Sequence[float] | torch.Tensor) -> float:
     return float(1.0 - 2.0 * ((c / total) * (n - i + 0.5) / n).sum())
 
 
-# ---- coordinates -------------------------------------------------------------------------------
+# ---- coordinates: the Fourier basis pulled back through x -> x^a ---------------------------------
 def power_map(p: int, exponent: int) -> torch.Tensor:
     return power_table(p, exponent)
 
 
-def pushforward(values: torch.Tensor, cell: torch.Tensor, n_cells: int) -> torch.Tensor:
-    """Mean of ``values`` rows [n, ...] over each cell id; cells that no row reaches are zero."""
-    out = torch.zeros((n_cells, *values.shape[1:]), dtype=values.dtype)
-    out.index_add_(0, cell, values)
-    counts = torch.bincount(cell, minlength=n_cells).to(values.dtype)
-    return out / counts.clamp(min=1).reshape(-1, *[1] * (values.dim() - 1))
+def pulled_back_basis(p: int, exponent: int) -> torch.Tensor:
+    """[p, p]: column j is Fourier basis function j of u evaluated at u = x^exponent, x = 0..p-1.
 
-
-def averaging_matrix(p: int, exponent: int) -> torch.Tensor:
-    """[p, p] matrix M with (M f)(u) = mean of f(x) over the x with x^exponent = u (0 if none).
-
-    For a bijection it is the permutation matrix that relabels x by u = x^exponent.
+    For a bijection the columns are orthonormal (a relabelling of the basis); otherwise they are
+    functions constant on the fibres of x -> x^exponent, neither orthogonal nor independent.
     """
-    u = power_map(p, exponent)
-    m = torch.zeros((p, p), dtype=torch.float64)
-    m[u, torch.arange(p)] = 1.0
-    return m / m.sum(dim=1, keepdim=True).clamp(min=1)
+    return fourier_basis(p)[:, power_map(p, exponent)].T
 
 
-def grid_fourier_energy(acts: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
-    """Energy of functions on the input grid by (u, v) frequency pair: [K+1, K+1, n].
+def _orthonormal_columns(m: torch.Tensor, rtol: float = 1e-9) -> torch.Tensor:
+    """Columns spanning the same space as ``m``'s [rows, c], orthonormal, dependent ones zero.
 
-    ``acts`` [p^2, n] are values over all inputs (x, y) in canonical x-major order. They are
-    pushed forward to the (u, v) grid (``averaging_matrix``) and transformed with the Fourier
-    basis on each axis; the two steps are fused into one [p, p] matrix per axis, so the cost is
-    two [p, p] x [p, p * n] products. Entry [f, g] sums the squared coefficients of the basis
-    pairs whose frequencies are f (over u) and g (over v); [0, 0] is the grid mean's share.
+    Gram-Schmidt in column order, so the first column (the constant, below) keeps its direction.
     """
-    p = cfg.p
-    dtype = acts.dtype if acts.dtype in (torch.float32, torch.float64) else torch.float32
-    basis = fourier_basis(p)
-    left = (basis @ averaging_matrix(p, cfg.a)).to(dtype)
-    right = (basis @ averaging_matrix(p, cfg.b)).to(dtype)
-    grid = acts.to(dtype).reshape(p, p, -1)
-    coeffs = torch.einsum("ix,xyn->iyn", left, grid)
-    coeffs = torch.einsum("jy,iyn->ijn", right, coeffs).square_().double()
+    out = torch.zeros_like(m)
+    scale = float(m.norm(dim=0).max())
+    for j in range(m.shape[1]):
+        v = m[:, j] - out[:, :j] @ (out[:, :j].T @ m[:, j])
+        v = v - out[:, :j] @ (out[:, :j].T @ v)  # twice is enough in float64
+        if float(v.norm()) > rtol * scale:
+            out[:, j] = v / v.norm()
+    return out
+
+
+def frequency_spans(p: int, exponent: int) -> torch.Tensor:
+    """[K, p, 3]: for k = 1..K, an orthonormal basis over x of span{1, cos w_k x^e, sin w_k x^e}
+    (constant first; a column is zero where x -> x^e makes the three dependent)."""
+    g = pulled_back_basis(p, exponent)
     freq = basis_frequencies(p)
-    k = (p - 1) // 2 + 1
-    by_row = torch.zeros((k, p, coeffs.shape[-1]), dtype=coeffs.dtype).index_add_(0, freq, coeffs)
-    del coeffs
-    return torch.zeros((k, k, by_row.shape[-1]), dtype=by_row.dtype).index_add_(1, freq, by_row)
+    spans = [_orthonormal_columns(torch.stack([g[:, 0], *g[:, freq == k].T], dim=1))
+             for k in range(1, (p - 1) // 2 + 1)]
+    return torch.stack(spans)
+
+
+def _centred_grid(acts: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.dtype]:
+    dtype = acts.dtype if acts.dtype in (torch.float32, torch.float64) else torch.float32
+    grid = acts.to(dtype).reshape(p, p, -1)
+    return grid - grid.mean(dim=(0, 1), keepdim=True), dtype
 
 
 def neuron_frequency_fractions(acts: torch.Tensor, cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per neuron, the share of its variance in each frequency k = 1..K: ([n, K], variance [n]).
+    """Per neuron, the share of its variance that each frequency k = 1..K explains: ([n, K],
+    variance [n]).
 
-    ``acts`` [p^2, n] are activations over all inputs in canonical order. The variance is that of
-    the pushed-forward function over the (u, v) grid (every component but the constant one);
-    frequency k's part is its {const, cos k, sin k}^2 block. Dead neurons get fractions of zero.
+    ``acts`` [p^2, n] are activations over all inputs (x, y) in canonical x-major order. The
+    variance is over all p^2 inputs. Frequency k's share is the R^2 of the least-squares fit of
+    the neuron by the functions f(x^a) g(y^b) with f, g in {1, cos w_k ., sin w_k .}: the squared
+    norm of the centred activations projected onto their span, over the variance. Computed as
+    ``Q_k^a.T @ A @ Q_k^b`` with orthonormal bases of the per-axis spans, so nothing is
+    p^2 x p^2. For bijective exponents this is the energy of the {const, cos k, sin k}^2 block
+    of the 2D Fourier transform over (u, v); for the others the basis is pulled back through
+    x -> x^a, not zero-filled where no input lands, so a perfect cos(w_k (x^a + y^b)) neuron
+    has share 1 at k whatever the exponents. Dead (constant) neurons get fractions of zero.
     """
-    energy = grid_fourier_energy(acts, cfg)  # [K+1, K+1, n]
-    total = energy.sum(dim=(0, 1)) - energy[0, 0]
-    diag = torch.diagonal(energy, dim1=0, dim2=1).T  # [K+1, n]: the (k, k) blocks
-    block = diag[1:] + energy[0, 1:] + energy[1:, 0]  # [K, n]
+    p = cfg.p
+    centred, dtype = _centred_grid(acts, p)  # [p, p, n]
+    span_a = frequency_spans(p, cfg.a).to(dtype)  # [K, p, 3]
+    span_b = frequency_spans(p, cfg.b).to(dtype)
+    coeffs = torch.einsum("kxi,xyn->kiyn", span_a, centred)
+    block = torch.einsum("kiyn,kyj->kijn", coeffs, span_b).square().sum(dim=(1, 2)).double()
+    total = centred.double().square().sum(dim=(0, 1))
     alive = total > 1e-12 * float(total.max().clamp(min=1e-300))
     fractions = torch.where(alive, block / total.clamp(min=1e-300), torch.zeros_like(block))
-    return fractions.T, total
+    return fractions.T, torch.where(alive, total, torch.zeros_like(total))
 
 
 def key_frequencies(fractions: torch.Tensor, threshold: float = 0.85) -> list[int]:
@@ -168,13 +179,26 @@ def key_frequencies(fractions: torch.Tensor, threshold: float = 0.85) -> list[in
     return sorted({int(k) + 1 for k in which[best >= threshold].tolist()})
 
 
-def explained_by(fractions: torch.Tensor, variance: torch.Tensor, freqs: Sequence[int]) -> float:
-    """Share of the total variance over all neurons in the given frequencies' components."""
-    total = float(variance.sum())
+def key_freq_share(acts: torch.Tensor, cfg: RunConfig, freqs: Sequence[int]) -> float:
+    """Share of the variance of all neurons (``acts`` [p^2, n]) that the key frequencies'
+    functions explain together: the projection onto the span of f(x^a) g(y^b) for f, g in
+    {1, cos w_k ., sin w_k .}, k in ``freqs``. For bijective exponents, the sum of those
+    frequencies' block energies."""
+    p = cfg.p
+    centred, _ = _centred_grid(acts.double(), p)
+    total = float(centred.square().sum())
     if not freqs or total == 0.0:
         return 0.0
-    idx = torch.tensor([k - 1 for k in freqs])
-    return float((fractions[:, idx].sum(dim=1) * variance).sum() / total)
+    cols = []
+    span_a, span_b = frequency_spans(p, cfg.a), frequency_spans(p, cfg.b)
+    for k in freqs:
+        fa, fb = span_a[k - 1], span_b[k - 1]  # [p, 3]
+        for i in range(3):
+            for j in range(3):
+                if (i, j) != (0, 0):  # the constant is centred away
+                    cols.append(torch.outer(fa[:, i], fb[:, j]).flatten())
+    basis = _orthonormal_columns(torch.stack(cols, dim=1))
+    return float((basis.T @ centred.reshape(p * p, -1)).square().sum() / total)
 
 
 def key_directions(labels: torch.Tensor, p: int, freqs: Sequence[int]) -> torch.Tensor:
@@ -203,9 +227,11 @@ def restricted_excluded_losses(logits: torch.Tensor, labels: torch.Tensor, train
 
 
 def embed_fourier_norms(W_E: torch.Tensor, p: int, exponent: int) -> torch.Tensor:
-    """Norms [p] of the Fourier components of W_E's token rows 0..p-1, relabelled t -> t^exponent."""
-    rows = pushforward(W_E[:p].detach().double().cpu(), power_map(p, exponent), p)
-    return (fourier_basis(p) @ rows).norm(dim=1)
+    """Norms [p] of W_E's token rows 0..p-1 projected onto each Fourier basis function of
+    u = t^exponent pulled back to t (``pulled_back_basis``): for a bijection, the norms of the
+    Fourier components of the rows relabelled by u."""
+    g = pulled_back_basis(p, exponent)
+    return (g.T @ W_E[:p].detach().double().cpu()).norm(dim=1) / g.norm(dim=0)
 
 
 def unembed_matrix(model) -> torch.Tensor:
@@ -247,7 +273,7 @@ def progress_measures(model, cfg: RunConfig, dataset, threshold: float = 0.85) -
     device = next(model.parameters()).device
     logits, acts = last_position(model, dataset.inputs.to(device))
     logits, acts = logits.double().cpu(), acts.cpu()
-    fractions, variance = neuron_frequency_fractions(acts, cfg)
+    fractions, _ = neuron_frequency_fractions(acts, cfg)
     freqs = key_frequencies(fractions, threshold)
     restricted, excluded = restricted_excluded_losses(logits, dataset.labels, dataset.train_idx,
                                                       cfg.p, freqs)
@@ -257,7 +283,7 @@ def progress_measures(model, cfg: RunConfig, dataset, threshold: float = 0.85) -
         "excluded_loss": excluded,
         "gini_embed": sum(g_embed) / len(g_embed),
         "gini_unembed": gini(unembed_fourier_norms(model, cfg.p)),
-        "key_freq_explained": explained_by(fractions, variance, freqs),
+        "key_freq_explained": key_freq_share(acts, cfg, freqs),
         "n_key_freqs": len(freqs),
         "key_freqs": freqs,
     }

@@ -21,10 +21,13 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # relative: the working directory'
 # resumed) are written by the sweep, never by the trainer.
 DONE_STATUSES = ("grokked", "not_grokked", "diverged")
 # The end values every run's summary has; a sweep sets each as an MLflow tag ("none" when absent)
-# and the numeric ones as metrics too.
-END_VALUES = ("status", "grokked", "grok_epoch", "memorization_epoch", "grok_delay", "n_spikes")
+# and the numeric ones as metrics too. ``status`` says whether the grok signal held the threshold
+# to the end; ``outcome`` what that means (grokked, no_delay, lookup, not_generalized, diverged:
+# grokcore.signals.OUTCOMES).
+END_VALUES = ("status", "outcome", "grokked", "grok_epoch", "memorization_epoch", "grok_delay",
+              "n_spikes")
 # The numeric end values the analysis reads back from the tags.
-OUTCOME_VALUES = END_VALUES[2:]
+OUTCOME_VALUES = ("grok_epoch", "memorization_epoch", "grok_delay", "n_spikes")
 
 # ---- tags ----------------------------------------------------------------------------------------
 # Runs that are not trials carry this tag (a trial does not): the analysis's tables and figures

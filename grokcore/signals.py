@@ -7,11 +7,20 @@ Rules (thresholds from RunConfig):
   minus memorization epoch.
 * phases (``measure_phases``, from the history after the run): the ends of memorization,
   circuit formation and cleanup (Nanda et al. 2023); the last two need the progress measures.
+* outcome (``outcome``): what the run shows, in words a table can use:
+  ``grokked`` (generalized at least ``min_delay`` evaluations after memorizing: delayed
+  generalization), ``no_delay`` (generalized with or before memorization: a negative grok delay
+  is kept, it means test accuracy held the threshold before train accuracy reached its own),
+  ``lookup`` (test accuracy held the threshold, but the test examples whose class has no
+  training example, where the task can tell, are not: test accuracy measured lookup, not
+  generalization), ``not_generalized`` and ``diverged``.
 * loss spike: the training loss of an epoch exceeds ``spike_factor`` x the lowest training loss
-  seen before it. Consecutive spiking epochs are one spike; its size is the largest ratio reached.
-  Every epoch's loss is checked (it is computed by the training step anyway), so a spike between
-  two evaluations is not missed. A running minimum of exactly 0 (float32 underflow) counts as
-  1e-30, so the ratio stays finite.
+  seen before it, and that lowest loss is above ``spike_floor``. Consecutive spiking epochs are
+  one spike; its size is the largest ratio reached. Every epoch's loss is checked (it is
+  computed by the training step anyway), so a spike between two evaluations is not missed. The
+  floor (the trainer's default: the model dtype's machine epsilon) keeps numerical noise out:
+  after softmax collapse the loss is exactly 0 or 1e-20, and a rise from there is no slingshot.
+  A floor of 0 is none: a running minimum of exactly 0 then counts as 1e-30.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 
-SPIKE_FLOOR = 1e-30  # the running minimum counts as at least this
+OUTCOMES = ("grokked", "no_delay", "lookup", "not_generalized", "diverged")
 
 
 @dataclass
@@ -36,6 +45,7 @@ class SignalTracker:
     memorize_acc: float = 0.99
     grok_acc: float = 0.99
     spike_factor: float = 10.0
+    spike_floor: float = 0.0
     memorization_epoch: int | None = None
     grok_epoch: int | None = None
     evals_above_grok: int = 0  # consecutive evaluations with test accuracy >= grok_acc
@@ -50,8 +60,10 @@ class SignalTracker:
             if self.diverged_epoch is None:
                 self.diverged_epoch = epoch
             return
-        # A float32 loss can underflow to exactly 0; the floor keeps the ratio finite (and JSON).
-        ratio = train_loss / max(self.min_train_loss, SPIKE_FLOOR)
+        # Below the floor a rise is noise. With no floor, an exact 0 (underflow) counts as
+        # 1e-30, so the ratio stays finite (and JSON).
+        above_floor = self.min_train_loss > self.spike_floor or not self.spike_floor
+        ratio = train_loss / max(self.min_train_loss, 1e-30) if above_floor else 0.0
         if ratio > self.spike_factor:
             if not self.in_spike:
                 self.spikes.append(Spike(epoch, ratio, train_loss))
@@ -62,10 +74,11 @@ class SignalTracker:
             self.in_spike = False
             self.min_train_loss = min(self.min_train_loss, train_loss)
 
-    def observe_eval(self, epoch: int, train_acc: float, test_acc: float) -> None:
+    def observe_eval(self, epoch: int, train_acc: float, test_acc: float | None) -> None:
+        """``test_acc`` None (no test example to measure on) never counts as generalized."""
         if self.memorization_epoch is None and train_acc >= self.memorize_acc:
             self.memorization_epoch = epoch
-        if test_acc >= self.grok_acc:
+        if test_acc is not None and test_acc >= self.grok_acc:
             if self.evals_above_grok == 0:
                 self.grok_epoch = epoch
             self.evals_above_grok += 1
@@ -91,6 +104,23 @@ class SignalTracker:
         if self.diverged:
             return "diverged"
         return "grokked" if self.grokked else "not_grokked"
+
+    def outcome(self, eval_every: int, min_delay: int, unseen_acc: float | None = None,
+                unseen_measured: bool = False) -> str:
+        """One of OUTCOMES (see the module doc). ``unseen_measured``: the signal read all test
+        examples and the task can tell those whose class has no training example; then
+        ``unseen_acc`` is their accuracy at the end (None: there are none, and test accuracy
+        can only be lookup)."""
+        if self.diverged:
+            return "diverged"
+        if not self.grokked:
+            return "not_generalized"
+        if unseen_measured and (unseen_acc is None or unseen_acc < self.grok_acc):
+            return "lookup"
+        delay = self.grok_delay
+        if delay is None or delay < min_delay * eval_every:
+            return "no_delay"
+        return "grokked"
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -54,6 +54,7 @@ class Trainer:
         # The task supplies the model and the objective (loss and evaluation); by default the
         # decoder Transformer classified at the last position, on its exact fast path.
         self.task = TASKS[cfg.task]
+        self.task.validate_dataset(cfg, self.dataset)
         self.model = self.task.make_model(cfg, self.dataset).to(self.device)
         self.objective = self.task.objective(cfg, self.dataset)
         self.optimizer = make_optimizer(self.model, cfg)
@@ -61,7 +62,8 @@ class Trainer:
         # Grokfast / orthogonal gradient between backward and step; None when both are off.
         self.grad_transform = GradientTransform.for_run(self.optimizer.param_groups[0]["params"], cfg)
         self.loss_dtype = getattr(torch, cfg.loss_dtype)
-        self.signals = SignalTracker(cfg.memorize_acc, cfg.grok_acc, cfg.spike_factor)
+        self.signals = SignalTracker(cfg.memorize_acc, cfg.grok_acc, cfg.spike_factor,
+                                     cfg.spike_floor or torch.finfo(getattr(torch, cfg.dtype)).eps)
         # The task's progress measures (expmod: grokcore/progress.py) join the evaluation row
         # before any callback sees it.
         self.measures = self.task.progress_measures(cfg, self.dataset) if cfg.measure_every else None
@@ -71,6 +73,7 @@ class Trainer:
         ds = self.dataset
         self.train_x, self.train_y = ds.train_inputs.to(self.device), ds.train_labels.to(self.device)
         self.test_x, self.test_y = ds.test_inputs.to(self.device), ds.test_labels.to(self.device)
+        self.test_groups = {name: mask.to(self.device) for name, mask in ds.test_groups.items()}
 
     # ---- one epoch and one evaluation ---------------------------------------------------------
     def train_step(self) -> torch.Tensor:
@@ -128,6 +131,9 @@ class Trainer:
         }
         for split, ev in (("train", train), ("test", test)):
             row.update({f"{split}_{name}": value for name, value in ev.extra.items()})
+        for name, mask in self.test_groups.items():  # None where the group is empty
+            row[f"test_loss_{name}"], row[f"test_acc_{name}"] = \
+                self.objective.subset(test, self.test_y, mask)
         row.update(self.task.extra_metrics(self))
         return row
 
@@ -157,8 +163,8 @@ class Trainer:
         """Evaluate, update the signals, call back; True when the run should stop."""
         row = self.evaluate()
         self.history.append(row)
-        metric = self.task.signal_metric  # "acc", or "bacc" where classes are imbalanced
-        self.signals.observe_eval(self.epoch, row[f"train_{metric}"], row[f"test_{metric}"])
+        train_key, test_key = self.task.signal_keys(self.cfg)  # acc, bacc or unseen-class acc
+        self.signals.observe_eval(self.epoch, row[train_key], row[test_key])
         held = self.cfg.stop_after_grok and self.signals.evals_above_grok >= self.cfg.stop_after_grok
         stop = bool(self.signals.diverged or held or self.epoch >= self.cfg.epochs)
         every = self.cfg.checkpoint_every
@@ -172,11 +178,15 @@ class Trainer:
     def summary(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
         summary = self.signals.summary()
+        unseen_measured = self.cfg.grok_on == "test" and "unseen" in self.test_groups
         summary.update({
+            "outcome": self.signals.outcome(self.cfg.eval_every, self.cfg.grok_min_delay,
+                                            last.get("test_acc_unseen"), unseen_measured),
             "final_train_loss": last.get("train_loss"),
             "final_test_loss": last.get("test_loss"),
             "final_train_acc": last.get("train_acc"),
             "final_test_acc": last.get("test_acc"),
+            **{f"final_test_acc_{name}": last.get(f"test_acc_{name}") for name in self.test_groups},
             "signal_metric": self.task.signal_metric,
             "epochs_run": self.epoch,
             "seconds": round(self.seconds, 3),
@@ -199,7 +209,9 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        ours, theirs = self.cfg.to_dict(), dict(state["config"])
+        # A setting added to RunConfig after the checkpoint was written had its default then.
+        theirs = {**RunConfig().to_dict(), **state["config"]}
+        ours = self.cfg.to_dict()
         differ = sorted(k for k in ours if k not in RESUMABLE_CHANGES and ours[k] != theirs.get(k))
         if differ:
             raise ConfigError(f"the checkpoint was written with other settings ({', '.join(differ)}); "
@@ -209,7 +221,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.signals = SignalTracker.from_state(state["signals"])
+        floor = self.signals.spike_floor  # older checkpoints do not hold it
+        self.signals = SignalTracker.from_state({**state["signals"], "spike_floor": floor})
         self.history = list(state["history"])
         if self.grad_transform is not None:
             self.grad_transform.load_state_dict(state.get("grad_transform") or {})

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from grokcore.config import RunConfig
+from grokcore.config import ConfigError, RunConfig
 from grokcore.tasks import build_dataset
 from grokcore.tasks.expmod import power_table
 
@@ -72,3 +72,47 @@ def test_split_is_seeded():
     b = build_dataset(RunConfig(p=31, data_seed=1)).train_idx
     c = build_dataset(RunConfig(p=31, data_seed=2)).train_idx
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def _recount_unseen(cfg):
+    """Test accuracy on the examples whose (x^a, y^b) has no training example, recounted by hand."""
+    from grokcore.trainer import Trainer
+
+    trainer = Trainer(cfg)
+    row = trainer.evaluate()
+    ds, p = trainer.dataset, cfg.p
+    train_classes = {(pow(int(x), cfg.a, p), pow(int(y), cfg.b, p)) for x, y, _ in ds.train_inputs}
+    preds = trainer.model.forward_last(ds.test_inputs).argmax(dim=-1)
+    unseen_right, unseen, seen = 0, 0, 0
+    for (x, y, _), label, pred in zip(ds.test_inputs.tolist(), ds.test_labels.tolist(), preds.tolist()):
+        if (pow(x, cfg.a, p), pow(y, cfg.b, p)) in train_classes:
+            seen += 1
+        else:
+            unseen += 1
+            unseen_right += pred == label
+    return row, ds.stats, unseen, seen, (unseen_right / unseen if unseen else None)
+
+
+@pytest.mark.parametrize("a,b,split", [(2, 3, "pairs"), (1, 1, "pairs"), (2, 2, "classes")])
+def test_unseen_class_accuracy_matches_a_recount(a, b, split):
+    cfg = RunConfig(p=13, a=a, b=b, split=split, frac_train=0.4, epochs=1)
+    row, stats, unseen, seen, acc = _recount_unseen(cfg)
+    assert stats["n_test_unseen"] == unseen
+    assert stats["leakage"] == pytest.approx(seen / (seen + unseen))
+    assert row["test_acc_unseen"] == (pytest.approx(acc) if acc is not None else None)
+    if seen == 0:  # a bijection split by pairs, or the classes split: nothing leaks
+        assert row["test_acc_seen"] is None and row["test_acc_unseen"] == pytest.approx(row["test_acc"])
+    else:
+        assert 0 < unseen < seen  # (2, 3): most test pairs have a training twin
+
+
+def test_grok_on_unseen_reads_the_unseen_classes_and_needs_some():
+    from grokcore.tasks import validate
+    from grokcore.trainer import Trainer
+
+    cfg = RunConfig(p=13, a=2, b=3, frac_train=0.4, epochs=1, grok_on="unseen")
+    assert Trainer(cfg).task.signal_keys(cfg) == ("train_acc", "test_acc_unseen")
+    with pytest.raises(ConfigError, match="every test example's class"):
+        Trainer(RunConfig(p=13, a=6, b=6, frac_train=0.9, epochs=1, grok_on="unseen"))
+    with pytest.raises(ConfigError, match="no such test subset"):
+        validate(RunConfig(task="sorting", grok_on="unseen"))

@@ -6,8 +6,9 @@ import torch
 from grokcore.cli import build_parser, config_from_args
 from grokcore.config import ConfigError, RunConfig
 from grokcore.progress import (
-    KEY_FREQS, MEASURES, averaging_matrix, basis_frequencies, explained_by, fourier_basis, gini,
-    key_frequencies, neuron_frequency_fractions, power_map, progress_measures,
+    KEY_FREQS, MEASURES, basis_frequencies, embed_fourier_norms, fourier_basis, gini,
+    key_freq_share, key_frequencies, neuron_frequency_fractions, power_map, progress_measures,
+    pulled_back_basis,
     restricted_excluded_losses,
 )
 from grokcore.signals import measure_phases
@@ -106,20 +107,79 @@ def test_key_frequencies_of_constructed_neurons(a, b):
     fractions, variance = neuron_frequency_fractions(acts, cfg)
     assert fractions.shape == (48, (p - 1) // 2)
     assert key_frequencies(fractions) == [4, 13]
-    share = explained_by(fractions, variance, [4, 13])
+    share = key_freq_share(acts, cfg, [4, 13])
     assert 0.7 < share < 1.0  # the noise neurons are not explained
-    assert explained_by(fractions, variance, [5]) < 0.05
+    assert key_freq_share(acts, cfg, [5]) < 0.05
 
 
-def test_averaging_matrix_relabels_a_bijection_and_averages_otherwise():
+def _zero_filled_fractions(acts, p, a, b):
+    """The earlier definition, kept here as a reference: activations averaged onto the (u, v)
+    grid, unreached cells zero, 2D Fourier transform, {const, cos k, sin k}^2 block energies."""
+    def averaging(e):
+        m = torch.zeros((p, p), dtype=torch.float64)
+        m[power_map(p, e), torch.arange(p)] = 1.0
+        return m / m.sum(dim=1, keepdim=True).clamp(min=1)
+
+    basis = fourier_basis(p)
+    grid = acts.double().reshape(p, p, -1)
+    coeffs = torch.einsum("ix,jy,xyn->ijn", basis @ averaging(a), basis @ averaging(b), grid)
+    freq = basis_frequencies(p)
+    k_count = (p - 1) // 2 + 1
+    by = torch.zeros((k_count, k_count, coeffs.shape[-1]), dtype=torch.float64)
+    for i in range(p):
+        for j in range(p):
+            by[freq[i], freq[j]] += coeffs[i, j].square()
+    total = by.sum(dim=(0, 1)) - by[0, 0]
+    block = torch.diagonal(by, dim1=0, dim2=1).T[1:] + by[0, 1:] + by[1:, 0]
+    return (block / total).T
+
+
+@pytest.mark.parametrize("p", [31, 113])
+def test_a_perfect_neuron_has_its_frequency_for_every_exponent(p):
+    """cos(2 pi 3 (x^a + y^b) / p) is explained >= 0.99 by frequency 3 for every (a, b) in 1..9,
+    bijective or not (zero-filling the unreached (u, v) cells gave 0.18 for (4, 5) at p = 31)."""
+    for a in range(1, 10):
+        for b in range(1, 10):
+            u = power_map(p, a).double()[:, None]
+            v = power_map(p, b).double()[None, :]
+            neuron = torch.cos(2 * math.pi * 3 * (u + v) / p).reshape(-1, 1)
+            fractions, variance = neuron_frequency_fractions(neuron, RunConfig(p=p, a=a, b=b))
+            assert float(fractions[0, 2]) >= 0.99, (a, b)
+            assert int(fractions[0].argmax()) == 2, (a, b)  # frequency 3 is the best
+            assert float(variance[0]) > 0
+
+
+def test_a_constant_neuron_has_no_variance():
     p = 31
-    m = averaging_matrix(p, 7)  # gcd(7, 30) = 1
-    assert torch.equal(m.sum(dim=0), torch.ones(p, dtype=torch.float64))
-    assert torch.equal(m.sum(dim=1), torch.ones(p, dtype=torch.float64))
-    m2 = averaging_matrix(p, 2)  # x^2 takes (p + 1) / 2 values
-    reached = m2.sum(dim=1) > 0
-    assert int(reached.sum()) == (p + 1) // 2
-    assert torch.allclose(m2.sum(dim=1)[reached], torch.ones(int(reached.sum()), dtype=torch.float64))
+    for a, b in [(1, 1), (2, 3), (4, 5)]:
+        neuron = torch.full((p * p, 1), 2.5, dtype=torch.float64)
+        fractions, variance = neuron_frequency_fractions(neuron, RunConfig(p=p, a=a, b=b))
+        assert float(variance[0]) == pytest.approx(0.0, abs=1e-20)
+        assert float(fractions.abs().max()) == 0.0
+        assert key_freq_share(neuron, RunConfig(p=p, a=a, b=b), [3]) == 0.0
+
+
+@pytest.mark.parametrize("a,b", [(1, 1), (7, 11), (13, 1)])  # bijections at p = 31
+def test_bijective_exponents_give_the_relabelled_fourier_values(a, b):
+    p = 31
+    acts = torch.randn(p * p, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    fractions, _ = neuron_frequency_fractions(acts, RunConfig(p=p, a=a, b=b))
+    assert torch.allclose(fractions, _zero_filled_fractions(acts, p, a, b), atol=1e-12)
+    # W_E's component norms: the plain Fourier transform of the rows relabelled by u = t^a
+    w_e = torch.randn(p + 1, 8, dtype=torch.float64)
+    relabelled = torch.zeros(p, 8, dtype=torch.float64)
+    relabelled[power_map(p, a)] = w_e[:p]
+    assert torch.allclose(embed_fourier_norms(w_e, p, a), (fourier_basis(p) @ relabelled).norm(dim=1))
+
+
+def test_pulled_back_basis_is_the_basis_at_x_to_the_a():
+    p = 31
+    g = pulled_back_basis(p, 7)  # a bijection: orthonormal columns
+    assert torch.allclose(g.T @ g, torch.eye(p, dtype=torch.float64), atol=1e-12)
+    g2 = pulled_back_basis(p, 2)  # x^2 takes (p + 1) / 2 values: rank (p + 1) / 2
+    assert int(torch.linalg.matrix_rank(g2)) == (p + 1) // 2
+    x = 5
+    assert torch.allclose(g2[x], fourier_basis(p)[:, pow(x, 2, p)])
 
 
 def test_measure_every_is_validated_and_is_a_cli_option():

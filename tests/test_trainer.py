@@ -117,3 +117,49 @@ def test_history_rows_carry_the_metric_names():
     assert trainer.history[-1]["grad_norm"] > 0
     expected = sum(float((p.double() ** 2).sum()) for p in trainer.model.parameters())
     assert math.isclose(trainer.history[-1]["sum_sq_weights"], expected, rel_tol=1e-12)
+
+
+def test_spike_floor_ignores_rises_from_a_collapsed_loss():
+    # float32's machine epsilon as the floor: an exact 0 followed by 1e-20 is numerical noise
+    floor = float(torch.finfo(torch.float32).eps)
+    t = SignalTracker(spike_factor=10.0, spike_floor=floor)
+    for epoch, loss in enumerate([0.5, 1e-3, 0.0, 1e-20, 1e-12, 1e-9]):
+        t.observe_step(epoch, loss)
+    assert t.spikes == []
+    # above the floor the same rule finds a spike
+    t = SignalTracker(spike_factor=10.0, spike_floor=floor)
+    for epoch, loss in enumerate([0.5, 1e-3, 2e-2, 1e-3]):
+        t.observe_step(epoch, loss)
+    assert [(s.epoch, round(s.ratio)) for s in t.spikes] == [(2, 20)]
+    # without a floor the collapsed run "spikes" (what the floor is there to prevent)
+    t = SignalTracker(spike_factor=10.0, spike_floor=0.0)
+    for epoch, loss in enumerate([0.5, 1e-3, 1e-20, 1e-12]):
+        t.observe_step(epoch, loss)
+    assert len(t.spikes) == 1
+
+
+def test_trainer_spike_floor_defaults_to_the_dtype_epsilon():
+    assert Trainer(RunConfig(p=7, epochs=1)).signals.spike_floor == float(torch.finfo(torch.float32).eps)
+    assert Trainer(RunConfig(p=7, epochs=1, dtype="float64")).signals.spike_floor == float(
+        torch.finfo(torch.float64).eps)
+    assert Trainer(RunConfig(p=7, epochs=1, spike_floor=1e-4)).signals.spike_floor == 1e-4
+
+
+def test_outcomes_tell_grokking_from_lookup_and_no_delay():
+    def tracker(mem, grok):
+        t = SignalTracker()
+        for epoch in range(0, 1001, 100):
+            t.observe_eval(epoch, 1.0 if epoch >= mem else 0.0, 1.0 if epoch >= grok else 0.0)
+        return t
+
+    assert tracker(100, 800).outcome(100, 5) == "grokked"
+    assert tracker(100, 800).outcome(100, 5, unseen_acc=1.0, unseen_measured=True) == "grokked"
+    assert tracker(100, 800).outcome(100, 5, unseen_acc=0.3, unseen_measured=True) == "lookup"
+    assert tracker(100, 800).outcome(100, 5, unseen_acc=None, unseen_measured=True) == "lookup"
+    assert tracker(100, 300).outcome(100, 5) == "no_delay"  # 2 evaluations after memorizing
+    delayed = tracker(300, 100)  # generalized before memorizing: the negative delay is kept
+    assert delayed.grok_delay == -200 and delayed.outcome(100, 5) == "no_delay"
+    assert tracker(100, 2000).outcome(100, 5) == "not_generalized"
+    t = tracker(100, 800)
+    t.observe_step(900, math.nan)
+    assert t.outcome(100, 5) == "diverged"

@@ -41,6 +41,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.measure_every and not task.has_progress_measures:
         raise ConfigError("progress measures (--measure-every) need the expmod task with 2 "
                           "operands; set --measure-every 0")
+    if cfg.grok_on != "test" and cfg.grok_on not in task.test_groups:
+        raise ConfigError(f"grok_on={cfg.grok_on!r}: task {cfg.task} has no such test subset; "
+                          "use --grok-on test")
     task.validate(cfg)
     return cfg
 

@@ -29,6 +29,9 @@ class Dataset:
     d_vocab_out: int
     stats: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # task data for metrics (not logged)
+    # Named subsets of the test examples (boolean masks over test_idx), each measured apart at
+    # every evaluation as test_acc_<name> / test_loss_<name> (expmod: "seen" / "unseen" classes).
+    test_groups: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def n_ctx(self) -> int:
@@ -72,6 +75,8 @@ class TaskBase:
     * ``objective``: classification at the last position (the trainer's fast path) unless the
       task's loss spans several positions or a decoder.
     * ``extra_metrics``: task measures added to each history row (numeric values reach MLflow).
+    * ``test_groups``: names of the test subsets its datasets measure apart (``grok_on`` may
+      name one); ``signal_keys``: the history keys the signals read.
     * ``progress_measures``: with ``has_progress_measures`` and ``measure_every`` > 0, an object
       whose ``on_eval(trainer, row, checkpoint, final)`` adds the task's progress measures to the
       evaluation rows at that cadence, before any callback sees the row (expmod: Nanda et al.).
@@ -86,6 +91,7 @@ class TaskBase:
     table_keys: tuple[str, ...] = ()
     table_metrics: tuple[str, ...] = ("test_acc",)
     has_progress_measures = False
+    test_groups: tuple[str, ...] = ()  # the Dataset.test_groups its datasets carry
 
     def make_model(self, cfg: RunConfig, ds: Dataset):
         from grokcore.model import Transformer
@@ -99,6 +105,15 @@ class TaskBase:
 
     def extra_metrics(self, trainer) -> dict[str, float]:
         return {}
+
+    def validate_dataset(self, cfg: RunConfig, ds: Dataset) -> None:
+        """Raise ConfigError for settings this dataset cannot serve (checked once it is built)."""
+
+    def signal_keys(self, cfg: RunConfig) -> tuple[str, str]:
+        """The history keys the memorization and grok signals read (train, test)."""
+        if cfg.grok_on != "test":
+            return f"train_{self.signal_metric}", f"test_acc_{cfg.grok_on}"
+        return f"train_{self.signal_metric}", f"test_{self.signal_metric}"
 
     def progress_measures(self, cfg: RunConfig, ds: Dataset):
         return None

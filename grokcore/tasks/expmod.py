@@ -30,6 +30,7 @@ class ExpModTask(TaskBase):
     table_keys = ("a", "b", "p")
     table_metrics = ()  # its table has the dataset statistics and the paper's figure instead
     has_progress_measures = True
+    test_groups = ("seen", "unseen")  # test examples whose class tuple does / does not train
 
     def validate(self, cfg: RunConfig) -> None:
         if not is_prime(cfg.p):
@@ -54,6 +55,11 @@ class ExpModTask(TaskBase):
         if cfg.measure_every and cfg.attn_only:
             raise ConfigError("progress measures (--measure-every) need an MLP; drop --attn-only or "
                               "set --measure-every 0")
+
+    def validate_dataset(self, cfg: RunConfig, ds: Dataset) -> None:
+        if cfg.grok_on == "unseen" and ds.stats["n_test_unseen"] == 0:
+            raise ConfigError("grok_on='unseen' but every test example's class (x^a, y^b) has a "
+                              "training example; use --split classes or --grok-on test")
 
     def progress_measures(self, cfg: RunConfig, ds: Dataset):
         from grokcore.progress import ProgressMeasures
@@ -82,11 +88,14 @@ class ExpModTask(TaskBase):
             stats[f"image_size_{name}"] = image
             stats[f"bijective_{name}"] = image == p
             stats[f"gcd_{name}_pminus1"] = math.gcd(exponent, p - 1)
-        stats["leakage"] = leakage_fraction(class_id, train_idx, test_idx)
+        seen = torch.isin(class_id[test_idx], class_id[train_idx])
+        stats["leakage"] = float(seen.double().mean()) if len(test_idx) else 0.0
         stats["n_train"] = len(train_idx)
         stats["n_test"] = len(test_idx)
+        stats["n_test_unseen"] = int((~seen).sum())
         return Dataset(inputs=inputs, labels=labels, train_idx=train_idx, test_idx=test_idx,
-                       d_vocab=p + 1, d_vocab_out=p, stats=stats)
+                       d_vocab=p + 1, d_vocab_out=p, stats=stats,
+                       test_groups={"seen": seen, "unseen": ~seen})
 
 
 def _split_by_class(class_id: torch.Tensor, frac: float, seed: int):
@@ -96,10 +105,3 @@ def _split_by_class(class_id: torch.Tensor, frac: float, seed: int):
     in_train = torch.isin(class_id, distinct[train_cls])
     return in_train.nonzero().squeeze(1), (~in_train).nonzero().squeeze(1)
 
-
-def leakage_fraction(class_id: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor) -> float:
-    """Share of test examples whose class tuple (x^a, y^b, ...) also occurs in train."""
-    if len(test_idx) == 0:
-        return 0.0
-    seen = torch.isin(class_id[test_idx], class_id[train_idx])
-    return float(seen.double().mean())
