@@ -19,7 +19,8 @@ def _rows(history: Any) -> list[dict[str, float]]:
 
 
 def _column(rows: list[dict[str, float]], key: str) -> list[float]:
-    return [float(r.get(key, math.nan)) for r in rows]
+    """The values of ``key``; NaN where a row lacks it or holds None (e.g. an empty test group)."""
+    return [math.nan if r.get(key) is None else float(r[key]) for r in rows]
 
 
 # The measured phases (grokcore.signals.measure_phases), shaded in turn from epoch 0.
@@ -44,7 +45,8 @@ def plot_training_curves(history: Iterable[Mapping[str, float]] | Any,
                          summary: Mapping[str, Any] | None, path: str | Path,
                          title: str | None = None,
                          phases: Mapping[str, Any] | None = None) -> Path:
-    """Loss (log scale) and accuracy against epoch, train and test, one panel each.
+    """Loss (log scale) and accuracy against epoch, train and test, one panel each; where some
+    test examples' classes also occur in training, the accuracy on the others (unseen classes).
 
     From ``summary``: the memorization epoch is a dashed line, the grok epoch a solid one, and
     each loss spike a red triangle on the loss panel plus a dotted line. ``phases`` (measured
@@ -68,6 +70,9 @@ def plot_training_curves(history: Iterable[Mapping[str, float]] | Any,
     ax_loss.set_ylabel("loss")
     for key, colour in (("train_acc", "tab:blue"), ("test_acc", "tab:orange")):
         ax_acc.plot(epochs, _column(rows, key), color=colour, label=key.replace("_", " "))
+    if any(r.get("test_acc_seen") is not None for r in rows):  # some test classes also train
+        ax_acc.plot(epochs, _column(rows, "test_acc_unseen"), color="tab:red", linestyle="--",
+                    label="test acc, classes unseen in training")
     ax_acc.set_ylim(-0.02, 1.02)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
@@ -78,7 +83,9 @@ def plot_training_curves(history: Iterable[Mapping[str, float]] | Any,
         if mem is not None:
             ax.axvline(mem, color="grey", linestyle="--", linewidth=1, label=f"memorized @ {mem}")
         if grok is not None:
-            ax.axvline(grok, color="green", linestyle="-", linewidth=1, label=f"grokked @ {grok}")
+            what = summary.get("outcome") or "grokked"
+            ax.axvline(grok, color="green", linestyle="-", linewidth=1,
+                       label=f"threshold held from {grok} ({what})")
     spikes = list(summary.get("spike_epochs") or [])
     if spikes:
         for epoch in spikes:

@@ -245,4 +245,4 @@ def _title(cfg, summary: Mapping[str, Any]) -> str:
 
     keys = " ".join(f"{k}={getattr(cfg, k)}" for k in TASKS[cfg.task].table_keys)
     return (f"{cfg.task} {keys} frac={cfg.frac_train} {cfg.dtype} seed={cfg.seed}: "
-            f"{summary['status']}")
+            f"{summary.get('outcome') or summary['status']}")
