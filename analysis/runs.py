@@ -142,11 +142,11 @@ def load_config(client, run_id: str):
 
 
 def load_model(client, run_id: str):
-    """(cfg, dataset, model) of a run: its config, its dataset rebuilt, its final weights."""
+    """(cfg, dataset, model) of a run: its config, its dataset rebuilt, its task's model (the
+    decoder-only Transformer, or gcd's encoder-decoder) with its final weights."""
     import torch
 
-    from grokcore.model import Transformer
-    from grokcore.tasks import build_dataset
+    from grokcore.tasks import TASKS, build_dataset
 
     try:
         client.get_run(run_id)
@@ -154,7 +154,7 @@ def load_model(client, run_id: str):
         raise AnalysisError(f"no MLflow run with id {run_id!r}") from None
     cfg = load_config(client, run_id)
     dataset = build_dataset(cfg)
-    model = Transformer.for_run(cfg, dataset)
+    model = TASKS[cfg.task].make_model(cfg, dataset)
     state = torch.load(download(client, run_id, WEIGHTS_FILE), map_location="cpu",
                        weights_only=True)
     model.load_state_dict(state)

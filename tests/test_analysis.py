@@ -17,7 +17,7 @@ from analysis.figures_progress import (
     plot_attention_patterns, plot_embedding_fourier, plot_grok_heatmap, plot_loss_curves,
     plot_neuron_fourier, plot_progress_measures, plot_residue_distribution, plot_unembed_fourier,
 )
-from analysis.runs import client_for, load_runs, tag_value
+from analysis.runs import client_for, load_model, load_runs, tag_value
 from grokcore.cli import write_history_csv
 from grokcore.config import RunConfig
 from grokcore.progress import measure_phases, progress_measures
@@ -265,3 +265,28 @@ def test_interrupted_runs_count_as_unfinished_not_failed(tmp_path):
     row = table.iloc[0]
     assert (row.runs, row.unfinished, row.failed, row.grokked) == (2, 1, 1, 0)
 
+
+def test_load_model_builds_the_model_of_the_runs_task(tmp_path):
+    """A gcd run's weights are an encoder-decoder's (grokcore/seq2seq.py), not a Transformer's."""
+    from mlflow.tracking import MlflowClient
+
+    from grokcore.seq2seq import Seq2SeqTransformer
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp_id = client.create_experiment("gcd", artifact_location=(tmp_path / "artifacts").as_uri())
+    cfg = RunConfig.for_task("gcd", base=10, n_max=1000, n_examples=200, gcd_test_per_gcd=1,
+                             d_model=32, n_heads=2, d_mlp=64, batch_size=64, epochs=2,
+                             eval_every=1).validate()
+    run_id, trainer, summary = log_trial(client, exp_id, cfg, tmp_path)
+    assert summary is not None and isinstance(trainer.model, Seq2SeqTransformer)
+
+    loaded_cfg, dataset, model = load_model(client, run_id)
+    assert loaded_cfg == cfg and isinstance(model, Seq2SeqTransformer) and not model.training
+    trained = trainer.model.state_dict()
+    state = model.state_dict()
+    assert state.keys() == trained.keys()
+    assert all(torch.equal(state[k], trained[k]) for k in trained)
+    trainer.model.eval()
+    src, tgt_in = dataset.inputs[:16], dataset.labels[:16, :-1]
+    with torch.no_grad():
+        assert torch.equal(model(src, tgt_in), trainer.model(src, tgt_in))
