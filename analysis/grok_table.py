@@ -15,7 +15,7 @@ shows, instead of the dataset statistics and the paper, the median end value of 
 ``table_metrics`` (balanced accuracy for primality, GCDs learned and Charton-rule agreement for
 gcd, full-sequence accuracy and copying score for sorting). Markdown and LaTeX give one table per
 task. Status and epochs come from the runs' tags; dataset statistics from their metrics. The table
-is also stored in the experiment as a run named ``grok_table`` tagged ``grokcore.kind=analysis``
+is also stored in the experiment as a run named ``grok_table`` tagged ``run_kind=analysis``
 (artifacts grok_table.md/.csv/.tex), which readers skip; ``--no-log`` leaves the store untouched.
 """
 
@@ -28,12 +28,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from analysis.runs import (DEFAULT_TRACKING_URI, AnalysisError, client_for, fail,
-                           log_analysis_run, load_runs, tag_value)
+from analysis.runs import AnalysisError, client_for, fail, log_analysis_run, load_runs, tag_value
+from grokcore.records import DEFAULT_TRACKING_URI, OUTCOME_VALUES
 from grokcore.tasks import TASKS
 
 SEED_TABLE = Path(__file__).parent / "data" / "seed_table1.csv"
-OUTCOME_TAGS = ("grok_epoch", "memorization_epoch", "grok_delay", "n_spikes")
 EXPMOD_STATS = ("label_entropy", "label_chi2_pvalue", "leakage", "bijective_a", "bijective_b")
 
 
@@ -62,14 +61,14 @@ def paper_figure(seed: pd.DataFrame, task: str, a, b, p) -> str:
 
 
 def _tags(runs: pd.DataFrame, name: str) -> pd.Series:
-    col = f"tag.{name}"
+    col = f"tags.{name}"
     if col not in runs:
         return pd.Series([None] * len(runs), index=runs.index, dtype=object)
     return runs[col].map(tag_value)
 
 
 def _metric(runs: pd.DataFrame, name: str) -> pd.Series:
-    col = f"metric.{name}"
+    col = f"metrics.{name}"
     return runs[col] if col in runs else pd.Series([float("nan")] * len(runs), index=runs.index)
 
 
@@ -86,20 +85,21 @@ def _param_value(value):
 
 def _outcome_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run: every config key of its task, its status, outcome tags and end metrics."""
-    tasks = runs.get("param.task", pd.Series(["expmod"] * len(runs), index=runs.index))
+    tasks = runs.get("params.task", pd.Series(["expmod"] * len(runs), index=runs.index))
     frame = pd.DataFrame({"task": tasks.fillna("expmod")}, index=runs.index)
     keys = {k for task in frame.task.unique() for k in config_keys(task)} - {"task"}
     for key in sorted(keys):
-        frame[key] = runs.get(f"param.{key}", pd.Series([None] * len(runs), index=runs.index)) \
+        frame[key] = runs.get(f"params.{key}", pd.Series([None] * len(runs), index=runs.index)) \
             .map(_param_value)
     frame["frac_train"] = frame["frac_train"].astype(float)
     # A run with no end tag either failed before reporting (MLflow FAILED) or was interrupted
     # and not resumed yet (RUNNING / KILLED): the latter is unfinished, not failed.
-    unended = runs.get("run_status", pd.Series(["FAILED"] * len(runs), index=runs.index))
+    # (``status`` is MLflow's run status, ``tags.status`` the trial's end value.)
+    unended = runs.get("status", pd.Series(["FAILED"] * len(runs), index=runs.index))
     unended = unended.map(lambda s: "failed" if s == "FAILED" else "unfinished")
-    status = runs.get("tag.status", pd.Series([None] * len(runs), index=runs.index))
+    status = runs.get("tags.status", pd.Series([None] * len(runs), index=runs.index))
     frame["status"] = status.where(status.notna(), unended)
-    for name in OUTCOME_TAGS:
+    for name in OUTCOME_VALUES:
         frame[name] = _tags(runs, name).astype(float)
     metrics = set(EXPMOD_STATS) | {m for task in frame.task.unique() for m in task_metrics(task)}
     for name in sorted(metrics):

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from analysis.runs import DEFAULT_TRACKING_URI, AnalysisError, client_for, fail, load_model
+from analysis.runs import AnalysisError, client_for, fail, load_model
+from grokcore.records import DEFAULT_TRACKING_URI
 
 
 def summarize(cfg, dataset, model) -> tuple[dict, str]:

@@ -24,7 +24,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from analysis.runs import DEFAULT_TRACKING_URI, AnalysisError, client_for, fail, load_runs, tag_value
+from analysis.runs import AnalysisError, client_for, fail, load_runs, tag_value
+from grokcore.records import DEFAULT_TRACKING_URI
 
 
 def residue_table(p: int, max_exp: int, frac: float = 0.3, data_seed: int = 598,
@@ -84,12 +85,12 @@ def relate_to_sweep(table: pd.DataFrame, runs: pd.DataFrame, p: int) -> tuple[pd
     if runs.empty:
         raise AnalysisError("the experiment has no trial runs")
     frame = pd.DataFrame({
-        "task": runs.get("param.task"),
-        "p": runs.get("param.p").map(tag_value),
-        "a": runs.get("param.a").map(tag_value),
-        "b": runs.get("param.b").map(tag_value),
-        "status": runs.get("tag.status", pd.Series(["failed"] * len(runs))).fillna("failed"),
-        "grok_epoch": runs.get("tag.grok_epoch", pd.Series([None] * len(runs))).map(tag_value),
+        "task": runs.get("params.task"),
+        "p": runs.get("params.p").map(tag_value),
+        "a": runs.get("params.a").map(tag_value),
+        "b": runs.get("params.b").map(tag_value),
+        "status": runs.get("tags.status", pd.Series(["failed"] * len(runs))).fillna("failed"),
+        "grok_epoch": runs.get("tags.grok_epoch", pd.Series([None] * len(runs))).map(tag_value),
     })
     frame = frame[(frame.task == "expmod") & (frame.p == p)]
     if frame.empty:

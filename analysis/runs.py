@@ -1,11 +1,13 @@
 """Reading a sweep back from MLflow: trial runs as one DataFrame, their artifacts, their models.
 
-The layout is the contract written by the sweeps (README, "MLflow layout"): one run per trial,
-params = every RunConfig field (strings), tags ``status``, ``grokked``, ``grok_epoch``,
-``memorization_epoch``, ``grok_delay``, ``n_spikes`` (strings, "none" when absent), numeric end
-metrics, per-epoch metric histories and the artifacts ``history.csv``, ``model.pt``,
-``config.json``. Runs written by the analysis itself carry the tag ``KIND_TAG = "analysis"`` and
-are skipped here, as are runs without a ``task`` param (parent runs, anything else).
+The layout is the contract written by the sweeps (README, "MLflow layout"; the names are
+``grokcore.records``): one run per trial, params = every RunConfig field (strings), tags
+``status``, ``grokked``, ``grok_epoch``, ``memorization_epoch``, ``grok_delay``, ``n_spikes``
+(``records.END_VALUES``; strings, "none" when absent), numeric end metrics, per-epoch metric
+histories and the artifacts ``history.csv``, ``model.pt``, ``config.json``. Runs that are not
+trials carry the tag ``records.RUN_KIND_TAG`` ("analysis": the tables and figures written here;
+"search_summary": a search's summary; "sweep": a sweep's parent run) and are skipped here, as are
+runs without a ``task`` param (anything else).
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import math
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-KIND_TAG = "grokcore.kind"  # "analysis" on runs the analysis writes (tables, figures)
-END_TAGS = ("status", "grokked", "grok_epoch", "memorization_epoch", "grok_delay", "n_spikes")
+from grokcore.records import CONFIG_FILE, HISTORY_FILE, RUN_KIND_TAG, WEIGHTS_FILE
 
 
 class AnalysisError(Exception):
@@ -70,27 +71,46 @@ def tag_value(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
+@contextmanager
+def _tracking_uri_of(client):
+    """``mlflow.search_runs`` reads the global tracking URI: the client's for the duration."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # None: unset again, as it was
+
+
 def load_runs(client, experiment: str) -> pd.DataFrame:
-    """One row per trial run: ``run_id``, ``run_name``, ``param.*``, ``tag.*``, ``metric.*``."""
+    """One row per trial run, as ``mlflow.search_runs`` gives them: ``run_id``, ``status`` (the
+    MLflow run status: FINISHED, FAILED, RUNNING, KILLED), ``params.*``, ``tags.*`` (with MLflow's
+    own, e.g. ``tags.mlflow.runName``), ``metrics.*`` (end values), ``start_time``, ...
+
+    Runs with a ``run_kind`` tag and runs without a ``task`` param are left out, and so are the
+    columns only those runs had: a key a kept run lacks is None (params, tags) or NaN (metrics).
+    An experiment without trial runs gives an empty frame.
+    """
+    import mlflow
+
     exp_id = experiment_id(client, experiment)
-    rows, token = [], None
-    while True:
-        page = client.search_runs([exp_id], max_results=1000, page_token=token)
-        for run in page:
-            tags, params = run.data.tags, run.data.params
-            if tags.get(KIND_TAG) == "analysis" or "task" not in params:
-                continue
-            row: dict[str, Any] = {"run_id": run.info.run_id,
-                                   "run_name": run.info.run_name,
-                                   "run_status": run.info.status}  # RUNNING, KILLED, ...
-            row.update({f"param.{k}": v for k, v in params.items()})
-            row.update({f"tag.{k}": v for k, v in tags.items() if not k.startswith("mlflow.")})
-            row.update({f"metric.{k}": v for k, v in run.data.metrics.items()})
-            rows.append(row)
-        token = page.token
-        if not token:
-            break
-    return pd.DataFrame(rows)
+    with _tracking_uri_of(client):
+        # max_results=None: every run (MLflow's default stops at 100,000), paged by MLflow
+        runs = mlflow.search_runs([exp_id], max_results=None, output_format="pandas")
+    # With no runs at all the frame has no params.* / tags.* columns.
+    if "params.task" not in runs:
+        return pd.DataFrame()
+    trial = runs["params.task"].notna()
+    if f"tags.{RUN_KIND_TAG}" in runs:
+        trial &= runs[f"tags.{RUN_KIND_TAG}"].isna()
+    runs = runs[trial].reset_index(drop=True)
+    if runs.empty:
+        return pd.DataFrame()
+    data = [c for c in runs.columns if c.startswith(("params.", "tags.", "metrics."))]
+    unused = [c for c in data if runs[c].isna().all()]  # keys no trial has: the others'
+    return runs.drop(columns=unused)
 
 
 def download(client, run_id: str, artifact: str, dst: str | None = None) -> Path:
@@ -106,7 +126,7 @@ def load_config(client, run_id: str):
     from grokcore.config import RunConfig
 
     try:
-        values = json.loads(download(client, run_id, "config.json").read_text())
+        values = json.loads(download(client, run_id, CONFIG_FILE).read_text())
     except AnalysisError:
         import dataclasses
 
@@ -122,11 +142,11 @@ def load_config(client, run_id: str):
 
 
 def load_model(client, run_id: str):
-    """(cfg, dataset, model) of a run: its config, its dataset rebuilt, its final weights."""
+    """(cfg, dataset, model) of a run: its config, its dataset rebuilt, its task's model (the
+    decoder-only Transformer, or gcd's encoder-decoder) with its final weights."""
     import torch
 
-    from grokcore.model import Transformer
-    from grokcore.tasks import build_dataset
+    from grokcore.tasks import TASKS, build_dataset
 
     try:
         client.get_run(run_id)
@@ -134,22 +154,23 @@ def load_model(client, run_id: str):
         raise AnalysisError(f"no MLflow run with id {run_id!r}") from None
     cfg = load_config(client, run_id)
     dataset = build_dataset(cfg)
-    model = Transformer.for_run(cfg, dataset)
-    state = torch.load(download(client, run_id, "model.pt"), map_location="cpu", weights_only=True)
+    model = TASKS[cfg.task].make_model(cfg, dataset)
+    state = torch.load(download(client, run_id, WEIGHTS_FILE), map_location="cpu",
+                       weights_only=True)
     model.load_state_dict(state)
     model.eval()
     return cfg, dataset, model
 
 
 def load_history(client, run_id: str) -> pd.DataFrame:
-    return pd.read_csv(download(client, run_id, "history.csv"))
+    return pd.read_csv(download(client, run_id, HISTORY_FILE))
 
 
 def log_analysis_run(client, experiment: str, name: str, files: dict[str, str | bytes],
                      tags: dict[str, str] | None = None) -> str:
-    """A run tagged ``grokcore.kind=analysis`` holding ``files`` (name -> content) as artifacts."""
+    """A run tagged ``run_kind=analysis`` holding ``files`` (name -> content) as artifacts."""
     exp_id = experiment_id(client, experiment)
-    run = client.create_run(exp_id, run_name=name, tags={KIND_TAG: "analysis", **(tags or {})})
+    run = client.create_run(exp_id, run_name=name, tags={RUN_KIND_TAG: "analysis", **(tags or {})})
     with tempfile.TemporaryDirectory() as tmp:
         for fname, content in files.items():
             path = os.path.join(tmp, fname)

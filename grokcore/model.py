@@ -121,8 +121,14 @@ class Attention(nn.Module):
         return _add_bias(z.flatten(-2) @ self.W_O.flatten(0, 1), self.b_O)
 
     def pattern_is_watched(self) -> bool:
-        return any(hp._forward_hooks or hp._backward_hooks or hp._forward_pre_hooks
-                   for hp in (self.hook_attn_scores, self.hook_pattern))
+        """Whether a TransformerLens hook sits on the scores or the pattern.
+
+        Asks the HookPoints themselves (``HookPoint.has_hooks``, forward and backward,
+        permanent ones included): every TransformerLens way of hooking -- ``run_with_cache``,
+        ``run_with_hooks``, ``hooks()``, ``add_hook``, ``add_perma_hook`` -- registers through
+        ``HookPoint.add_hook`` and is counted there until it is removed.
+        """
+        return self.hook_attn_scores.has_hooks() or self.hook_pattern.has_hooks()
 
     def explicit_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """z [b, q, h, e] through the hook points of the scores and the pattern."""

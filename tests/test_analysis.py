@@ -17,10 +17,12 @@ from analysis.figures_progress import (
     plot_attention_patterns, plot_embedding_fourier, plot_grok_heatmap, plot_loss_curves,
     plot_neuron_fourier, plot_progress_measures, plot_residue_distribution, plot_unembed_fourier,
 )
-from analysis.runs import KIND_TAG, client_for, load_runs, tag_value
+from analysis.runs import client_for, load_model, load_runs, tag_value
 from grokcore.cli import write_history_csv
 from grokcore.config import RunConfig
 from grokcore.progress import measure_phases, progress_measures
+from grokcore.records import END_VALUES, OUTCOME_VALUES, tag_text
+from grokcore.records import RUN_KIND_TAG as KIND_TAG
 from grokcore.tasks import build_dataset
 from grokcore.trainer import Trainer
 
@@ -34,17 +36,14 @@ STAT_METRICS = ("label_entropy", "label_chi2_pvalue", "leakage", "image_size_a",
                 "bijective_a", "bijective_b", "n_train", "n_test")
 
 
-def _none(value):
-    return "none" if value is None else str(value)
-
-
 def log_trial(client, exp_id, cfg: RunConfig, workdir: Path):
-    """Train cfg and log it as the sweeps do; a run whose training raises is logged as failed."""
+    """Train cfg and log it as the sweeps do (params and end tags as ``records.tag_text``); a run
+    whose training raises is logged as failed."""
     run = client.create_run(exp_id, run_name=f"a{cfg.a}b{cfg.b}p{cfg.p}s{cfg.seed}")
     run_id = run.info.run_id
     from mlflow.entities import Metric, Param
 
-    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in cfg.to_dict().items()])
+    client.log_batch(run_id, params=[Param(k, tag_text(v)) for k, v in cfg.to_dict().items()])
     try:
         trainer = Trainer(cfg)
         summary = trainer.run()
@@ -53,15 +52,15 @@ def log_trial(client, exp_id, cfg: RunConfig, workdir: Path):
         client.set_tag(run_id, "error", type(err).__name__)
         client.set_terminated(run_id, "FAILED")
         return run_id, None, None
-    for name in ("status", "grokked", "grok_epoch", "memorization_epoch", "grok_delay", "n_spikes"):
-        client.set_tag(run_id, name, _none(summary[name]))
+    for name in END_VALUES:
+        client.set_tag(run_id, name, tag_text(summary[name]))
     end = {"grokked": float(summary["grokked"]), "epochs_run": summary["epochs_run"],
            "seconds": summary["seconds"]}
-    for name in ("grok_epoch", "memorization_epoch", "grok_delay", "n_spikes"):
+    for name in OUTCOME_VALUES:
         if summary[name] is not None:
             end[name] = float(summary[name])
     stats = trainer.dataset.stats
-    end.update({name: float(stats[name]) for name in STAT_METRICS})
+    end.update({name: float(stats[name]) for name in STAT_METRICS if name in stats})  # expmod's
     metrics = [Metric(k, v, 0, 0) for k, v in end.items()]
     for row in trainer.history:
         metrics += [Metric(k, float(v), 0, int(row["epoch"])) for k, v in row.items()
@@ -265,3 +264,29 @@ def test_interrupted_runs_count_as_unfinished_not_failed(tmp_path):
     assert len(table) == 1
     row = table.iloc[0]
     assert (row.runs, row.unfinished, row.failed, row.grokked) == (2, 1, 1, 0)
+
+
+def test_load_model_builds_the_model_of_the_runs_task(tmp_path):
+    """A gcd run's weights are an encoder-decoder's (grokcore/seq2seq.py), not a Transformer's."""
+    from mlflow.tracking import MlflowClient
+
+    from grokcore.seq2seq import Seq2SeqTransformer
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp_id = client.create_experiment("gcd", artifact_location=(tmp_path / "artifacts").as_uri())
+    cfg = RunConfig.for_task("gcd", base=10, n_max=1000, n_examples=200, gcd_test_per_gcd=1,
+                             d_model=32, n_heads=2, d_mlp=64, batch_size=64, epochs=2,
+                             eval_every=1).validate()
+    run_id, trainer, summary = log_trial(client, exp_id, cfg, tmp_path)
+    assert summary is not None and isinstance(trainer.model, Seq2SeqTransformer)
+
+    loaded_cfg, dataset, model = load_model(client, run_id)
+    assert loaded_cfg == cfg and isinstance(model, Seq2SeqTransformer) and not model.training
+    trained = trainer.model.state_dict()
+    state = model.state_dict()
+    assert state.keys() == trained.keys()
+    assert all(torch.equal(state[k], trained[k]) for k in trained)
+    trainer.model.eval()
+    src, tgt_in = dataset.inputs[:16], dataset.labels[:16, :-1]
+    with torch.no_grad():
+        assert torch.equal(model(src, tgt_in), trainer.model(src, tgt_in))

@@ -85,6 +85,48 @@ def test_hook_points_named_as_transformer_lens():
     assert (logits - model(ds.inputs[:7])).abs().max().item() < 1e-5
 
 
+def test_a_hooked_pattern_is_explicit_and_an_unhooked_one_fused(monkeypatch):
+    """pattern_is_watched asks the HookPoints (public TransformerLens state): a hook on the
+    pattern (run_with_cache) takes the explicit path and sees the pattern; no hook, the fused."""
+    import grokcore.model as model_module
+
+    cfg = RunConfig(p=23)
+    model, ds = _model(cfg)
+    attn = model.blocks[0].attn
+    calls = {"fused": 0, "explicit": 0}
+    fused = model_module.F.scaled_dot_product_attention
+    explicit = model_module.Attention.explicit_attention
+
+    def count_fused(*args, **kwargs):
+        calls["fused"] += 1
+        return fused(*args, **kwargs)
+
+    def count_explicit(self, *args):
+        calls["explicit"] += 1
+        return explicit(self, *args)
+
+    monkeypatch.setattr(model_module.F, "scaled_dot_product_attention", count_fused)
+    monkeypatch.setattr(model_module.Attention, "explicit_attention", count_explicit)
+    name = "blocks.0.attn.hook_pattern"
+    assert not attn.pattern_is_watched()
+    plain = model(ds.inputs[:7])
+    assert calls == {"fused": 1, "explicit": 0}
+    logits, cache = model.run_with_cache(ds.inputs[:7], names_filter=lambda n: n == name)
+    assert calls == {"fused": 1, "explicit": 1}
+    assert list(cache.keys()) == [name]
+    pattern = cache[name]
+    assert pattern.shape == (7, 4, 3, 3) and torch.allclose(pattern.sum(-1), torch.ones(7, 4, 3))
+    assert pattern[:, :, 0, 1:].abs().max() == 0  # causal
+    assert (logits - plain).abs().max().item() < 1e-5
+    assert not attn.pattern_is_watched()  # run_with_cache removed its hook
+    attn.hook_attn_scores.add_hook(lambda scores, hook: None)  # a hook on the scores too
+    assert attn.pattern_is_watched()
+    model(ds.inputs[:7])
+    assert calls == {"fused": 1, "explicit": 2}
+    model.reset_hooks()
+    assert not attn.pattern_is_watched()
+
+
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-4)])
 @pytest.mark.parametrize("options", [dict(list_len=12, n_heads=1),
                                      dict(list_len=12, n_heads=3, variable_len=True, repeats=True),
