@@ -31,14 +31,14 @@ from grokcore.records import DEFAULT_TRACKING_URI
 def residue_table(p: int, max_exp: int, frac: float = 0.3, data_seed: int = 598,
                   split: str = "pairs") -> pd.DataFrame:
     from grokcore.config import ConfigError, RunConfig
-    from grokcore.tasks import build_dataset
+    from grokcore.tasks import build_dataset, validate
 
     rows = []
     for a in range(1, max_exp + 1):
         for b in range(1, max_exp + 1):
             try:
-                cfg = RunConfig(p=p, a=a, b=b, frac_train=frac, data_seed=data_seed,
-                                split=split).validate()
+                cfg = validate(RunConfig(p=p, a=a, b=b, frac_train=frac, data_seed=data_seed,
+                                split=split))
             except ConfigError as err:
                 raise AnalysisError(str(err)) from None
             s = build_dataset(cfg).stats

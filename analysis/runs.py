@@ -124,6 +124,7 @@ def download(client, run_id: str, artifact: str, dst: str | None = None) -> Path
 def load_config(client, run_id: str):
     """The run's RunConfig, from its config.json artifact (or its params when that is missing)."""
     from grokcore.config import RunConfig
+    from grokcore.tasks import validate
 
     try:
         values = json.loads(download(client, run_id, CONFIG_FILE).read_text())
@@ -138,7 +139,7 @@ def load_config(client, run_id: str):
                 raw = params[f.name]
                 values[f.name] = (raw.lower() == "true") if kind is bool else kind(raw)
     known = {k: v for k, v in values.items() if k in RunConfig.__dataclass_fields__}
-    return RunConfig.from_dict(known).validate()
+    return validate(RunConfig.from_dict(known))
 
 
 def load_model(client, run_id: str):

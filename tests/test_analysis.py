@@ -18,12 +18,12 @@ from analysis.figures_progress import (
     plot_neuron_fourier, plot_progress_measures, plot_residue_distribution, plot_unembed_fourier,
 )
 from analysis.runs import client_for, load_model, load_runs, tag_value
-from grokcore.cli import write_history_csv
 from grokcore.config import RunConfig
-from grokcore.progress import measure_phases, progress_measures
-from grokcore.records import END_VALUES, OUTCOME_VALUES, tag_text
+from grokcore.progress import progress_measures
+from grokcore.signals import measure_phases
+from grokcore.records import END_VALUES, OUTCOME_VALUES, tag_text, write_history_csv
 from grokcore.records import RUN_KIND_TAG as KIND_TAG
-from grokcore.tasks import build_dataset
+from grokcore.tasks import build_dataset, config_for, validate
 from grokcore.trainer import Trainer
 
 torch.set_num_threads(1)  # the machine is shared; see test_progress.py
@@ -274,9 +274,9 @@ def test_load_model_builds_the_model_of_the_runs_task(tmp_path):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp_id = client.create_experiment("gcd", artifact_location=(tmp_path / "artifacts").as_uri())
-    cfg = RunConfig.for_task("gcd", base=10, n_max=1000, n_examples=200, gcd_test_per_gcd=1,
+    cfg = validate(config_for("gcd", base=10, n_max=1000, n_examples=200, gcd_test_per_gcd=1,
                              d_model=32, n_heads=2, d_mlp=64, batch_size=64, epochs=2,
-                             eval_every=1).validate()
+                             eval_every=1))
     run_id, trainer, summary = log_trial(client, exp_id, cfg, tmp_path)
     assert summary is not None and isinstance(trainer.model, Seq2SeqTransformer)
 

@@ -13,7 +13,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     ExpModTask(), PrimalityTask(), CoprimalityTask(), GcdTask(), SortingTask())}
 
 # Named settings of the seed paper's experiments: preset -> (task, RunConfig values). Applied on
-# top of the task's defaults by RunConfig.for_task(task, preset) and by --preset on the command line.
+# top of the task's defaults by grokcore.tasks.config_for(task, preset) and by --preset on the command line.
 PRESETS: dict[str, tuple[str, dict]] = {
     # Primality as the seed ran it: 1..1000 as single tokens, train 1..700, test 701..1000.
     "primality-seed": ("primality", dict(n_max=1000, encoding="token", split="sequential",

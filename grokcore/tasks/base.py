@@ -67,7 +67,7 @@ class Task(Protocol):
 class TaskBase:
     """Defaults every task inherits; a task overrides what it does differently.
 
-    * ``defaults``: RunConfig values that ``RunConfig.for_task`` (and the command line's
+    * ``defaults``: RunConfig values that ``grokcore.tasks.config_for`` (and the command line's
       ``--task``) apply before the user's own settings.
     * ``signal_metric``: which accuracy the memorization/grok signals read: ``"acc"`` (raw) or
       ``"bacc"`` (balanced; for imbalanced classes, where raw accuracy rewards the majority guess).
