@@ -175,18 +175,19 @@ def plot_residue_distribution(p: int, pairs: Sequence[tuple[int, int]], path) ->
 
 
 def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str = "expmod") -> Path:
-    """Median grok epoch over (a, b) for one p (``analysis.grok_table.build_table`` output);
-    grey where no run grokked, with k/n grokked written in each cell."""
+    """Kaplan-Meier median grok epoch over (a, b) for one p (``analysis.grok_table.build_table``
+    output); grey where it is not reached (fewer than half the runs grokked), with k/n grokked
+    written in each cell."""
     import numpy as np
 
     t = table[table["task"] == task]
     if p is None:
         p = int(t["p"].mode().iloc[0])
     t = t[t["p"] == p].assign(
-        grok_epoch_median=lambda d: pd.to_numeric(d["grok_epoch_median"], errors="coerce"))
+        grok_km_median=lambda d: pd.to_numeric(d["grok_km_median"], errors="coerce"))
     if t.empty:
         raise ValueError(f"the table has no {task} rows for p={p}")
-    cells = t.groupby(["a", "b"]).agg(epoch=("grok_epoch_median", "median"),
+    cells = t.groupby(["a", "b"]).agg(epoch=("grok_km_median", "median"),
                                       grokked=("grokked", "sum"), runs=("runs", "sum"))
     n = int(max(t["a"].max(), t["b"].max()))
     grid = np.full((n, n), np.nan)
@@ -199,7 +200,7 @@ def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str
     for (a, b), row in cells.iterrows():
         ax.text(b, a, f"{int(row.grokked)}/{int(row.runs)}", ha="center", va="center", fontsize=7,
                 color="w" if not np.isnan(grid[a - 1, b - 1]) else "k")
-    fig.colorbar(image, ax=ax, label="median grok epoch")
+    fig.colorbar(image, ax=ax, label="Kaplan-Meier median grok epoch")
     ax.set_xlabel("b")
     ax.set_ylabel("a")
     ax.set_title(f"grok epoch over (a, b), p = {p}")

@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import scipy.stats
 import torch
 
 from analysis import grok_table, inspect as inspect_cmd, residues
@@ -138,13 +139,19 @@ def test_grok_table_rows_match_the_runs_tags(store, tmp_path, capsys):
         assert row.diverged == sum(t["status"] == "diverged" for t in tags)
         assert row.failed == sum(t["status"] == "failed" for t in tags)
         epochs = [int(t["grok_epoch"]) for t in grokked]
+        censored = [r.data.metrics["epochs_run"] for r in mine if r.data.tags["status"] == "not_grokked"]
+        assert row.censored == len(censored)
         if epochs:
-            assert row.grok_epoch_median == statistics.median(epochs)
+            # the Kaplan-Meier median: grok epochs as events, the runs that did not grok censored
+            sf = scipy.stats.ecdf(scipy.stats.CensoredData(uncensored=epochs, right=censored)).sf
+            km_median = min(t for t, s in zip(sf.quantiles, sf.probabilities) if s <= 0.5 + 1e-12) \
+                if (sf.probabilities <= 0.5 + 1e-12).any() else math.nan
+            assert row.grok_km_median == pytest.approx(km_median, nan_ok=True)
             assert (row.grok_epoch_min, row.grok_epoch_max) == (min(epochs), max(epochs))
             delays = [int(t["grok_delay"]) for t in grokked]
             assert row.grok_delay_median == statistics.median(delays)
         else:
-            assert math.isnan(row.grok_epoch_median)
+            assert math.isnan(row.grok_km_median)
         mems = [int(t["memorization_epoch"]) for t in tags if tag_value(t.get("memorization_epoch"))]
         if mems:
             assert row.memorization_epoch_median == statistics.median(mems)
@@ -173,6 +180,10 @@ def test_grok_table_rows_match_the_runs_tags(store, tmp_path, capsys):
 def test_grok_table_formats_and_errors(store, capsys, tmp_path):
     uri = store["uri"]
     assert grok_table.main(["--experiment", EXPERIMENT, "--tracking-uri", uri, "--no-log"]) == 0
+    text = capsys.readouterr().out  # the default: fits a 120-column terminal
+    assert max(len(line) for line in text.splitlines()) <= 120 and "KM median" in text
+    assert grok_table.main(["--experiment", EXPERIMENT, "--tracking-uri", uri, "--no-log",
+                            "--format", "md"]) == 0
     md = capsys.readouterr().out
     assert md.startswith("| task | a | b | p |") and "| expmod | 7 | 7 | 113 |" in md
     assert "no grok" in md and "2/3" in md
@@ -233,7 +244,7 @@ def test_every_figure_writes_a_png(store, tmp_path):
     run_id, trainer = _grokked_run(store)
     cfg, model, ds, history = trainer.cfg, trainer.model, trainer.dataset, trainer.history
     phases = measure_phases(history)
-    table = grok_table.build_table(load_runs(client_for(store["uri"]), EXPERIMENT))
+    table = grok_table.build_table(grok_table.trials_from_runs(load_runs(client_for(store["uri"]), EXPERIMENT)))
     paths = {
         "loss": plot_loss_curves(history, tmp_path / "loss.png", phases),
         "progress": plot_progress_measures(history, tmp_path / "progress.png", phases),
@@ -260,7 +271,7 @@ def test_interrupted_runs_count_as_unfinished_not_failed(tmp_path):
         for key, value in params.items():
             client.log_param(run.info.run_id, key, value)
         client.set_terminated(run.info.run_id, status)
-    table = grok_table.build_table(load_runs(client, "interrupted"))
+    table = grok_table.build_table(grok_table.trials_from_runs(load_runs(client, "interrupted")))
     assert len(table) == 1
     row = table.iloc[0]
     assert (row.runs, row.unfinished, row.failed, row.grokked) == (2, 1, 1, 0)
@@ -290,3 +301,101 @@ def test_load_model_builds_the_model_of_the_runs_task(tmp_path):
     src, tgt_in = dataset.inputs[:16], dataset.labels[:16, :-1]
     with torch.no_grad():
         assert torch.equal(model(src, tgt_in), trainer.model(src, tgt_in))
+
+
+def test_the_trials_csv_regenerates_the_table(store, tmp_path, capsys):
+    uri = store["uri"]
+    trials, first, again = tmp_path / "trials.csv", tmp_path / "a.csv", tmp_path / "b.csv"
+    assert grok_table.main(["--experiment", EXPERIMENT, "--tracking-uri", uri, "--no-log",
+                            "--format", "csv", "--out", str(first),
+                            "--write-trials", str(trials)]) == 0
+    assert grok_table.main(["--trials", str(trials), "--format", "csv", "--out", str(again)]) == 0
+    capsys.readouterr()
+    assert first.read_text() == again.read_text()
+    import pandas as pd
+
+    lines = pd.read_csv(trials)
+    assert len(lines) == len(store["runs"])
+    assert {"a", "b", "p", "split", "seed", "data_seed", "status", "grok_epoch",
+            "memorization_epoch", "epochs_run", "final_test_acc", "final_test_acc_unseen",
+            "leakage", "seconds"} <= set(lines.columns)
+
+
+def _constructed_trials(path: Path) -> Path:
+    """Trials with known outcomes: (1,1) groks at 1000-1400, (3,3) at 3000/5000 with one run
+    censored at 4000, (7,7) never within 4000 epochs, (2,2) at p = 31 reaches the threshold by
+    lookup only, and one diverged (1,1) run that the estimates leave out."""
+    import pandas as pd
+
+    rows = []
+    for a, p, status, outcome, grok, run in [
+            (1, 113, "grokked", "grokked", 1000, 1100), (1, 113, "grokked", "grokked", 1200, 1300),
+            (1, 113, "grokked", "grokked", 1400, 1500), (1, 113, "diverged", "diverged", None, 90),
+            (3, 113, "grokked", "grokked", 3000, 3100), (3, 113, "grokked", "grokked", 5000, 5100),
+            (3, 113, "not_grokked", "not_generalized", None, 4000),
+            (7, 113, "not_grokked", "not_generalized", None, 4000),
+            (7, 113, "not_grokked", "not_generalized", None, 4000),
+            (7, 113, "not_grokked", "not_generalized", None, 4000),
+            (2, 31, "grokked", "lookup", 40, 100), (2, 31, "grokked", "lookup", 60, 120)]:
+        rows.append({"task": "expmod", "a": a, "b": a, "p": p, "split": "pairs",
+                     "dtype": "float32", "frac_train": 0.3, "seed": len(rows),
+                     "data_seed": len(rows), "status": status, "outcome": outcome,
+                     "grok_epoch": grok, "memorization_epoch": 100, "epochs_run": run,
+                     "n_spikes": 0, "final_test_acc": 1.0 if grok else 0.1,
+                     "final_test_acc_unseen": 0.2 if outcome == "lookup" else None,
+                     "leakage": 0.98 if a == 2 else 0.0})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_censored_statistics_reference_and_pairwise(tmp_path, capsys):
+    import pandas as pd
+
+    trials = _constructed_trials(tmp_path / "trials.csv")
+    out = tmp_path / "table.csv"
+    assert grok_table.main(["--trials", str(trials), "--format", "csv", "--out", str(out),
+                            "--plot-km", str(tmp_path / "km.png")]) == 0
+    capsys.readouterr()
+    table = pd.read_csv(out)
+    assert {"grok_km_median", "grok_km_ci_low", "grok_km_ci_high", "logrank_p",
+            "logrank_p_holm"} <= set(table.columns)
+    rows = {(r.a, r.p): r for r in table.itertuples()}
+    one, three, seven, two = rows[(1, 113)], rows[(3, 113)], rows[(7, 113)], rows[(2, 31)]
+    assert (one.runs, one.grokked, one.censored, one.diverged) == (4, 3, 0, 1)
+    assert one.grok_km_median == 1200 and one.reference  # the first row is the reference
+    # (3,3): S drops to 2/3 at 3000, the 4000 run is censored, S = 0 at 5000: median 5000
+    assert (three.grokked, three.censored, three.grok_km_median) == (2, 1, 5000)
+    assert math.isnan(seven.grok_km_median) and seven.shows == "none"
+    assert two.shows == "lookup" and two.unseen_acc == pytest.approx(0.2)
+    # log-rank against (1,1) as scipy computes it directly; Holm over the three tests
+    ps = {}
+    for key, grok, cens in [((3, 113), [3000, 5000], [4000]), ((7, 113), [], [4000] * 3),
+                            ((2, 31), [40, 60], [])]:
+        x = scipy.stats.CensoredData(uncensored=grok, right=cens)
+        y = scipy.stats.CensoredData(uncensored=[1000, 1200, 1400])
+        ps[key] = scipy.stats.logrank(x, y).pvalue
+        assert rows[key].logrank_p == pytest.approx(ps[key])
+    ordered = sorted(ps.values())
+    holm = [min(1.0, max((3 - j) * ordered[j] for j in range(i + 1))) for i in range(3)]
+    assert sorted(rows[k].logrank_p_holm for k in ps) == pytest.approx(holm)
+    assert (tmp_path / "km.png").read_bytes()[:4] == b"\x89PNG"
+    # another reference row
+    assert grok_table.main(["--trials", str(trials), "--format", "csv", "--out", str(out),
+                            "--reference", "7,7,113"]) == 0
+    capsys.readouterr()
+    table = pd.read_csv(out).set_index(["a", "p"])
+    assert table.loc[(7, 113), "reference"] and math.isnan(table.loc[(7, 113), "logrank_p"])
+    # pairwise
+    assert grok_table.main(["--trials", str(trials), "--pairwise", "1,1,113", "3,3,113",
+                            "7,7,113"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 4 and "1,1,113 | 7,7,113" in printed
+    # errors: one line, exit 2
+    assert grok_table.main(["--trials", str(trials), "--reference", "5,5,113"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no expmod row has a=5") and err.count("\n") == 1
+    with pytest.raises(SystemExit) as stop:
+        grok_table.main(["--trials", str(trials), "--format", "html"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: argument --format")

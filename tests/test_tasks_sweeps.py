@@ -29,7 +29,8 @@ def table_of(tmp_path: Path, capsys) -> tuple[pd.DataFrame, str]:
     assert grok_table.main(["--experiment", "test", "--tracking-uri", uri, "--no-log",
                             "--format", "csv", "--out", str(csv)]) == 0
     capsys.readouterr()  # the CSV's echo
-    assert grok_table.main(["--experiment", "test", "--tracking-uri", uri, "--no-log"]) == 0
+    assert grok_table.main(["--experiment", "test", "--tracking-uri", uri, "--no-log",
+                            "--format", "md"]) == 0
     return pd.read_csv(csv), capsys.readouterr().out
 
 
