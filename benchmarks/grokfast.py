@@ -28,13 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from grokcore.config import RunConfig  # noqa: E402
-from grokcore.trainer import Trainer  # noqa: E402
+from grokcore.config import RunConfig
+from grokcore.trainer import Trainer
 
 SMALL = dict(p=31, frac_train=0.5, lr=3e-3, weight_decay=3.0, eval_every=10, epochs=6000,
              stop_after_grok=3)

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the checkout importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from grokcore.config import ConfigError, RunConfig  # noqa: E402
-from sweeps._cli import add_grid_options, add_sweep_options, product_grid, sweep_main, values_from_args  # noqa: E402
+from grokcore.config import ConfigError, RunConfig
+from sweeps.cli import add_grid_options, add_sweep_options, sweep_main, values_from_args
+from sweeps.grid import product_grid
 
 # Table 1 of the seed paper: (a, b, p) and the grok epoch it reports (None: no grok).
 TABLE1 = [

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the checkout importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from grokcore.config import ConfigError, RunConfig  # noqa: E402
-from grokcore.tasks import PRESETS, TASKS  # noqa: E402
-from sweeps._cli import add_grid_options, add_sweep_options, product_grid, sweep_main, values_from_args  # noqa: E402
+from grokcore.config import ConfigError, RunConfig
+from grokcore.tasks import PRESETS, TASKS
+from sweeps.cli import add_grid_options, add_sweep_options, sweep_main, values_from_args
+from sweeps.grid import product_grid
 
 ALWAYS = ("base", "gcd_sampling", "seed")
 SWEEP_DEFAULTS = {**TASKS["gcd"].defaults, "task": "gcd", "base": None, "gcd_sampling": None,

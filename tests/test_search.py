@@ -58,7 +58,7 @@ def test_score_penalizes_runs_that_do_not_grok():
 
 def test_a_search_trial_config_is_the_base_run_with_the_searched_fields():
     """The base run's settings travel under their own key: RunConfig's digit ``base`` is kept."""
-    from sweeps._runner import BASE_RUN, config_from_tune
+    from sweeps.trial import BASE_RUN, config_from_tune
 
     base = RunConfig.for_task("gcd", base=30, n_examples=500)
     cfg = config_from_tune({BASE_RUN: base.to_dict(), "lr": 0.01, "d_model": 64})

@@ -1,29 +1,30 @@
-"""Command-line plumbing shared by the sweep scripts: grid options, sweep options, validation.
+"""Command-line plumbing shared by the sweep scripts: grid options, sweep options, ``sweep_main``.
 
-Nothing here imports Ray, MLflow or torch, so ``--help``, ``--dry-run`` and a bad grid answer
-at once and a bad grid leaves nothing behind.
+Nothing here imports Ray, MLflow or torch at module level, so ``--help``, ``--dry-run`` and a bad
+grid answer at once and a bad grid leaves nothing behind; :func:`sweep_main` imports the runner
+only to run.
 
 Every RunConfig field is an option that takes ONE OR MORE values; the grid is the product of all
 of them (``--lr 1e-3 3e-3 --seeds 0 1`` is four trials). A script may add coupled "rows" (for
-expmod: the (a, b, p) rows of Table 1 or ``--pairs``) that are crossed with the rest.
+expmod: the (a, b, p) rows of Table 1 or ``--pairs``) that are crossed with the rest; see
+:func:`sweeps.grid.product_grid`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import sys
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from grokcore.config import (ConfigError, RunConfig, fields_by_section,
                              fields_only_other_tasks_read)
+from grokcore.records import DEFAULT_TRACKING_URI
+from sweeps.console import format_grid, format_outcomes
+from sweeps.grid import FIELD_NAMES, common_settings, prepare_configs
 
 # Plural spellings for the fields a grid usually spans; the field's own name works too.
 PLURAL = {"p": "primes", "dtype": "dtypes", "frac_train": "fracs", "seed": "seeds"}
-# Settings that are not about what is trained; shown in a dry run only when they vary.
-FIELDS = [f for f in dataclasses.fields(RunConfig)]
-FIELD_NAMES = [f.name for f in FIELDS]
 
 
 def add_grid_options(parser: argparse.ArgumentParser, tasks: Iterable[str],
@@ -80,9 +81,9 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
                    help="name of this sweep: its folder under --storage and the MLflow tag "
                         "'sweep' (default: EXPERIMENT-DATE-TIME; with --resume: the latest "
                         "sweep of the experiment under --storage)")
-    g.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
-                   help="MLflow tracking URI: a SQLite file (default: sqlite:///mlflow.db in the "
-                        "working directory) or a server such as http://127.0.0.1:5000")
+    g.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                   help=f"MLflow tracking URI: a SQLite file (default: {DEFAULT_TRACKING_URI} in "
+                        "the working directory) or a server such as http://127.0.0.1:5000")
     g.add_argument("--storage", default="ray_results",
                    help="folder (or URI) for Ray Tune's trial state and checkpoints; on a "
                         "cluster it must be shared by all nodes, e.g. NFS or s3:// "
@@ -113,21 +114,6 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
                         "(default: 0)")
 
 
-def product_grid(values: Mapping[str, Sequence[Any]], rows: Sequence[Mapping[str, Any]] = ({},),
-                 ) -> list[RunConfig]:
-    """RunConfigs for rows x the product of the value lists (rows outermost, then field order).
-
-    A field set by the rows is taken from them, not from ``values``.
-    """
-    rows = list(rows) or [{}]
-    configs = []
-    for row in rows:
-        names = [n for n in FIELD_NAMES if n in values and n not in row]
-        for combo in itertools.product(*(values[n] for n in names)):
-            configs.append(RunConfig(**{**dict(zip(names, combo)), **row}))
-    return configs
-
-
 def values_from_args(args: argparse.Namespace) -> dict[str, list[Any]]:
     """The value list of every RunConfig option that was given or has a default."""
     values = {}
@@ -137,36 +123,6 @@ def values_from_args(args: argparse.Namespace) -> dict[str, list[Any]]:
             continue
         values[name] = value if isinstance(value, list) else [value]
     return values
-
-
-def prepare_configs(configs: Sequence[RunConfig], gpus_per_trial: float = 0.0) -> list[RunConfig]:
-    """Validate every config and settle the sweep's conventions; raise ConfigError (one line).
-
-    * ``checkpoint_every`` 0 becomes 10 x ``eval_every`` (a restarted trial loses at most ten
-      evaluations); it must be a multiple of ``eval_every``.
-    * Duplicates are dropped (same settings, same trial), keeping the first.
-    """
-    if not configs:
-        raise ConfigError("the grid is empty")
-    out, seen = [], set()
-    for i, cfg in enumerate(configs):
-        try:
-            cfg.validate()
-        except ConfigError as err:
-            raise ConfigError(f"grid entry {i} ({describe(cfg)}): {err}") from None
-        if cfg.checkpoint_every == 0:
-            cfg = cfg.replace(checkpoint_every=10 * cfg.eval_every)
-        if cfg.checkpoint_every % cfg.eval_every:
-            raise ConfigError(f"checkpoint_every={cfg.checkpoint_every} is not a multiple of "
-                              f"eval_every={cfg.eval_every}; checkpoints are taken at evaluations")
-        if cfg.device.startswith("cuda") and gpus_per_trial <= 0:
-            raise ConfigError(f"device={cfg.device} needs --gpus-per-trial > 0 (Ray hides GPUs "
-                              "from trials that reserve none)")
-        key = cfg.to_json()
-        if key not in seen:
-            seen.add(key)
-            out.append(cfg)
-    return out
 
 
 def check_sweep_args(args: argparse.Namespace, n_trials: int) -> None:
@@ -183,36 +139,13 @@ def check_sweep_args(args: argparse.Namespace, n_trials: int) -> None:
         raise ConfigError(f"--fail-trials {bad} outside the grid's indices 0..{n_trials - 1}")
 
 
-def varying_fields(configs: Sequence[RunConfig]) -> list[str]:
-    """Fields whose value differs between configs, in field order."""
-    if len(configs) < 2:
-        return []
-    dicts = [c.to_dict() for c in configs]
-    return [n for n in FIELD_NAMES if len({repr(d[n]) for d in dicts}) > 1]
+def resources_from_args(args: argparse.Namespace):
+    """The sweep options --cpus-per-trial, --gpus-per-trial, --max-concurrent and --retries as
+    the runner's Resources (imports the runner, hence Ray)."""
+    from sweeps.runner import Resources
 
-
-def describe(cfg: RunConfig, fields: Sequence[str] = ("task", "a", "b", "p")) -> str:
-    d = cfg.to_dict()
-    return " ".join(f"{n}={d[n]}" for n in fields)
-
-
-def format_grid(configs: Sequence[RunConfig], always: Sequence[str] = ("a", "b", "p")) -> str:
-    """A table of the grid: index, the ``always`` fields and every field that varies."""
-    cols = list(always) + [n for n in varying_fields(configs) if n not in always]
-    rows = [["#"] + cols] + [[str(i)] + [str(getattr(c, n)) for n in cols]
-                             for i, c in enumerate(configs)]
-    widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
-
-
-def common_settings(configs: Sequence[RunConfig]) -> str:
-    """The settings all trials share, as `name=value` pairs (for the dry-run printout); the
-    fields that only other tasks read are left out."""
-    unread = (set(varying_fields(configs))
-              | fields_only_other_tasks_read({c.task for c in configs}))
-    d = configs[0].to_dict()
-    return " ".join(f"{n}={d[n]}" for n in FIELD_NAMES if n not in unread)
+    return Resources(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                     max_concurrent=args.max_concurrent, retries=args.retries)
 
 
 def sweep_main(parser: argparse.ArgumentParser,
@@ -236,7 +169,8 @@ def sweep_main(parser: argparse.ArgumentParser,
         print(f"{len(configs)} trials; shared settings: {common_settings(configs)}")
         return 0
 
-    from sweeps._runner import FaultInjection, SweepError, format_outcomes, run_sweep
+    from sweeps.runner import SweepError, run_sweep
+    from sweeps.trial import FaultInjection
 
     fault = (FaultInjection(at_epoch=args.fail_at_epoch, trials=tuple(args.fail_trials))
              if args.fail_at_epoch else None)
@@ -244,8 +178,7 @@ def sweep_main(parser: argparse.ArgumentParser,
         result = run_sweep(
             configs, experiment=args.experiment, name=args.name, tracking_uri=args.tracking_uri,
             storage=args.storage, address=args.address, resume=args.resume,
-            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-            max_concurrent=args.max_concurrent, retries=args.retries, fault=fault,
+            resources=resources_from_args(args), fault=fault,
             progress_every_s=args.progress_every)
     except (ConfigError, SweepError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,0 +1,134 @@
+"""What a sweep prints: its tables (the grid, the outcomes, a search's summary) and progress lines.
+
+Nothing here imports Ray, MLflow or torch (a dry run prints the grid table at once).
+:class:`ProgressPrinter` has the hooks of a Tune callback; the runner mixes it with
+``tune.Callback`` to hand it to Tune.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from grokcore.config import RunConfig
+from grokcore.records import tag_text
+from sweeps.grid import FIELD_NAMES, varying_fields
+from sweeps.trial import index_of, key_of
+
+
+def format_table(header: Sequence[Any], rows: Sequence[Sequence[Any]], *, left: bool = False,
+                 indent: str = "") -> str:
+    """Columns two spaces apart, each as wide as its widest cell: right-aligned (numbers), or
+    left-aligned with ``left``; every line starts with ``indent``."""
+    table = [[str(v) for v in header]] + [[str(v) for v in row] for row in rows]
+    widths = [max(len(r[j]) for r in table) for j in range(len(table[0]))]
+    align = str.ljust if left else str.rjust
+    return "\n".join(indent + "  ".join(align(v, w) for v, w in zip(r, widths)) for r in table)
+
+
+def short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def format_grid(configs: Sequence[RunConfig], always: Sequence[str] = ("a", "b", "p")) -> str:
+    """A table of the grid: index, the ``always`` fields and every field that varies."""
+    cols = list(always) + [n for n in varying_fields(configs) if n not in always]
+    return format_table(["#"] + cols, [[i] + [getattr(c, n) for n in cols]
+                                       for i, c in enumerate(configs)])
+
+
+def format_outcomes(outcomes: Sequence[Any], always: Sequence[str] = ("a", "b", "p")) -> str:
+    """A table of the trials (TrialOutcomes): their varying settings, status, memorization and
+    grok epochs."""
+    configs = [o.config for o in outcomes if o.config is not None]
+    cols = list(always) + [n for n in varying_fields(configs) if n not in always]
+    rows = []
+    for o in outcomes:
+        d = o.config.to_dict() if o.config else {}
+        rows.append([short(d.get(n, "?")) for n in cols]
+                    + [o.status, tag_text(o.memorization_epoch), tag_text(o.grok_epoch),
+                       tag_text(o.epochs_run)])
+    return format_table(cols + ["status", "memorized", "grok_epoch", "epochs"], rows)
+
+
+def one_line(err: BaseException | str) -> str:
+    """The last line of an error (a traceback's is the exception itself)."""
+    text = str(err).strip().splitlines()
+    return text[-1] if text else repr(err)
+
+
+def error_text(trial) -> str:
+    """A failed Tune trial's error file, or a note that it has none."""
+    path = getattr(trial, "error_file", None) or ""
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        text = ""
+    return text.strip() or "trial failed (no error file)"
+
+
+class ProgressPrinter:
+    """A line per trial when it starts, ends or fails, and every ``every_s`` seconds while it
+    runs, instead of Tune's tables. Its methods are Tune callback hooks."""
+
+    def __init__(self, labels: Mapping[str, str] | None = None, total: int = 0,
+                 every_s: float = 30.0, sweep: str = ""):
+        self.labels = dict(labels or {})
+        self.total = total
+        self.every_s = every_s
+        self.sweep = sweep
+        self._last: dict[str, float] = {}
+        self._done = 0
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_last"], state["_done"] = {}, 0
+        return state
+
+    def _label(self, trial) -> str:
+        key = key_of(trial.config, trial.trial_id, self.sweep)
+        index = index_of(trial.config)
+        name = self.labels.get(key)
+        if name is None:
+            searched = {k: v for k, v in trial.config.items() if k in FIELD_NAMES}
+            name = " ".join(f"{k}={short(v)}" for k, v in searched.items()) or trial.trial_id
+        return f"[{index if index is not None else trial.trial_id}] {name}"
+
+    def _say(self, text: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._last[trial.trial_id] = time.monotonic()
+        self._say(f"start    {self._label(trial)}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._say(f"retry    {self._label(trial)}: crashed, restarting from its last checkpoint")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        now = time.monotonic()
+        if now - self._last.get(trial.trial_id, 0) < self.every_s or "end" in result:
+            return
+        self._last[trial.trial_id] = now
+        row = result.get("row") or {}
+        # The accuracy the grok signals read: balanced where the task's classes are imbalanced.
+        acc = "bacc" if "test_bacc" in row else "acc"
+        self._say(f"running  {self._label(trial)}  epoch {int(row.get('epoch', 0))}  "
+                  f"train {acc} {row.get(f'train_{acc}', math.nan):.3f}  "
+                  f"test {acc} {row.get(f'test_{acc}', math.nan):.3f}  "
+                  f"loss {row.get('train_loss', math.nan) + 0.0:.2e}")  # + 0.0: no "-0.00"
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._done += 1
+        end = (trial.last_result or {}).get("end") or {}
+        s = end.get("summary", {})
+        grok = f"grok epoch {s.get('grok_epoch')}" if s.get("grokked") else "no grok"
+        self._say(f"done     {self._label(trial)}: {s.get('status', '?')}, {grok}, "
+                  f"{s.get('epochs_run')} epochs in {s.get('seconds', 0):.1f} s"
+                  f"  ({self._done}/{self.total or '?'})")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._done += 1
+        self._say(f"FAILED   {self._label(trial)}: {one_line(error_text(trial))}"
+                  f"  ({self._done}/{self.total or '?'})")

@@ -1,0 +1,253 @@
+"""One trial, in a Ray worker: its key, its Tune config, the trainable and what it reports.
+
+What a trial reports to Tune (a "result") at each evaluation: every numeric key of the trainer's
+history row, flat (so ``metric="test_acc"`` works), ``timesteps_total`` = epoch, and the row itself
+under ``"row"``. At the end one more result carries ``"end"``: the summary and dataset statistics.
+Checkpoints: the trainer's state every ``checkpoint_every`` epochs (the runner makes that 10 x
+``eval_every`` when it is 0); the last one also holds the artifacts (history.csv, model.pt,
+config.json, dataset_stats.json, summary.json, curves.png; see :func:`write_final_folder`), which
+the driver logs to MLflow.
+
+The key and config helpers are pure; Ray, torch and the analysis are imported only inside the
+functions that run in a worker, so the driver's console and the search can use the helpers
+without loading them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from grokcore.config import RunConfig
+from grokcore.records import (CONFIG_FILE, CURVES_FILE, DATASET_STATS_FILE, HISTORY_FILE,
+                              SUMMARY_FILE, WEIGHTS_FILE, jsonable)
+from sweeps.grid import FIELD_NAMES
+
+STATE_FILE = "trainer.pt"  # trainer.state_dict() in every checkpoint; not logged to MLflow
+FAULT_MARKER = "fault_injected"
+# Where a search's param_space keeps the base run's settings. Not a RunConfig field name (the
+# searched fields sit beside it at the top level; "base" would be the digit base).
+BASE_RUN = "base_run"
+
+
+@dataclass(frozen=True)
+class FaultInjection:
+    """For tests: trials at these grid indices raise at the first evaluation at or after
+    ``at_epoch``, on their first attempt only (a marker file in the trial folder remembers it)."""
+
+    at_epoch: int
+    trials: tuple[int, ...] = (0,)
+
+
+# ==== keys and configs of trials =================================================================
+
+def config_hash(cfg: RunConfig) -> str:
+    return hashlib.sha1(cfg.to_json().encode()).hexdigest()[:12]
+
+
+def trial_key(sweep: str, cfg_json: str) -> str:
+    """Stable key of a trial: the same sweep and settings give the same key (and MLflow run)."""
+    return hashlib.sha1(f"{sweep}\n{cfg_json}".encode()).hexdigest()[:16]
+
+
+def grid_param_space(configs: Sequence[RunConfig], sweep: str,
+                     fault: FaultInjection | None = None, fault_dir: str = "") -> dict[str, Any]:
+    """Tune's param_space for a grid: one grid_search entry per RunConfig, keyed and indexed.
+
+    ``fault_dir`` (with ``fault``) is where the trials remember that their fault was injected;
+    it must be visible to every node (the sweep's folder under a shared storage).
+    """
+    from ray import tune
+
+    entries = []
+    for i, cfg in enumerate(configs):
+        faulty = fault is not None and i in fault.trials
+        entries.append({
+            "index": i,
+            "key": trial_key(sweep, cfg.to_json()),
+            "run": cfg.to_dict(),
+            "fail_at_epoch": fault.at_epoch if faulty else 0,
+            "fault_dir": fault_dir if faulty else "",
+        })
+    return {"trial": tune.grid_search(entries)}
+
+
+def config_from_tune(tune_config: Mapping[str, Any]) -> RunConfig:
+    """The RunConfig of a trial: a grid entry's ``run``, or the base run with the searched fields."""
+    if "trial" in tune_config:
+        values = dict(tune_config["trial"]["run"])
+    else:
+        values = dict(tune_config.get(BASE_RUN, {}))
+    values.update({k: v for k, v in tune_config.items() if k in FIELD_NAMES})
+    return RunConfig.from_dict(values)
+
+
+def key_of(tune_config: Mapping[str, Any], trial_id: str, sweep: str) -> str:
+    if "trial" in tune_config:
+        return tune_config["trial"]["key"]
+    return trial_key(sweep, f"search trial {trial_id}")
+
+
+def index_of(tune_config: Mapping[str, Any]) -> int | None:
+    return tune_config["trial"]["index"] if "trial" in tune_config else None
+
+
+def trial_dirname(trial) -> str:
+    index = index_of(trial.config)
+    return f"trial_{index:04d}_{trial.trial_id}" if index is not None else f"trial_{trial.trial_id}"
+
+
+def index_from_dirname(name: str) -> int | None:
+    """The grid index in a folder name made by :func:`trial_dirname` (None for a search trial)."""
+    parts = name.split("_")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "trial" and parts[1].isdigit() else None
+
+
+def numeric(row: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric entries of a history row (booleans left out), as floats."""
+    return {k: float(v) for k, v in row.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+# ==== the trainable (runs in a Ray worker) =======================================================
+
+def grok_trainable(tune_config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: train one RunConfig, report every evaluation, checkpoint.
+
+    A restarted trial continues from ``tune.get_checkpoint()``; a trial whose last checkpoint is
+    its final one (the run had ended) only reports its end again.
+    """
+    import logging
+
+    import ray
+    import torch
+    from ray import tune
+
+    from grokcore.trainer import Trainer
+
+    for noisy in ("ray.train", "ray.tune"):  # "Checkpoint successfully created" per checkpoint
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    cfg = config_from_tune(tune_config)
+    trainer = Trainer(cfg)
+    finished = False
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+            finished = (Path(folder) / SUMMARY_FILE).exists()
+        trainer.load_state_dict(state)
+    entry = tune_config.get("trial", {})
+    marker = (Path(entry["fault_dir"]) / f"{entry['key']}.{FAULT_MARKER}"
+              if entry.get("fail_at_epoch") else None)
+    reporter = TuneReporter(start_epoch=trainer.epoch, fail_at_epoch=entry.get("fail_at_epoch", 0),
+                            fault_marker=marker)
+    trainer.callbacks = [reporter]
+    if finished:
+        reporter.on_end(trainer, trainer.summary())
+    else:
+        trainer.run()
+
+
+def trainable_with_resources(cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0):
+    from ray import tune
+
+    return tune.with_resources(grok_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+
+
+class TuneReporter:
+    """Trainer callback: each evaluation -> tune.report; at the cadence, with a checkpoint."""
+
+    def __init__(self, start_epoch: int = 0, fail_at_epoch: int = 0,
+                 fault_marker: Path | None = None):
+        self.start_epoch = start_epoch
+        self.fail_at_epoch = fail_at_epoch
+        self.fault_marker = fault_marker
+
+    def _maybe_fail(self, epoch: int) -> None:
+        if not self.fail_at_epoch or epoch < self.fail_at_epoch:
+            return
+        marker = self.fault_marker
+        if marker is None or marker.exists():
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"fault injected at epoch {epoch}\n")
+        raise RuntimeError(f"injected fault at epoch {epoch} (--fail-at-epoch, first attempt)")
+
+    def on_eval(self, trainer, row: dict[str, float], checkpoint: bool) -> None:
+        import torch
+        from ray import tune
+
+        self._maybe_fail(trainer.epoch)
+        result = {**numeric(row), "timesteps_total": trainer.epoch, "row": dict(row),
+                  "start_epoch": self.start_epoch}
+        if not checkpoint:
+            tune.report(result)
+            return
+        folder = tempfile.mkdtemp(prefix="grok_ckpt_")
+        try:
+            torch.save(trainer.state_dict(), Path(folder) / STATE_FILE)
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def on_end(self, trainer, summary: dict[str, Any]) -> None:
+        """Write the final folder, then report the end (summary, dataset statistics) with it as
+        the last checkpoint."""
+        from ray import tune
+
+        folder = Path(tempfile.mkdtemp(prefix="grok_final_"))
+        try:
+            summary = write_final_folder(trainer, summary, folder)
+            last = trainer.history[-1] if trainer.history else {}
+            result = {**numeric(last), "timesteps_total": trainer.epoch,
+                      "start_epoch": self.start_epoch, "grokked": int(bool(summary["grokked"])),
+                      "epochs_run": summary["epochs_run"],
+                      "end": {"summary": summary, "dataset_stats": jsonable(trainer.dataset.stats),
+                              "start_epoch": self.start_epoch}}
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# ==== the final folder of a trial ================================================================
+
+def write_final_folder(trainer, summary: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Write an ended run's artifacts into ``folder`` (its final checkpoint): the trainer state
+    (STATE_FILE, what a restart resumes from), the weights, history, config, dataset statistics,
+    summary, the analysis figures and the curves. Returns the summary with the measured phase_*
+    ends added (they join the end values)."""
+    import torch
+
+    from analysis.figures import plot_training_curves
+    from analysis.figures_progress import write_run_figures
+    from grokcore.cli import write_history_csv
+
+    stats = jsonable(trainer.dataset.stats)
+    torch.save(trainer.state_dict(), folder / STATE_FILE)
+    torch.save(trainer.model.state_dict(), folder / WEIGHTS_FILE)
+    if trainer.history:
+        write_history_csv(trainer.history, folder / HISTORY_FILE)
+    (folder / CONFIG_FILE).write_text(json.dumps(trainer.cfg.to_dict(), indent=2))
+    (folder / DATASET_STATS_FILE).write_text(json.dumps(stats, indent=2))
+    (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    phases = write_run_figures(trainer, folder)
+    summary.update(phases)  # the measured phase_* ends join the end values
+    plot_training_curves(trainer.history, summary, folder / CURVES_FILE,
+                         title=_title(trainer.cfg, summary), phases=phases)
+    return summary
+
+
+def _title(cfg: RunConfig, summary: Mapping[str, Any]) -> str:
+    """The task and the fields that name its configuration (as in the grok table)."""
+    from grokcore.tasks import TASKS
+
+    keys = " ".join(f"{k}={getattr(cfg, k)}" for k in TASKS[cfg.task].table_keys)
+    return (f"{cfg.task} {keys} frac={cfg.frac_train} {cfg.dtype} seed={cfg.seed}: "
+            f"{summary['status']}")
