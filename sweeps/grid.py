@@ -37,12 +37,14 @@ def prepare_configs(configs: Sequence[RunConfig], gpus_per_trial: float = 0.0) -
       evaluations); it must be a multiple of ``eval_every``.
     * Duplicates are dropped (same settings, same trial), keeping the first.
     """
+    from grokcore.tasks import validate  # torch: only once there is a grid to check
+
     if not configs:
         raise ConfigError("the grid is empty")
     out, seen = [], set()
     for i, cfg in enumerate(configs):
         try:
-            cfg.validate()
+            validate(cfg)
         except ConfigError as err:
             raise ConfigError(f"grid entry {i} ({describe(cfg)}): {err}") from None
         if cfg.checkpoint_every == 0:

@@ -15,9 +15,10 @@ from typing import Any, Mapping, Sequence
 from ray import tune
 
 from grokcore.config import ConfigError, RunConfig
-from grokcore.records import DONE_STATUSES, END_VALUES, SWEEP_TAG, TRIAL_KEY_TAG, tag_text
+from grokcore.records import (CHECKPOINT_FILE, DONE_STATUSES, END_VALUES, OUTCOME_VALUES,
+                              SWEEP_TAG, TRIAL_KEY_TAG, tag_text)
 from sweeps.console import error_text, one_line
-from sweeps.trial import (STATE_FILE, config_from_tune, config_hash, index_from_dirname,
+from sweeps.trial import (config_from_tune, config_hash, index_from_dirname,
                           index_of, key_of, numeric, trial_key)
 
 
@@ -178,7 +179,7 @@ class MLflowTrialLogger(tune.Callback):
         metrics = []
         step = int(summary.get("epochs_run") or 0)
         phases = tuple(k for k in summary if k.startswith("phase_"))
-        for name in END_VALUES[1:] + ("epochs_run", "seconds") + phases:
+        for name in ("grokked", *OUTCOME_VALUES, "epochs_run", "seconds", *phases):
             value = summary.get(name)
             if value is not None:
                 metrics.append(Metric(name, float(value), now, step))
@@ -193,7 +194,7 @@ class MLflowTrialLogger(tune.Callback):
         if checkpoint is not None and end:
             with checkpoint.as_directory() as folder:
                 for path in sorted(Path(folder).iterdir()):
-                    if path.is_file() and path.name != STATE_FILE:  # every artifact, figures too
+                    if path.is_file() and path.name != CHECKPOINT_FILE:  # the record, figures too
                         client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, "FAILED" if tags["status"] == "failed" else "FINISHED")
         return TrialOutcome(key=key, config=None, status=tags["status"],

@@ -5,8 +5,8 @@ history row, flat (so ``metric="test_acc"`` works), ``timesteps_total`` = epoch,
 under ``"row"``. At the end one more result carries ``"end"``: the summary and dataset statistics.
 Checkpoints: the trainer's state every ``checkpoint_every`` epochs (the runner makes that 10 x
 ``eval_every`` when it is 0); the last one also holds the artifacts (history.csv, model.pt,
-config.json, dataset_stats.json, summary.json, curves.png; see :func:`write_final_folder`), which
-the driver logs to MLflow.
+config.json, dataset_stats.json, summary.json, figures: ``grokcore.records.write_run_folder``,
+the same files as ``python -m grokcore train --out``), which the driver logs to MLflow.
 
 The key and config helpers are pure; Ray, torch and the analysis are imported only inside the
 functions that run in a worker, so the driver's console and the search can use the helpers
@@ -16,7 +16,6 @@ without loading them.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,11 +23,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from grokcore.config import RunConfig
-from grokcore.records import (CONFIG_FILE, CURVES_FILE, DATASET_STATS_FILE, HISTORY_FILE,
-                              SUMMARY_FILE, WEIGHTS_FILE, jsonable)
+from grokcore import records
+from grokcore.records import CHECKPOINT_FILE, SUMMARY_FILE, jsonable
 from sweeps.grid import FIELD_NAMES
 
-STATE_FILE = "trainer.pt"  # trainer.state_dict() in every checkpoint; not logged to MLflow
 FAULT_MARKER = "fault_injected"
 # Where a search's param_space keeps the base run's settings. Not a RunConfig field name (the
 # searched fields sit beside it at the top level; "base" would be the digit base).
@@ -140,7 +138,8 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+            state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu",
+                               weights_only=False)
             finished = (Path(folder) / SUMMARY_FILE).exists()
         trainer.load_state_dict(state)
     entry = tune_config.get("trial", {})
@@ -181,7 +180,6 @@ class TuneReporter:
         raise RuntimeError(f"injected fault at epoch {epoch} (--fail-at-epoch, first attempt)")
 
     def on_eval(self, trainer, row: dict[str, float], checkpoint: bool) -> None:
-        import torch
         from ray import tune
 
         self._maybe_fail(trainer.epoch)
@@ -192,19 +190,20 @@ class TuneReporter:
             return
         folder = tempfile.mkdtemp(prefix="grok_ckpt_")
         try:
-            torch.save(trainer.state_dict(), Path(folder) / STATE_FILE)
+            records.save_checkpoint(trainer, folder)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
     def on_end(self, trainer, summary: dict[str, Any]) -> None:
-        """Write the final folder, then report the end (summary, dataset statistics) with it as
-        the last checkpoint."""
+        """Write the run's record and its checkpoint into one folder, then report the end
+        (summary, dataset statistics) with it as the last checkpoint."""
         from ray import tune
 
         folder = Path(tempfile.mkdtemp(prefix="grok_final_"))
         try:
-            summary = write_final_folder(trainer, summary, folder)
+            records.save_checkpoint(trainer, folder)
+            records.write_run_folder(trainer, summary, folder)
             last = trainer.history[-1] if trainer.history else {}
             result = {**numeric(last), "timesteps_total": trainer.epoch,
                       "start_epoch": self.start_epoch, "grokked": int(bool(summary["grokked"])),
@@ -214,40 +213,3 @@ class TuneReporter:
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(folder)))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-# ==== the final folder of a trial ================================================================
-
-def write_final_folder(trainer, summary: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Write an ended run's artifacts into ``folder`` (its final checkpoint): the trainer state
-    (STATE_FILE, what a restart resumes from), the weights, history, config, dataset statistics,
-    summary, the analysis figures and the curves. Returns the summary with the measured phase_*
-    ends added (they join the end values)."""
-    import torch
-
-    from analysis.figures import plot_training_curves
-    from analysis.figures_progress import write_run_figures
-    from grokcore.cli import write_history_csv
-
-    stats = jsonable(trainer.dataset.stats)
-    torch.save(trainer.state_dict(), folder / STATE_FILE)
-    torch.save(trainer.model.state_dict(), folder / WEIGHTS_FILE)
-    if trainer.history:
-        write_history_csv(trainer.history, folder / HISTORY_FILE)
-    (folder / CONFIG_FILE).write_text(json.dumps(trainer.cfg.to_dict(), indent=2))
-    (folder / DATASET_STATS_FILE).write_text(json.dumps(stats, indent=2))
-    (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
-    phases = write_run_figures(trainer, folder)
-    summary.update(phases)  # the measured phase_* ends join the end values
-    plot_training_curves(trainer.history, summary, folder / CURVES_FILE,
-                         title=_title(trainer.cfg, summary), phases=phases)
-    return summary
-
-
-def _title(cfg: RunConfig, summary: Mapping[str, Any]) -> str:
-    """The task and the fields that name its configuration (as in the grok table)."""
-    from grokcore.tasks import TASKS
-
-    keys = " ".join(f"{k}={getattr(cfg, k)}" for k in TASKS[cfg.task].table_keys)
-    return (f"{cfg.task} {keys} frac={cfg.frac_train} {cfg.dtype} seed={cfg.seed}: "
-            f"{summary['status']}")

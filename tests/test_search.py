@@ -6,6 +6,7 @@ import math
 import pytest
 
 from grokcore.config import ConfigError, RunConfig
+from grokcore.tasks import config_for, validate
 from sweeps.search import PARAMS, build_space, grok_score, main
 
 
@@ -27,7 +28,7 @@ def test_space_suggests_what_it_says_and_keeps_the_base_proportions():
         # the Grokfast parameters appear only in their filter's branch
         assert ("grokfast_alpha" in params) == (params["grokfast"] == "ema")
         assert ("grokfast_window" in params) == (params["grokfast"] == "ma")
-        cfg = space.config(params).validate()
+        cfg = validate(space.config(params))
         assert (cfg.d_model, cfg.d_head, cfg.d_mlp) == (params["d_model"], derived["d_head"],
                                                         derived["d_mlp"])
         seen.add(params["grokfast"])
@@ -60,10 +61,10 @@ def test_a_search_trial_config_is_the_base_run_with_the_searched_fields():
     """The base run's settings travel under their own key: RunConfig's digit ``base`` is kept."""
     from sweeps.trial import BASE_RUN, config_from_tune
 
-    base = RunConfig.for_task("gcd", base=30, n_examples=500)
+    base = config_for("gcd", base=30, n_examples=500)
     cfg = config_from_tune({BASE_RUN: base.to_dict(), "lr": 0.01, "d_model": 64})
     assert cfg == base.replace(lr=0.01, d_model=64) and cfg.base == 30
-    cfg.validate()
+    validate(cfg)
 
 
 def test_tiny_search_end_to_end(tmp_path, capsys):

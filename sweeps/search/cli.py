@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from grokcore.cli import config_from_args
+    from grokcore.tasks import validate
 
     args = build_parser().parse_args(argv)
     try:
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not sep:
                 raise ConfigError(f"--range {item!r}: expected NAME=LOW:HIGH or NAME=A,B")
             ranges[key.strip()] = text.strip()
-        base = config_from_args(args).validate()
+        base = validate(config_from_args(args))
         space = build_space(base, args.search, ranges)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

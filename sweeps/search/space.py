@@ -137,7 +137,9 @@ def build_space(base: RunConfig, names: Sequence[str] | None = None,
         if not params[name].contains(value):
             raise ConfigError(f"the base's {name}={value} is outside the searched "
                               f"{params[name].describe()}; widen it with --range or change the base")
-    space.config(space.baseline_point()).validate()
+    from grokcore.tasks import validate
+
+    validate(space.config(space.baseline_point()))
     return space
 
 
