@@ -21,7 +21,7 @@ from grokcore.config import (ConfigError, RunConfig, fields_by_section,
                              fields_only_other_tasks_read)
 from grokcore.records import DEFAULT_TRACKING_URI
 from sweeps.console import format_grid, format_outcomes
-from sweeps.grid import FIELD_NAMES, common_settings, prepare_configs
+from sweeps.grid import FIELD_NAMES, common_settings, prepare_configs, with_replicates
 
 # Plural spellings for the fields a grid usually spans; the field's own name works too.
 PLURAL = {"p": "primes", "dtype": "dtypes", "frac_train": "fracs", "seed": "seeds"}
@@ -45,6 +45,11 @@ def add_grid_options(parser: argparse.ArgumentParser, tasks: Iterable[str],
         group = parser.add_argument_group(title + (note if i == 0 else ""))
         _add_field_options(group, [f for f in fields if f.name not in skip], defaults,
                            default_help)
+    parser.add_argument_group("replicates").add_argument(
+        "--replicates", type=int, default=1, metavar="N",
+        help="run every grid point N times: replicate i uses weight seed SEED+i and split seed "
+             "DATA_SEED+i (one value each), so a row's spread covers initialisation and split "
+             "(default: 1)")
 
 
 def _add_field_options(group: argparse._ArgumentGroup, fields: Sequence[dataclasses.Field],
@@ -159,13 +164,22 @@ def sweep_main(parser: argparse.ArgumentParser,
     """
     args = parser.parse_args(argv)
     try:
-        configs = prepare_configs(build_grid(args), args.gpus_per_trial)
+        replicates = getattr(args, "replicates", 1)
+        for name, flag in (("seed", "--seeds"), ("data_seed", "--data-seed")):
+            if replicates > 1 and len(getattr(args, name, None) or []) > 1:
+                raise ConfigError(f"give --replicates or several {flag}, not both (replicate i "
+                                  f"uses {flag.strip('-').rstrip('s')} + i)")
+        configs = prepare_configs(with_replicates(build_grid(args), replicates),
+                                  args.gpus_per_trial)
         check_sweep_args(args, len(configs))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
         print(format_grid(configs, always))
+        if replicates > 1:
+            print(f"{replicates} replicates of each setting: replicate i trains with seed "
+                  f"{configs[0].seed}+i and data_seed {configs[0].data_seed}+i")
         print(f"{len(configs)} trials; shared settings: {common_settings(configs)}")
         return 0
 

@@ -30,6 +30,16 @@ def product_grid(values: Mapping[str, Sequence[Any]], rows: Sequence[Mapping[str
     return configs
 
 
+def with_replicates(configs: Sequence[RunConfig], replicates: int) -> list[RunConfig]:
+    """Each config ``replicates`` times: replicate i (0-based) trains with weight seed ``seed + i``
+    and split seed ``data_seed + i``, so a row's spread covers the initialisation and the split
+    (replicate 0 is the config as given; with the defaults, the seed paper's 999 and 598)."""
+    if replicates < 1:
+        raise ConfigError(f"--replicates {replicates}: give 1 or more")
+    return [cfg.replace(seed=cfg.seed + i, data_seed=cfg.data_seed + i)
+            for cfg in configs for i in range(replicates)]
+
+
 def prepare_configs(configs: Sequence[RunConfig], gpus_per_trial: float = 0.0) -> list[RunConfig]:
     """Validate every config and settle the sweep's conventions; raise ConfigError (one line).
 

@@ -138,6 +138,20 @@ def test_bad_grid_is_one_line_error_and_creates_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_replicates_vary_weight_and_split_seeds_and_the_dry_run_lists_them(tmp_path):
+    done = sweep(["--dry-run", "--pairs", "1,1", "3,4", "--replicates", "3"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [tuple(int(v) for v in m.groups()[1:])
+            for m in re.finditer(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$",
+                                 done.stdout, re.M)]
+    assert rows == [(a, b, 113, 598 + i, 999 + i) for a, b in ((1, 1), (3, 4)) for i in range(3)]
+    assert "6 trials" in done.stdout and "seed 999+i and data_seed 598+i" in done.stdout
+    done = sweep(["--dry-run", "--pairs", "1,1", "--replicates", "2", "--seeds", "0", "1"],
+                 cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "give --replicates or several --seeds" in done.stderr
+
+
 # ---- on the cluster ----------------------------------------------------------------------------
 
 def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
