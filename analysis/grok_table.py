@@ -69,9 +69,12 @@ SHOWS = {"grokked": "grokking", "no_delay": "no delay", "lookup": "lookup",
 
 # ---- trials --------------------------------------------------------------------------------------
 def config_keys(task: str) -> tuple[str, ...]:
-    """The settings that name a row of ``task``: its ``table_keys``, split, dtype, frac_train."""
-    keys = TASKS[task].table_keys if task in TASKS else ()
-    return ("task", *keys, *(("split",) if "split" not in keys else ()), "dtype", "frac_train")
+    """The settings that name a row of ``task``: its ``table_keys``, the split (where the task
+    has a choice of splits), dtype, frac_train."""
+    known = TASKS.get(task)
+    keys = known.table_keys if known else ()
+    split = ("split",) if known and len(known.splits) > 1 and "split" not in keys else ()
+    return ("task", *keys, *split, "dtype", "frac_train")
 
 
 def task_metrics(task: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ stopped by signalling that process (not `ray stop`, which would stop every Ray o
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import secrets
@@ -209,6 +210,29 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
         assert weights and all(isinstance(t, torch.Tensor) for t in weights.values())
         assert any(t.shape[0] == 32 for t in weights.values())  # vocabulary p + 1
         assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_cli_run_and_a_sweep_trial_leave_the_same_files(cluster, tmp_path):
+    """grokcore.records.write_run_folder writes both: the --out folder (plus its checkpoint)
+    and the final checkpoint whose files the driver logs to MLflow."""
+    settings = ["--frac", "0.5", "--lr", "3e-3", "--weight-decay", "3", "--epochs", "60",
+                "--eval-every", "20", "--measure-every", "60"]
+    done = sweep([*settings, "--primes", "31", "--pairs", "2,3", "--address", cluster.address,
+                  *store_args(tmp_path)], cwd=tmp_path, env=cluster.env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client, (run,) = mlflow_runs(tmp_path)
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    out = tmp_path / "cli"
+    cli = subprocess.run([sys.executable, "-m", "grokcore", "train", *settings, "--p", "31",
+                          "--a", "2", "--b", "3", "--out", str(out), "--no-progress"],
+                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    written = {p.name for p in out.iterdir()}
+    assert written - {"checkpoint.pt"} == logged
+    assert {"history.csv", "summary.json", "config.json", "dataset_stats.json", "model.pt",
+            "curves.png", "progress_measures.png", "neuron_fourier.png"} <= logged
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"outcome", "final_test_acc_unseen", "phase_memorization_end"} <= set(summary)
 
 
 def test_interrupted_sweep_resumes(cluster, tmp_path):

@@ -92,6 +92,7 @@ class TaskBase:
     table_metrics: tuple[str, ...] = ("test_acc",)
     has_progress_measures = False
     test_groups: tuple[str, ...] = ()  # the Dataset.test_groups its datasets carry
+    splits: tuple[str, ...] = ("random",)  # the values of RunConfig.split it accepts
 
     def make_model(self, cfg: RunConfig, ds: Dataset):
         from grokcore.model import Transformer

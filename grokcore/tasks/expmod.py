@@ -30,6 +30,7 @@ class ExpModTask(TaskBase):
     table_keys = ("a", "b", "p")
     table_metrics = ()  # its table has the dataset statistics and the paper's figure instead
     has_progress_measures = True
+    splits = ("pairs", "classes")
     test_groups = ("seen", "unseen")  # test examples whose class tuple does / does not train
 
     def validate(self, cfg: RunConfig) -> None:
@@ -41,7 +42,7 @@ class ExpModTask(TaskBase):
             if not 1 <= value <= MAX_EXPONENT:
                 raise ConfigError(f"{name}={value} is out of range; exponents are integers in "
                                   f"1..{MAX_EXPONENT} (--{name})")
-        if cfg.split not in ("pairs", "classes"):
+        if cfg.split not in self.splits:
             raise ConfigError(f"split={cfg.split!r} is not an expmod split; use pairs or classes (--split)")
         if cfg.n_operands < 2:
             raise ConfigError(f"n_operands={cfg.n_operands}; need at least 2 operands")
