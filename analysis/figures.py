@@ -11,6 +11,17 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG (making the folder), close it, return the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def _rows(history: Any) -> list[dict[str, float]]:
     """Accept a list of row dicts or a pandas DataFrame with an ``epoch`` column."""
     if hasattr(history, "to_dict"):
@@ -97,7 +108,4 @@ def plot_training_curves(history: Iterable[Mapping[str, float]] | Any,
     ax_acc.legend(fontsize=8, loc="lower right")
     fig.suptitle(title or (f"status: {summary['status']}" if "status" in summary
                            else "loss and accuracy"))
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

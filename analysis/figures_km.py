@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from analysis.figures import save_figure
 from analysis.stats import group_trials, km_curve, run_times
 
 
@@ -59,8 +60,4 @@ def plot_km(trials: pd.DataFrame, keys: Sequence[str], path: str | Path,
     ax.set_title(title or "Kaplan-Meier: runs not yet grokked ('|' censored)")
     ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

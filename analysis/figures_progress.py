@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from analysis.figures import mark_phases, plot_training_curves  # noqa: E402
+from analysis.figures import mark_phases, plot_training_curves, save_figure  # noqa: E402
 from grokcore import progress  # noqa: E402
 
 def _frame(history) -> pd.DataFrame:
@@ -26,11 +26,7 @@ def _frame(history) -> pd.DataFrame:
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_loss_curves(history, path, phases: dict[str, Any] | None = None, title: str = "") -> Path:
