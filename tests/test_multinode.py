@@ -127,3 +127,69 @@ def test_node_loss_trials_continue_on_the_surviving_node(tmp_path):
           "resumed from epoch " + ", ".join(f"[{i}] {tags[i]['resumed_from_epoch']}" for i in killed)
           + f" on the head; {len(runs)} runs, all FINISHED; test took "
           f"{time.monotonic() - started:.0f} s")
+
+
+def loss_counts(client, runs, n_trials: int) -> dict[str, int]:
+    """What a sweep lost: trials of the grid without a FINISHED run, trial keys with more than
+    one run, runs left RUNNING, and runs with an epoch logged twice (or out of order)."""
+    finished = {int(r.data.tags["grid_index"]) for r in runs if r.info.status == "FINISHED"}
+    per_key = Counter(r.data.tags["trial_key"] for r in runs)
+    twice = 0
+    for run in runs:
+        history = steps(client, run)
+        twice += history != sorted(set(history))
+    return {"lost": len(set(range(n_trials)) - finished),
+            "duplicated": sum(1 for n in per_key.values() if n > 1),
+            "running": sum(r.info.status == "RUNNING" for r in runs),
+            "epochs_twice": twice}
+
+
+def test_driver_killed_mid_sweep_then_resumed_loses_nothing(tmp_path):
+    """20 short trials on a 2-CPU cluster; the driver is SIGKILLed once 6 trials are done and
+    others are part-way; the same command with --resume completes the sweep: 0 trials lost,
+    0 duplicated runs, 0 runs left RUNNING, no epoch logged twice."""
+    started = time.monotonic()
+    env = sweep_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    n_trials, epochs = 20, 200
+    head = start_node(env, num_cpus=2)
+    try:
+        address = f"127.0.0.1:{head.port}"
+        args = [*QUICK, "--address", address, "--pairs", "1,1", "3,3", "5,5", "7,7", "9,9",
+                "--seeds", "0", "1", "2", "3", "--epochs", str(epochs), *store_args(tmp_path)]
+        proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seen = []
+        try:
+            deadline = time.monotonic() + 300
+            for line in proc.stdout:  # kill once 6 trials are done and another is part-way
+                seen.append(line)
+                done = sum(bool(re.match(r"\S+ done ", s)) for s in seen)
+                if done >= 6 and re.search(r"running .* epoch 1[2-8]\d ", line):
+                    break
+                assert time.monotonic() < deadline, "".join(seen)
+        finally:
+            proc.kill()  # SIGKILL: the driver cannot close its MLflow runs
+            proc.wait()
+        output = "".join(seen)
+        assert "running" in seen[-1], output
+        client, runs = mlflow_runs(tmp_path)
+        before = loss_counts(client, runs, n_trials)
+        assert before["running"] >= 1 and before["lost"] >= 1, (before, output)
+
+        (tmp_path / "killed.log").write_text(output)
+        done = subprocess.run([sys.executable, str(SCRIPT), "--resume", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=400)
+        (tmp_path / "resumed.log").write_text(done.stdout + done.stderr)
+        assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        head.stop()
+    client, runs = mlflow_runs(tmp_path)
+    after = loss_counts(client, runs, n_trials)
+    print(f"\ndriver loss: at the kill {before} ({len(runs)} runs in the end); after --resume "
+          f"{after}; test took {time.monotonic() - started:.0f} s")
+    assert after == {"lost": 0, "duplicated": 0, "running": 0, "epochs_twice": 0}
+    assert len(runs) == n_trials
+    for run in runs:
+        assert run.data.tags["status"] in ("grokked", "not_grokked")
+        epochs_run = int(run.data.metrics["epochs_run"])
+        assert steps(client, run) == list(range(0, epochs_run + 1, 20))
