@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,13 +49,15 @@ class RayNode:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its node's processes
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        """Stop the node (SIGTERM: `ray start --block` stops its node's processes; SIGKILL to
+        its session if that takes over a minute) and remove its temp dir."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def start_node(env: dict[str, str], num_cpus: int, head_address: str | None = None) -> RayNode:
