@@ -85,6 +85,7 @@ class MLflowTrialLogger(tune.Callback):
         self._ends: dict[str, dict[str, Any]] = {}  # trial key -> end payload
         self._checkpoints: dict[str, Any] = {}  # trial key -> latest Checkpoint
         self._closed: set[str] = set()  # trial keys whose runs were finished before this process
+        self._nodes: dict[str, str] = {}  # run id -> node id last tagged
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
         return {"tracking_uri": self.tracking_uri, "experiment": self.experiment,
@@ -161,6 +162,20 @@ class MLflowTrialLogger(tune.Callback):
         self.client.log_batch(run_id, metrics=metrics)
         self._last_step[run_id] = epoch
 
+    def tag_node(self, run_id: str, node: Mapping[str, str]) -> None:
+        """Tags ``node_id``, ``node_ip``, ``hostname`` (where the trial runs, or ran last) and
+        ``nodes`` (every node id it ran on, in order), when the trial starts on a node."""
+        from mlflow.entities import RunTag
+
+        node_id = str(node.get("node_id", ""))
+        if not node_id or self._nodes.get(run_id) == node_id:
+            return
+        self._nodes[run_id] = node_id
+        nodes = [n for n in self.client.get_run(run_id).data.tags.get("nodes", "").split(",") if n]
+        tags = {k: str(node[k]) for k in ("node_id", "node_ip", "hostname") if k in node}
+        tags["nodes"] = ",".join(nodes if node_id in nodes else [*nodes, node_id])
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
     def finish(self, key: str, run_id: str, end: Mapping[str, Any] | None, checkpoint,
                error: str | None = None) -> TrialOutcome:
         """Write the end values and artifacts and close the run."""
@@ -216,6 +231,8 @@ class MLflowTrialLogger(tune.Callback):
                                                     trial.trial_id, index_of(trial.config))
         if key in self._closed:
             return
+        if isinstance(result.get("node"), Mapping):
+            self.tag_node(run_id, result["node"])
         if isinstance(result.get("row"), Mapping):
             self.log_row(run_id, result["row"])
         if isinstance(result.get("end"), Mapping):

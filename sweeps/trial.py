@@ -1,8 +1,8 @@
 """One trial, in a Ray worker: its key, its Tune config, the trainable and what it reports.
 
 What a trial reports to Tune (a "result") at each evaluation: every numeric key of the trainer's
-history row, flat (so ``metric="test_acc"`` works), ``timesteps_total`` = epoch, and the row itself
-under ``"row"``. At the end one more result carries ``"end"``: the summary and dataset statistics.
+history row, flat (so ``metric="test_acc"`` works), ``timesteps_total`` = epoch, the row itself
+under ``"row"`` and where the trial runs under ``"node"`` (:func:`node_info`). At the end one more result carries ``"end"``: the summary and dataset statistics.
 Checkpoints: the trainer's state every ``checkpoint_every`` epochs (the runner makes that 10 x
 ``eval_every`` when it is 0); the last one also holds the artifacts (history.csv, model.pt,
 config.json, dataset_stats.json, summary.json, figures: ``grokcore.records.write_run_folder``,
@@ -146,12 +146,22 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
     marker = (Path(entry["fault_dir"]) / f"{entry['key']}.{FAULT_MARKER}"
               if entry.get("fail_at_epoch") else None)
     reporter = TuneReporter(start_epoch=trainer.epoch, fail_at_epoch=entry.get("fail_at_epoch", 0),
-                            fault_marker=marker)
+                            fault_marker=marker, node=node_info())
     trainer.callbacks = [reporter]
     if finished:
         reporter.on_end(trainer, trainer.summary())
     else:
         trainer.run()
+
+
+def node_info() -> dict[str, str]:
+    """Where this worker runs: Ray node id, node IP and host name (every result carries it)."""
+    import socket
+
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname()}
 
 
 def trainable_with_resources(cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0):
@@ -164,8 +174,9 @@ class TuneReporter:
     """Trainer callback: each evaluation -> tune.report; at the cadence, with a checkpoint."""
 
     def __init__(self, start_epoch: int = 0, fail_at_epoch: int = 0,
-                 fault_marker: Path | None = None):
+                 fault_marker: Path | None = None, node: Mapping[str, str] | None = None):
         self.start_epoch = start_epoch
+        self.node = dict(node or {})
         self.fail_at_epoch = fail_at_epoch
         self.fault_marker = fault_marker
 
@@ -184,7 +195,7 @@ class TuneReporter:
 
         self._maybe_fail(trainer.epoch)
         result = {**numeric(row), "timesteps_total": trainer.epoch, "row": dict(row),
-                  "start_epoch": self.start_epoch}
+                  "start_epoch": self.start_epoch, "node": self.node}
         if not checkpoint:
             tune.report(result)
             return
@@ -206,7 +217,8 @@ class TuneReporter:
             records.write_run_folder(trainer, summary, folder)
             last = trainer.history[-1] if trainer.history else {}
             result = {**numeric(last), "timesteps_total": trainer.epoch,
-                      "start_epoch": self.start_epoch, "grokked": int(bool(summary["grokked"])),
+                      "start_epoch": self.start_epoch, "node": self.node,
+                      "grokked": int(bool(summary["grokked"])),
                       "epochs_run": summary["epochs_run"],
                       "end": {"summary": summary, "dataset_stats": jsonable(trainer.dataset.stats),
                               "start_epoch": self.start_epoch}}
