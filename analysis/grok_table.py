@@ -367,10 +367,32 @@ def render(table: pd.DataFrame, fmt: str) -> str:
     return "\n".join(parts)
 
 
+def _shared(head: list[str], rows: list[list[str]]) -> list[int]:
+    """The columns with one value in every row (of several), which the brief formats print once
+    above the table."""
+    return [j for j in range(len(head)) if len(rows) > 1 and len({r[j] for r in rows}) == 1
+            and head[j] not in ("shows", "grokked", "p (Holm)")]
+
+
+def render_brief_md(table: pd.DataFrame) -> str:
+    """The ``text`` format's columns as Markdown (for descriptions in the MLflow UI): per task,
+    a line with the settings every row shares, then a table of the rest."""
+    parts = []
+    for task in dict.fromkeys(table.task):
+        cols = columns(task, full=False)
+        head = [h for h, _ in cols]
+        rows = [[cell(r) for _, cell in cols] for r in table[table.task == task].to_dict("records")]
+        shared = _shared(head, rows)
+        keep = [j for j in range(len(head)) if j not in shared]
+        same = ", ".join(f"{head[j]} {rows[0][j]}" for j in shared)
+        parts.append(f"**{task}**" + (f" ({same})" if same else "") + "\n\n"
+                     + _markdown([head[j] for j in keep], [[r[j] for j in keep] for r in rows]))
+    return "\n".join(parts)
+
+
 def _text(task: str, head: list[str], rows: list[list[str]]) -> str:
     """Aligned columns; a column with one value in every row moves to a line above."""
-    shared = [j for j in range(len(head)) if len(rows) > 1 and len({r[j] for r in rows}) == 1
-              and head[j] not in ("shows", "grokked", "p (Holm)")]
+    shared = _shared(head, rows)
     lines = [f"{task}: " + ", ".join(f"{head[j]} {rows[0][j]}" for j in shared)] if shared else \
         [f"{task}:"]
     keep = [j for j in range(len(head)) if j not in shared]
@@ -543,16 +565,17 @@ RUN_NOTE_LIMIT, EXPERIMENT_NOTE_LIMIT = 7900, 19900
 
 
 def description(table: pd.DataFrame, title: str, limit: int) -> str:
-    """The table in Markdown under a one-line title, rows cut (and said so) to fit ``limit``."""
-    md = render(table, "md")
+    """The table in brief Markdown (:func:`render_brief_md`) under a one-line title, rows cut
+    (and said so) to fit ``limit``."""
+    md = render_brief_md(table)
     lines = md.rstrip("\n").split("\n")
     text = f"{title}\n\n{md}"
     for keep in range(len(lines) - 1, 1, -1):  # header and rule, then as many rows as fit
         if len(text) <= limit:
             break
         cut = len(lines) - keep
-        text = (f"{title}\n\n" + "\n".join(lines[:keep]) + f"\n\n({cut} more rows in the "
-                "artifact grok_table.md)\n")
+        text = (f"{title}\n\n" + "\n".join(lines[:keep]) + f"\n\n({cut} more lines: the "
+                "artifact grok_table.md holds the whole table)\n")
     return text
 
 

@@ -33,9 +33,10 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 # A saved view of the runs table (the UI's "share" state): the columns people look at first.
 VIEW_KEY = "grok"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-VIEW_COLUMNS = ("params.`a`", "params.`b`", "params.`p`", "params.`frac_train`",
-                "params.`seed`", "tags.`status`", "metrics.`grok_epoch`",
-                "metrics.`memorization_epoch`", "metrics.`test_acc`", "metrics.`leakage`")
+# Each with its width in pixels, in this order: the runs table at 1280 pixels shows them all.
+VIEW_COLUMNS = {"attributes.`Run Name`": 210, "tags.`status`": 100, "params.`a`": 45,
+                "params.`b`": 45, "metrics.`grok_epoch`": 95, "metrics.`memorization_epoch`": 95,
+                "metrics.`test_acc`": 80, "metrics.`leakage`": 75}
 COUNTED = ("grokked", "not_grokked", "diverged", "failed", "unfinished")
 
 
@@ -117,9 +118,9 @@ def setup_experiment(client, experiment_id: str) -> None:
     if EXPERIMENT_KIND_TAG not in tags:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     if VIEW_TAG not in tags:
-        view = {"selectedColumns": ["attributes.`Run Name`", "attributes.`Created`",
-                                    *VIEW_COLUMNS],
-                "orderByKey": "attributes.start_time", "orderByAsc": False}
+        view = {"selectedColumns": list(VIEW_COLUMNS), "columnOrder": list(VIEW_COLUMNS),
+                "columnWidths": VIEW_COLUMNS, "orderByKey": "attributes.start_time",
+                "orderByAsc": False}
         client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(view))
 
 
@@ -172,9 +173,10 @@ def ui_command(tracking_uri: str, port: int = 5000) -> str | None:
 
 
 def runs_url(tracking_uri: str, experiment_id: str, port: int = 5000, view: bool = True) -> str:
-    """The URL of the experiment's runs view (with the saved view of its columns), on the
-    tracking server or on the UI that :func:`ui_command` starts."""
+    """The URL of the experiment's runs view (the UI's "Model training" side, not its GenAI
+    overview) with the saved view of its columns, on the tracking server or on the UI that
+    :func:`ui_command` starts."""
     base = (tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://"))
             else f"http://127.0.0.1:{port}")
-    query = f"?viewStateShareKey={VIEW_KEY}" if view else ""
+    query = "?workflowType=machine_learning" + (f"&viewStateShareKey={VIEW_KEY}" if view else "")
     return f"{base}/#/experiments/{experiment_id}/runs{query}"
