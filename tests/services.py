@@ -76,7 +76,7 @@ def require_postgres() -> Path:
 @contextlib.contextmanager
 def postgres(user: str = "mlflow", password: str = "mlflow-test", db: str = "mlflow"):
     """A PostgreSQL server on 127.0.0.1 in a data folder of its own; yields its SQLAlchemy URI
-    (``postgresql://user:password@127.0.0.1:PORT/db``). As root, the server runs as the
+    (``postgresql+psycopg2://user:password@127.0.0.1:PORT/db``). As root, the server runs as the
     ``postgres`` user that Debian's package creates (PostgreSQL refuses to run as root)."""
     import psycopg2
 
@@ -106,7 +106,8 @@ def postgres(user: str = "mlflow", password: str = "mlflow-test", db: str = "mlf
             with conn.cursor() as cur:
                 cur.execute(f"CREATE DATABASE {db}")
             conn.close()
-            yield f"postgresql://{user}:{password}@127.0.0.1:{port}/{db}"
+            # the driver named: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg (3)
+            yield f"postgresql+psycopg2://{user}:{password}@127.0.0.1:{port}/{db}"
         finally:
             subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
                             "-w", "stop"], capture_output=True, cwd=root)

@@ -63,7 +63,7 @@ def test_a_sweep_against_a_tracking_server_on_postgresql(server, tmp_path, capsy
     assert parent.data.metrics["n_grokked"] + parent.data.metrics["n_not_grokked"] == 2
 
     # The store is PostgreSQL: the runs and their tags are rows there.
-    conn = psycopg2.connect(backend)
+    conn = psycopg2.connect(backend.replace("postgresql+psycopg2://", "postgresql://"))
     with conn, conn.cursor() as cur:
         cur.execute("SELECT run_uuid FROM runs WHERE experiment_id = %s",
                     (int(experiment.experiment_id),))
