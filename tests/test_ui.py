@@ -87,8 +87,8 @@ def look(driver, runs_url: str, sweep: str, children: dict[str, str], out: Path)
         dict(zip(head, (td.text for td in tr.find_elements("tag name", "td"))))
         for tr in table.find_elements("xpath", ".//tbody/tr")]
     driver.save_screenshot(str(out / "experiment.png"))
-    driver.get(runs_url)  # the description folded again
-    wait_for(driver, f"//a[normalize-space(.)='{sweep}']")
+    driver.find_elements(  # fold it again: the expand button, now the collapse button
+        "css selector", "button[data-component-id^='mlflow.experiment.metadata_editor']")[-1].click()
 
     # The sweep's row expands to its trials.
     driver.find_element("css selector", f"div[row-id='{seen['parent_row']}'] button").click()
@@ -106,7 +106,7 @@ def look(driver, runs_url: str, sweep: str, children: dict[str, str], out: Path)
     ids = urllib.parse.quote(json.dumps(sorted(children)))
     experiment = re.search(r"/experiments/(\d+)/", runs_url).group(1)
     driver.get(f"{base}/#/compare-runs?runs={ids}&experiments="
-               f"{urllib.parse.quote(json.dumps([experiment]))}")
+               f"{urllib.parse.quote(json.dumps([experiment]))}&workflowType=machine_learning")
     wait_for(driver, f"//*[contains(normalize-space(.), 'Comparing {len(children)} Runs')]")
     for name in children.values():
         wait_for(driver, f"//*[normalize-space(text())='{name}']")
