@@ -190,7 +190,7 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
     command = re.search(r"^look at them:\s+(\S+) ui --backend-store-uri sqlite:///(\S+)$",
                         done.stdout, re.M)
     assert command and os.access(command.group(1), os.X_OK), done.stdout
-    assert Path(command.group(2)) == tmp_path / "mlflow.db"
+    assert tmp_path / command.group(2) == tmp_path / "mlflow.db"  # relative to where it ran
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 4
     # The sweep is a parent run holding its grid, command line, counts and grok table.
@@ -215,7 +215,7 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
         assert run.info.status == "FINISHED"
         assert set(params) == fields - fields_only_other_tasks_read(["expmod"])
         assert {"a", "b", "p", "lr"} <= set(params) and "list_len" not in params
-        assert run.info.run_name == f"a{params['a']}b{params['a']}p31 f0.5 f32 s{params['seed']}"
+        assert run.info.run_name == f"a{params['a']}b{params['a']} p31 f0.5 f32 s{params['seed']}"
         assert (params["p"], params["frac_train"], params["lr"]) == ("31", "0.5", "0.003")
         # Stopping: held 5 evaluations after grokking, else the whole budget.
         assert tags["status"] in ("grokked", "not_grokked")
