@@ -36,9 +36,15 @@ x -> x^a and y -> y^b are bijections, and the paper's single-run grok epoch
 ``table_metrics`` instead.
 
 **Formats.** ``text`` (default) fits 120 columns: settings shared by every row are printed once
-above the table. ``md``, ``csv`` and ``latex`` hold every column. The table (all formats), the
-trials CSV and the figures are stored in the experiment as a run named ``grok_table`` tagged
-``run_kind=analysis``, which readers of trials skip; ``--no-log`` leaves the store untouched.
+above the table. ``md``, ``csv`` and ``latex`` hold every column.
+
+**In MLflow** (:func:`publish`; ``--no-log`` leaves the store untouched): the table (all formats),
+the trials CSV and the figures become artifacts of the sweep's parent run (``--sweep NAME``, else
+the experiment's latest sweep), and the Markdown table the descriptions that the UI shows on top:
+the experiment's (all its trials) and the sweep run's (that sweep's trials). ``--sweep`` also
+limits the table to that sweep's trials. An experiment whose sweeps have no parent run (written
+before they had one) gets a run named ``grok_table`` tagged ``run_kind=analysis`` instead, which
+readers of trials skip. The sweeps call :func:`publish` themselves when they end.
 """
 
 from __future__ import annotations
@@ -52,8 +58,9 @@ from typing import Any, Sequence
 import pandas as pd
 
 from analysis import stats
-from analysis.runs import AnalysisError, client_for, fail, log_analysis_run, load_runs, tag_value
-from grokcore.records import DEFAULT_TRACKING_URI, OUTCOME_VALUES
+from analysis.runs import (AnalysisError, client_for, experiment_id, fail, find_sweep_run,
+                           log_analysis_run, log_files, load_runs, set_description, tag_value)
+from grokcore.records import DEFAULT_TRACKING_URI, OUTCOME_VALUES, SWEEP_TAG
 from grokcore.tasks import TASKS
 
 SEED_TABLE = Path(__file__).parent / "data" / "seed_table1.csv"
@@ -363,10 +370,32 @@ def render(table: pd.DataFrame, fmt: str) -> str:
     return "\n".join(parts)
 
 
+def _shared(head: list[str], rows: list[list[str]]) -> list[int]:
+    """The columns with one value in every row (of several), which the brief formats print once
+    above the table."""
+    return [j for j in range(len(head)) if len(rows) > 1 and len({r[j] for r in rows}) == 1
+            and head[j] not in ("shows", "grokked", "p (Holm)")]
+
+
+def render_brief_md(table: pd.DataFrame) -> str:
+    """The ``text`` format's columns as Markdown (for descriptions in the MLflow UI): per task,
+    a line with the settings every row shares, then a table of the rest."""
+    parts = []
+    for task in dict.fromkeys(table.task):
+        cols = columns(task, full=False)
+        head = [h for h, _ in cols]
+        rows = [[cell(r) for _, cell in cols] for r in table[table.task == task].to_dict("records")]
+        shared = _shared(head, rows)
+        keep = [j for j in range(len(head)) if j not in shared]
+        same = ", ".join(f"{head[j]} {rows[0][j]}" for j in shared)
+        parts.append(f"**{task}**" + (f" ({same})" if same else "") + "\n\n"
+                     + _markdown([head[j] for j in keep], [[r[j] for j in keep] for r in rows]))
+    return "\n".join(parts)
+
+
 def _text(task: str, head: list[str], rows: list[list[str]]) -> str:
     """Aligned columns; a column with one value in every row moves to a line above."""
-    shared = [j for j in range(len(head)) if len(rows) > 1 and len({r[j] for r in rows}) == 1
-              and head[j] not in ("shows", "grokked", "p (Holm)")]
+    shared = _shared(head, rows)
     lines = [f"{task}: " + ", ".join(f"{head[j]} {rows[0][j]}" for j in shared)] if shared else \
         [f"{task}:"]
     keep = [j for j in range(len(head)) if j not in shared]
@@ -459,8 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Kaplan-Meier figure (PNG): share of runs not yet grokked by epoch")
     parser.add_argument("--plot-heatmap", type=Path, default=None, metavar="FILE",
                         help="heat map of the KM median grok epoch over (a, b) (expmod; PNG)")
+    parser.add_argument("--sweep", default=None, metavar="NAME",
+                        help="only the trials of this sweep (its MLflow tag 'sweep'); the table "
+                             "goes to its parent run (default: every trial of the experiment, "
+                             "and the table goes to the latest sweep's run)")
     parser.add_argument("--no-log", action="store_true",
-                        help="do not store the table in the experiment as a 'grok_table' run")
+                        help="do not store the table in MLflow (artifacts of the sweep's run, "
+                             "descriptions of the run and the experiment)")
     return parser
 
 
@@ -472,9 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             trials = read_trials(args.trials)
         else:
             client = client_for(args.tracking_uri)
-            runs = load_runs(client, args.experiment)
-            if runs.empty:
-                raise AnalysisError(f"experiment {args.experiment!r} has no trial runs")
+            runs = sweep_runs(load_runs(client, args.experiment), args.experiment, args.sweep)
             trials = trials_from_runs(runs)
         if args.write_trials:
             _write(args.write_trials, trials.to_csv(index=False))
@@ -488,7 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write(args.out, text)
         figures = _figures(args, trials, table)
         if client is not None and table is not None and not args.no_log:
-            _log(client, args.experiment, table, trials, figures)
+            publish(client, args.experiment, args.sweep, table_files(table, trials, figures),
+                    source="`python -m analysis.grok_table`")
     except AnalysisError as err:
         return fail(str(err))
     sys.stdout.write(text)
@@ -508,16 +541,88 @@ def _figures(args, trials: pd.DataFrame, table: pd.DataFrame | None) -> dict[str
     return figures
 
 
-def _log(client, experiment: str, table: pd.DataFrame, trials: pd.DataFrame,
-         figures: dict[str, Path]) -> None:
+def table_files(table: pd.DataFrame, trials: pd.DataFrame,
+                figures: dict[str, Path] | None = None) -> dict[str, str | bytes]:
+    """What the analysis stores in MLflow: the table in every format, its trials, figures."""
     files: dict[str, str | bytes] = {"grok_table.md": render(table, "md"),
                                      "grok_table.csv": render(table, "csv"),
                                      "grok_table.tex": render(table, "latex"),
                                      "grok_table.txt": render(table, "text"),
                                      "trials.csv": trials.to_csv(index=False)}
-    files.update({name: Path(path).read_bytes() for name, path in figures.items()})
-    log_analysis_run(client, experiment, "grok_table", files,
-                     tags={"n_trial_runs": str(len(trials))})
+    files.update({name: Path(path).read_bytes() for name, path in (figures or {}).items()})
+    return files
+
+
+def sweep_runs(runs: pd.DataFrame, experiment: str, sweep: str | None) -> pd.DataFrame:
+    """The trial runs of ``sweep`` (all of them when None); AnalysisError when there are none."""
+    if sweep is not None and not runs.empty:
+        runs = runs[runs.get(f"tags.{SWEEP_TAG}", pd.Series(dtype=object)) == sweep]
+    if runs.empty:
+        of = f" of sweep {sweep!r}" if sweep is not None else ""
+        raise AnalysisError(f"experiment {experiment!r} has no trial runs{of}")
+    return runs.reset_index(drop=True)
+
+
+# MLflow's limits on a run tag and an experiment tag (characters), less a margin.
+RUN_NOTE_LIMIT, EXPERIMENT_NOTE_LIMIT = 7900, 19900
+
+
+def description(table: pd.DataFrame, title: str, limit: int) -> str:
+    """The table in brief Markdown (:func:`render_brief_md`) under a one-line title, rows cut
+    (and said so) to fit ``limit``."""
+    md = render_brief_md(table)
+    lines = md.rstrip("\n").split("\n")
+    text = f"{title}\n\n{md}"
+    for keep in range(len(lines) - 1, 1, -1):  # header and rule, then as many rows as fit
+        if len(text) <= limit:
+            break
+        cut = len(lines) - keep
+        text = (f"{title}\n\n" + "\n".join(lines[:keep]) + f"\n\n({cut} more lines: the "
+                "artifact grok_table.md holds the whole table)\n")
+    return text
+
+
+def publish(client, experiment: str, sweep: str | None = None,
+            files: dict[str, str | bytes] | None = None, source: str = "") -> str | None:
+    """Store the grok table where people look in the MLflow UI.
+
+    * the experiment's description: the table of all its trial runs (Markdown);
+    * the sweep's parent run (``sweep``, else the experiment's latest): its description is the
+      table of its own trials, and ``files`` (default: :func:`table_files` of that table) its
+      artifacts. Without a parent run, ``files`` go to a ``grok_table`` run tagged
+      ``run_kind=analysis``.
+
+    Returns the id of the run that holds the files.
+    """
+    import time
+
+    exp_id = experiment_id(client, experiment)
+    runs = load_runs(client, experiment)
+    if runs.empty:
+        raise AnalysisError(f"experiment {experiment!r} has no trial runs")
+    when = f"updated {time.strftime('%Y-%m-%d %H:%M')}" + (f", {source}" if source else "")
+    n_sweeps = runs.get(f"tags.{SWEEP_TAG}", pd.Series(dtype=object)).nunique()
+    set_description(client, exp_id, None, description(
+        build_table(trials_from_runs(runs)),
+        f"**Grok table** of the {len(runs)} trial runs of this experiment ({n_sweeps} "
+        f"sweep{'s' if n_sweeps != 1 else ''}; {when}). Each sweep's run holds its own table "
+        "and the files (Markdown, CSV, LaTeX, trials).", EXPERIMENT_NOTE_LIMIT))
+    parent = find_sweep_run(client, exp_id, sweep)
+    if parent is None:
+        trials = trials_from_runs(runs)
+        return log_analysis_run(client, experiment, "grok_table",
+                                files or table_files(build_table(trials), trials),
+                                tags={"n_trial_runs": str(len(runs))})
+    name = parent.data.tags.get(SWEEP_TAG, "")
+    mine = sweep_runs(runs, experiment, name)
+    trials = trials_from_runs(mine)
+    table = build_table(trials)
+    set_description(client, exp_id, parent.info.run_id, description(
+        table, f"**Grok table** of sweep `{name}` ({len(mine)} trial runs; {when}). Files: "
+        "this run's artifacts grok_table.md, .csv, .tex, .txt and trials.csv.", RUN_NOTE_LIMIT))
+    log_files(client, parent.info.run_id, files or table_files(table, trials))
+    client.set_tag(parent.info.run_id, "grok_table", f"{len(table)} rows; {when}")
+    return parent.info.run_id
 
 
 def _write(path: Path, text: str) -> None:

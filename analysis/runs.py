@@ -23,7 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from grokcore.records import CONFIG_FILE, HISTORY_FILE, RUN_KIND_TAG, WEIGHTS_FILE
+from grokcore.records import (CONFIG_FILE, DESCRIPTION_TAG, HISTORY_FILE, RUN_KIND_TAG,
+                              SWEEP_RUN_KIND, SWEEP_TAG, WEIGHTS_FILE)
 
 
 class AnalysisError(Exception):
@@ -167,17 +168,41 @@ def load_history(client, run_id: str) -> pd.DataFrame:
     return pd.read_csv(download(client, run_id, HISTORY_FILE))
 
 
-def log_analysis_run(client, experiment: str, name: str, files: dict[str, str | bytes],
-                     tags: dict[str, str] | None = None) -> str:
-    """A run tagged ``run_kind=analysis`` holding ``files`` (name -> content) as artifacts."""
-    exp_id = experiment_id(client, experiment)
-    run = client.create_run(exp_id, run_name=name, tags={RUN_KIND_TAG: "analysis", **(tags or {})})
+def find_sweep_run(client, exp_id: str, sweep: str | None = None):
+    """A sweep's parent run (tag ``run_kind=sweep``): the one named ``sweep``, or the latest
+    started; None when there is none (an experiment written before sweeps had parent runs)."""
+    query = f"tags.{RUN_KIND_TAG} = '{SWEEP_RUN_KIND}'"
+    if sweep is not None:
+        query += f" and tags.{SWEEP_TAG} = '{sweep}'"
+    runs = client.search_runs([exp_id], query, max_results=1, order_by=["attributes.start_time DESC"])
+    return runs[0] if runs else None
+
+
+def set_description(client, exp_id: str, run_id: str | None, text: str) -> None:
+    """The Markdown description (``mlflow.note.content``) of a run, or of the experiment when
+    ``run_id`` is None, as the UI shows it at the top of its page."""
+    if run_id is None:
+        client.set_experiment_tag(exp_id, DESCRIPTION_TAG, text)
+    else:
+        client.set_tag(run_id, DESCRIPTION_TAG, text)
+
+
+def log_files(client, run_id: str, files: dict[str, str | bytes]) -> None:
+    """``files`` (name -> content) as artifacts of the run (replacing files of the same name)."""
     with tempfile.TemporaryDirectory() as tmp:
         for fname, content in files.items():
             path = os.path.join(tmp, fname)
-            mode = "wb" if isinstance(content, bytes) else "w"
-            with open(path, mode) as fh:
+            with open(path, "wb" if isinstance(content, bytes) else "w") as fh:
                 fh.write(content)
-            client.log_artifact(run.info.run_id, path)
+            client.log_artifact(run_id, path)
+
+
+def log_analysis_run(client, experiment: str, name: str, files: dict[str, str | bytes],
+                     tags: dict[str, str] | None = None) -> str:
+    """A run tagged ``run_kind=analysis`` holding ``files`` (name -> content) as artifacts: where
+    the analysis goes in an experiment whose sweeps have no parent run (older stores)."""
+    exp_id = experiment_id(client, experiment)
+    run = client.create_run(exp_id, run_name=name, tags={RUN_KIND_TAG: "analysis", **(tags or {})})
+    log_files(client, run.info.run_id, files)
     client.set_terminated(run.info.run_id)
     return run.info.run_id

@@ -36,6 +36,11 @@ OUTCOME_VALUES = ("grok_epoch", "memorization_epoch", "grok_delay", "n_spikes")
 RUN_KIND_TAG = "run_kind"
 TRIAL_KEY_TAG = "trial_key"  # stable per sweep and settings: the same trial finds its run again
 SWEEP_TAG = "sweep"  # the sweep's name
+SWEEP_RUN_KIND = "sweep"  # run_kind of a sweep's parent run (its trials are its child runs)
+# MLflow's own tags: a child run names its parent (the UI nests it); Markdown descriptions of an
+# experiment (experiment tag) or a run (run tag).
+PARENT_RUN_TAG = "mlflow.parentRunId"
+DESCRIPTION_TAG = "mlflow.note.content"
 
 # ---- artifacts -----------------------------------------------------------------------------------
 CHECKPOINT_FILE = "checkpoint.pt"  # trainer.state_dict(): resumes the run bit for bit

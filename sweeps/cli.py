@@ -27,6 +27,14 @@ from sweeps.grid import FIELD_NAMES, common_settings, prepare_configs, with_repl
 PLURAL = {"p": "primes", "dtype": "dtypes", "frac_train": "fracs", "seed": "seeds"}
 
 
+class SweepParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and a hint (exit 2), not the usage text:
+    the sweep scripts have a hundred options, and their usage would bury the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def add_grid_options(parser: argparse.ArgumentParser, tasks: Iterable[str],
                      defaults: Mapping[str, Any] | None = None, skip: Iterable[str] = (),
                      default_help: Mapping[str, str] | None = None) -> None:
@@ -153,6 +161,17 @@ def resources_from_args(args: argparse.Namespace):
                      max_concurrent=args.max_concurrent, retries=args.retries)
 
 
+def print_where_to_look(result) -> None:
+    """The MLflow UI command (or the server) and the URL of the experiment's runs view."""
+    if result.table_note:
+        print(f"note: no grok table in MLflow ({result.table_note})")
+    if result.ui_command:
+        print(f"look at them:  {result.ui_command}")
+        print(f"  then open    {result.runs_url}")
+    else:
+        print(f"look at them:  {result.runs_url}")
+
+
 def sweep_main(parser: argparse.ArgumentParser,
                build_grid: Callable[[argparse.Namespace], list[RunConfig]],
                argv: Sequence[str] | None = None, always: Sequence[str] = ("a", "b", "p")) -> int:
@@ -201,7 +220,7 @@ def sweep_main(parser: argparse.ArgumentParser,
     print(format_outcomes(result.outcomes, always))
     print(f"\n{len(result.outcomes)} trials in {result.seconds:.0f} s "
           f"(sweep {result.name!r}, MLflow experiment {result.experiment!r})")
-    print(f"look at them with:  {result.ui_command}")
+    print_where_to_look(result)
     missing = result.not_in_stored_grid
     if missing:
         print(f"note: --resume ran the grid stored with sweep {result.name!r}; {len(missing)} "

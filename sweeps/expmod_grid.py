@@ -16,7 +16,8 @@ import argparse
 import sys
 
 from grokcore.config import ConfigError, RunConfig
-from sweeps.cli import add_grid_options, add_sweep_options, sweep_main, values_from_args
+from sweeps.cli import (SweepParser, add_grid_options, add_sweep_options, sweep_main,
+                        values_from_args)
 from sweeps.grid import product_grid
 
 # Table 1 of the seed paper: (a, b, p) and the grok epoch it reports (None: no grok).
@@ -42,7 +43,7 @@ def parse_pair(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SweepParser(
         prog="python sweeps/expmod_grid.py",
         description="Sweep (x^a + y^b) mod p on Ray Tune, one MLflow run per trial. With no "
                     "exponent options the grid is the seed paper's Table 1 (ten (a, b, p) rows).")

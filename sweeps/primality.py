@@ -20,7 +20,8 @@ import sys
 
 from grokcore.config import ConfigError, RunConfig
 from grokcore.tasks import TASKS
-from sweeps.cli import add_grid_options, add_sweep_options, sweep_main, values_from_args
+from sweeps.cli import (SweepParser, add_grid_options, add_sweep_options, sweep_main,
+                        values_from_args)
 from sweeps.grid import product_grid
 
 ALWAYS = ("task", "encoding", "base", "n_max", "dtype", "seed")
@@ -30,7 +31,7 @@ SWEEP_DEFAULTS = {**TASKS["primality"].defaults, "task": None, "dtype": None, "l
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SweepParser(
         prog="python sweeps/primality.py",
         description="Sweep primality/coprimality on Ray Tune, one MLflow run per trial: float32 "
                     "vs float64, one token per number vs base-B digits.")

@@ -43,7 +43,9 @@ from ray import tune
 from grokcore.config import ConfigError, RunConfig
 from grokcore.records import DEFAULT_TRACKING_URI
 from sweeps.console import ProgressPrinter, one_line
-from sweeps.grid import FIELD_NAMES, prepare_configs
+from sweeps.grid import FIELD_NAMES, prepare_configs, varying_fields
+from sweeps.sweep_run import (close_sweep_run, command_line, open_sweep_run, publish_table,
+                              runs_url, ui_command)
 from sweeps.tracking import (MLflowTrialLogger, TrialOutcome, run_name, ensure_experiment,
                              normalize_tracking_uri)
 from sweeps.trial import (BASE_RUN, FaultInjection, grid_param_space, trainable_with_resources,
@@ -98,12 +100,18 @@ class SweepResult:
     seconds: float
     # With resume: run names of the grid given that the stored grid lacks (they did not run).
     not_in_stored_grid: list[str] = field(default_factory=list)
+    parent_run_id: str | None = None  # the sweep's parent run; the trials are its children
+    table_note: str | None = None  # why the grok table was not written (None: it was)
 
     @property
-    def ui_command(self) -> str:
-        if self.tracking_uri.startswith(("http://", "https://")):
-            return f"open {self.tracking_uri} in a browser"
-        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+    def ui_command(self) -> str | None:
+        """The command that starts the MLflow UI on this store, as printed (None: a server)."""
+        return ui_command(self.tracking_uri)
+
+    @property
+    def runs_url(self) -> str:
+        """The experiment's runs view, with the trials' main columns on screen."""
+        return runs_url(self.tracking_uri, self.experiment_id)
 
 
 class TuneProgress(ProgressPrinter, tune.Callback):
@@ -213,6 +221,7 @@ def run_sweep(
     resources: Resources = Resources(),
     fault: FaultInjection | None = None,
     progress_every_s: float = 30.0,
+    command: str | None = None,
 ) -> SweepResult:
     """Run a grid (``configs``) or a ``search`` of grokcore trainings on Ray Tune, one MLflow
     run per trial, and return their outcomes.
@@ -236,6 +245,10 @@ def run_sweep(
     resources: CPUs and GPUs per trial, concurrency and retries (see :class:`Resources`).
     fault: for tests, make some grid trials crash once (see FaultInjection).
     progress_every_s: seconds between progress lines of a running trial.
+    command: the command line recorded on the sweep's parent run (default: this process's).
+
+    MLflow: the sweep is a parent run (``sweeps.sweep_run``), each trial a child run of it; at
+    the end the grok table becomes the description of the experiment and of the parent run.
 
     Raises ConfigError for invalid settings and SweepError when Ray cannot be reached or there
     is nothing to resume; both before anything is written to MLflow.
@@ -261,7 +274,18 @@ def run_sweep(
     started_ray = connect_ray(address)
     try:
         experiment_id = ensure_experiment(tracking_uri, experiment)  # the store exists from here
-        labels = {trial_key(name, c.to_json()): run_name(c, None) for c in configs}
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        extras = varying_fields(configs)  # settings the name must show to tell trials apart
+        labels = {trial_key(name, c.to_json()): run_name(c, extras=extras) for c in configs}
+        searched = {"searched": sorted(search.param_space), "num_samples": search.num_samples,
+                    "param_space": {k: str(v) for k, v in search.param_space.items()}} \
+            if search is not None else None
+        parent_id = open_sweep_run(client, experiment_id, name,
+                                   configs=[base] if search is not None else configs,
+                                   search=searched, command=command or command_line())
+        logger = MLflowTrialLogger(tracking_uri, experiment, name, parent_id, labels)
         trainable = trainable_with_resources(resources.cpus_per_trial, resources.gpus_per_trial)
         if resume:
             tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
@@ -283,13 +307,16 @@ def run_sweep(
                     trial_name_creator=trial_dirname),
                 run_config=tune.RunConfig(
                     name=name, storage_path=storage, verbose=0,
-                    callbacks=[MLflowTrialLogger(tracking_uri, experiment, name),
+                    callbacks=[logger,
                                TuneProgress(labels, n_trials, progress_every_s, name)],
                     failure_config=tune.FailureConfig(max_failures=resources.retries),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
             )
         results = tuner.fit()
-        outcomes = MLflowTrialLogger(tracking_uri, experiment, name).reconcile(results, configs)
+        outcomes = MLflowTrialLogger(tracking_uri, experiment, name, parent_id,
+                                     labels).reconcile(results, configs)
+        close_sweep_run(client, parent_id, outcomes)
+        table_note = publish_table(tracking_uri, experiment, name)
         # A resume runs the stored grid; settings given now that it lacks are not run.
         stored = {(r.config or {}).get("trial", {}).get("key") for r in results}
         not_in_stored = [label for key, label in labels.items()
@@ -301,4 +328,5 @@ def run_sweep(
             ray.shutdown()
     return SweepResult(name=name, path=path, experiment=experiment, experiment_id=experiment_id,
                        tracking_uri=tracking_uri, outcomes=outcomes,
-                       seconds=time.perf_counter() - started, not_in_stored_grid=not_in_stored)
+                       seconds=time.perf_counter() - started, not_in_stored_grid=not_in_stored,
+                       parent_run_id=parent_id, table_note=table_note)

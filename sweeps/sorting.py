@@ -19,7 +19,8 @@ import sys
 
 from grokcore.config import ConfigError, RunConfig
 from grokcore.tasks import TASKS
-from sweeps.cli import add_grid_options, add_sweep_options, sweep_main, values_from_args
+from sweeps.cli import (SweepParser, add_grid_options, add_sweep_options, sweep_main,
+                        values_from_args)
 from sweeps.grid import product_grid
 
 ALWAYS = ("list_len", "repeats", "pos_embed", "variable_len", "n_heads")
@@ -29,7 +30,7 @@ SWEEP_DEFAULTS = {**TASKS["sorting"].defaults, "task": "sorting", "list_len": No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SweepParser(
         prog="python sweeps/sorting.py",
         description="Sweep sorting on Ray Tune, one MLflow run per trial, with the OV copying "
                     "score of each head.")

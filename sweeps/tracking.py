@@ -14,9 +14,10 @@ from typing import Any, Mapping, Sequence
 
 from ray import tune
 
-from grokcore.config import ConfigError, RunConfig
+from grokcore.config import ConfigError, RunConfig, fields_only_other_tasks_read
 from grokcore.records import (CHECKPOINT_FILE, DONE_STATUSES, END_VALUES, OUTCOME_VALUES,
-                              SWEEP_TAG, TRIAL_KEY_TAG, tag_text)
+                              PARENT_RUN_TAG, RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG,
+                              TRIAL_KEY_TAG, tag_text)
 from sweeps.console import error_text, one_line
 from sweeps.trial import (config_from_tune, config_hash, index_from_dirname,
                           index_of, key_of, numeric, trial_key)
@@ -58,23 +59,42 @@ def ensure_experiment(tracking_uri: str, experiment: str) -> str:
     return client.create_experiment(experiment)
 
 
+def find_sweep_run(client, experiment_id: str, sweep: str):
+    """The sweep's parent run (tags run_kind=sweep, sweep=NAME), or None."""
+    runs = client.search_runs([experiment_id], f"tags.{RUN_KIND_TAG} = '{SWEEP_RUN_KIND}' and "
+                              f"tags.{SWEEP_TAG} = '{sweep}'", max_results=1)
+    return runs[0] if runs else None
+
+
+def task_params(cfg: RunConfig) -> dict[str, str]:
+    """The run's params: the RunConfig fields its task reads (not the fields of other tasks)."""
+    unread = fields_only_other_tasks_read([cfg.task])
+    return {k: tag_text(v) for k, v in cfg.to_dict().items() if k not in unread}
+
+
 class MLflowTrialLogger(tune.Callback):
     """Driver-side Tune callback: one MLflow run per trial, found again by its trial key.
 
     * trial start (or restart, or resume): find the run tagged with the trial's key, or create
-      it with every RunConfig field as a param; mark it RUNNING.
+      it as a child of the sweep's parent run (``parent_run_id``; found by the sweep's name when
+      None) named ``names[key]`` (else :func:`run_name`), with the RunConfig fields its task
+      reads as params; mark it RUNNING.
     * each result: the history row's numeric keys as metrics at step = epoch; steps at or below
       the last logged one are skipped, so a trial continued from a checkpoint never logs a step
       twice.
     * trial end: the end values as tags (and numeric ones as metrics), the dataset statistics,
-      the artifacts of the final checkpoint; the run is FINISHED. A trial that failed after its
+      the artifacts of the final checkpoint; the run is FINISHED. End values are logged at
+      step 0, so the UI's charts draw one bar per run. A trial that failed after its
       retries gets status ``failed`` and run status FAILED.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, sweep: str):
+    def __init__(self, tracking_uri: str, experiment: str, sweep: str,
+                 parent_run_id: str | None = None, names: Mapping[str, str] | None = None):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.sweep = sweep
+        self.parent_run_id = parent_run_id
+        self.names = dict(names or {})  # trial key -> run name
         self._reset()
 
     def _reset(self) -> None:
@@ -89,10 +109,12 @@ class MLflowTrialLogger(tune.Callback):
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
         return {"tracking_uri": self.tracking_uri, "experiment": self.experiment,
-                "sweep": self.sweep}
+                "sweep": self.sweep, "parent_run_id": self.parent_run_id, "names": self.names}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        # State pickled before parent runs existed has neither: the parent is then found by
+        # the sweep's name (the runner creates it before a resume starts).
+        self.__dict__.update({"parent_run_id": None, "names": {}, **state})
         self._reset()
 
     @property
@@ -102,6 +124,9 @@ class MLflowTrialLogger(tune.Callback):
 
             self._client = MlflowClient(self.tracking_uri)
             self._experiment_id = ensure_experiment(self.tracking_uri, self.experiment)
+            if self.parent_run_id is None:
+                parent = find_sweep_run(self._client, self._experiment_id, self.sweep)
+                self.parent_run_id = parent.info.run_id if parent is not None else None
         return self._client
 
     # ---- finding and creating runs ----------------------------------------------------------
@@ -129,6 +154,8 @@ class MLflowTrialLogger(tune.Callback):
                 self._closed.add(key)
             elif run.info.status != "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
+            if self.parent_run_id and run.data.tags.get(PARENT_RUN_TAG) != self.parent_run_id:
+                self.client.set_tag(run_id, PARENT_RUN_TAG, self.parent_run_id)  # older runs
             steps = [m.step for m in self.client.get_metric_history(run_id, "train_loss")]
             self._last_step[run_id] = max(steps) if steps else -1
         else:
@@ -139,13 +166,16 @@ class MLflowTrialLogger(tune.Callback):
                 tags["trial_id"] = trial_id
             if index is not None:
                 tags["grid_index"] = str(index)
-            name = run_name(cfg, index) if cfg is not None else None
-            if name and index is None and trial_id:
-                name = f"{name}-{trial_id}"  # search trials: no grid index to tell them apart
+            if self.parent_run_id:
+                tags[PARENT_RUN_TAG] = self.parent_run_id
+            name = self.names.get(key) or (run_name(cfg) if cfg is not None else None)
+            if name and index is None and trial_id:  # search trials: Tune's trial number
+                number = trial_id.rpartition("_")[2]
+                name = f"{name} t{int(number)}" if number.isdigit() else f"{name} {trial_id}"
             run = self.client.create_run(self._experiment_id, run_name=name, tags=tags)
             run_id = run.info.run_id
             if cfg is not None:
-                params = [Param(k, tag_text(v)) for k, v in cfg.to_dict().items()]
+                params = [Param(k, v) for k, v in task_params(cfg).items()]
                 self.client.log_batch(run_id, params=params)
             self._last_step[run_id] = -1
         self._runs[key] = run_id
@@ -191,13 +221,12 @@ class MLflowTrialLogger(tune.Callback):
             tags["resumed_from_epoch"] = str(end.get("start_epoch", 0))
         if error is not None:
             tags["error"] = error[-4000:]
-        metrics = []
-        step = int(summary.get("epochs_run") or 0)
+        metrics = []  # one value per run, at step 0: the charts draw them as bars
         phases = tuple(k for k in summary if k.startswith("phase_"))
         for name in ("grokked", *OUTCOME_VALUES, "epochs_run", "seconds", *phases):
             value = summary.get(name)
             if value is not None:
-                metrics.append(Metric(name, float(value), now, step))
+                metrics.append(Metric(name, float(value), now, 0))
         stats = (end or {}).get("dataset_stats", {})
         for name, value in stats.items():
             if isinstance(value, (bool, int, float)):
@@ -311,31 +340,41 @@ class MLflowTrialLogger(tune.Callback):
         return [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
 
 
+# Short spellings of the table keys in run names (booleans: (on, off)).
+_SHORT = {"n_max": "n", "base": "B", "list_len": "L", "n_heads": "h", "weight_decay": "wd",
+          "data_seed": "ds", "frac_train": "f", "seed": "s"}
+_FLAGS = {"variable_len": ("var", "fixed"), "repeats": ("rep", "norep"),
+          "pos_embed": ("pos", "nopos")}
 
-def run_name(cfg: RunConfig, index: int | None) -> str:
-    """E.g. ``0003-expmod-a1b2p31-f0.5-float32-s0`` or
-    ``0001-sorting-list_len=10,n_max=50,variable_len=off,...-f0.8-float32-s0``: the task's table
-    keys, frac, dtype and seed."""
+
+def run_name(cfg: RunConfig, index: int | None = None, extras: Sequence[str] = ()) -> str:
+    """A name that fits the runs table: ``a3b4 p113 f0.3 f32 s0`` (expmod: a, b, p as the paper
+    writes them), ``primality n1000 digits B10 sequential f0.7 f32 s0``, ``sorting L10 n50 fixed
+    norep pos h1 f0.8 f32 s0``: the task's table keys, frac, dtype and seed, then the fields
+    named in ``extras`` (the grid's other varying settings, e.g. ``lr=0.003``). ``index`` (the
+    grid index, also the tag ``grid_index``) prefixes it as ``#3`` when given."""
     from grokcore.tasks import TASKS
 
-    prefix = f"{index:04d}-" if index is not None else ""
     keys = TASKS[cfg.task].table_keys
-    if all(len(k) == 1 for k in keys):  # expmod's a, b, p: as the paper writes them
-        named = "".join(f"{k}{getattr(cfg, k)}" for k in keys)
+    if cfg.task == "expmod":
+        parts = [f"a{cfg.a}b{cfg.b}", f"p{cfg.p}"]
     else:
-        named = ",".join(f"{k}={_name_part(getattr(cfg, k))}" for k in keys)
-    return f"{prefix}{cfg.task}-{named}-f{cfg.frac_train}-{cfg.dtype}-s{cfg.seed}"
+        parts = [cfg.task] + [_name_part(k, getattr(cfg, k)) for k in keys]
+    parts += [f"f{cfg.frac_train:g}", cfg.dtype.replace("float", "f"), f"s{cfg.seed}"]
+    named = {"a", "b", "p", *keys, "frac_train", "dtype", "seed", "task"}
+    parts += [_name_part(k, getattr(cfg, k), "=") for k in extras if k not in named]
+    return " ".join(([f"#{index}"] if index is not None else []) + parts)
 
 
-def _name_part(value: Any) -> str:
-    return ("on" if value else "off") if isinstance(value, bool) else str(value)
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
+def _name_part(key: str, value: Any, sep: str = "") -> str:
+    if isinstance(value, bool):
+        on, off = _FLAGS.get(key, (key, f"no-{key}"))
+        return on if value else off
+    if isinstance(value, str):
+        return value if not sep else f"{key}={value}"
+    text = f"{value:.3g}" if isinstance(value, float) else str(value)
+    short = _SHORT.get(key)
+    return f"{short}{text}" if short and not sep else f"{short or key}={text}"
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -87,32 +87,38 @@ def test_tiny_search_end_to_end(tmp_path, capsys):
     assert code == 0, out
     assert "best configuration beside the baseline" in out
 
-    # What MLflow holds: four trial runs, each with its score, and one summary run.
+    # What MLflow holds: the search's parent run, holding the summary, and four trial runs under
+    # it, each with its score. (Before parent runs, the summary was a run of its own.)
     client = MlflowClient(tracking)
     exp = client.get_experiment_by_name("search_test")
+    [summary] = client.search_runs([exp.experiment_id], "tags.run_kind = 'sweep'")
     runs = client.search_runs([exp.experiment_id], "tags.sweep = 'tiny'")
-    assert len(runs) == 4
+    runs = [r for r in runs if r.info.run_id != summary.info.run_id]
+    assert len(runs) == 4 and len(client.search_runs([exp.experiment_id])) == 5
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {summary.info.run_id}
+    assert summary.info.run_name == "tiny" and "| grokked |" in summary.data.tags[
+        "mlflow.note.content"]
     scores = {}
     for run in runs:
         tags, params = run.data.tags, run.data.params
         grokked = tags["status"] == "grokked"
         expected = float(tags["grok_epoch"]) if grokked else 2.0 * float(params["epochs"])
-        assert params["base"] == "10" and params["p"] == "23"  # the base run's own fields
+        assert params["p"] == "23" and params["d_model"] == "64"  # the base run's
+        assert "base" not in params and "list_len" not in params  # fields expmod does not read
         assert run.data.metrics["grok_score"] == expected
         assert math.isfinite(run.data.metrics["test_acc"])
         scores[run.info.run_id] = expected
     assert any(s < 2 * epochs for s in scores.values()), "at least the baseline groks"
-    [summary] = client.search_runs([exp.experiment_id], "tags.run_kind = 'search_summary'")
     assert summary.data.tags["summary_of"] == "tiny"
-    best_id = summary.data.params["best_run_id"]
+    best_id = summary.data.tags["best_run_id"]
     # the reported best is the best of the trials
     assert summary.data.metrics["best_score"] == min(scores.values()) == scores[best_id]
     best_run = client.get_run(best_id)
     for name in ("lr", "weight_decay", "grokfast", "ortho_grad"):
-        assert summary.data.params[f"best_{name}"] == best_run.data.params[name]
-    assert f"{float(summary.data.params['best_lr']):.4g}" in out
+        assert summary.data.tags[f"best_{name}"] == best_run.data.params[name]
+    assert f"{float(summary.data.tags['best_lr']):.4g}" in out
     # the baseline is the base configuration, run as one of the trials
-    baseline = client.get_run(summary.data.params["baseline_run_id"])
+    baseline = client.get_run(summary.data.tags["baseline_run_id"])
     assert baseline.data.tags["baseline"] == "true"
     assert float(baseline.data.params["lr"]) == 3e-3
     assert float(baseline.data.params["weight_decay"]) == 3.0

@@ -90,11 +90,26 @@ def store_args(tmp_path: Path) -> list[str]:
 
 
 def mlflow_runs(tmp_path: Path):
+    """The client and the trial runs (not the sweeps' parent runs)."""
+    client, runs = all_runs(tmp_path)
+    return client, [r for r in runs if "run_kind" not in r.data.tags]
+
+
+def all_runs(tmp_path: Path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("test")
     return client, client.search_runs([experiment.experiment_id])
+
+
+def sweep_run(tmp_path: Path):
+    """The one parent run of the store's sweeps; every trial run is its child."""
+    client, runs = all_runs(tmp_path)
+    [parent] = [r for r in runs if r.data.tags.get("run_kind") == "sweep"]
+    trials = [r for r in runs if r is not parent]
+    assert {r.data.tags.get("mlflow.parentRunId") for r in trials} == {parent.info.run_id}
+    return parent
 
 
 def steps(client, run, key: str = "train_loss") -> list[int]:
@@ -139,6 +154,14 @@ def test_bad_grid_is_one_line_error_and_creates_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_argparse_errors_are_one_line_and_a_hint(tmp_path):
+    done = sweep(["--pairs", "3"], cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("error: argument --pairs: '3' is not a pair A,B such as 3,4 "
+                           "(see python sweeps/expmod_grid.py --help)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_replicates_vary_weight_and_split_seeds_and_the_dry_run_lists_them(tmp_path):
     done = sweep(["--dry-run", "--pairs", "1,1", "3,4", "--replicates", "3"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -158,22 +181,42 @@ def test_replicates_vary_weight_and_split_seeds_and_the_dry_run_lists_them(tmp_p
 def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
     import torch
 
-    from grokcore.config import RunConfig
+    from grokcore.config import RunConfig, fields_only_other_tasks_read
     from grokcore.trainer import METRICS
 
     done = sweep([*QUICK, "--address", cluster.address, "--pairs", "1,1", "3,3", "--seeds", "0",
                   "1", "--epochs", "200", *store_args(tmp_path)], cwd=tmp_path, env=cluster.env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "mlflow ui --backend-store-uri sqlite:///" in done.stdout
+    # the printed command is this environment's own mlflow, which exists
+    command = re.search(r"^look at them:\s+(\S+) ui --backend-store-uri sqlite:///(\S+)$",
+                        done.stdout, re.M)
+    assert command and os.access(command.group(1), os.X_OK), done.stdout
+    assert tmp_path / command.group(2) == tmp_path / "mlflow.db"  # relative to where it ran
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 4
+    # The sweep is a parent run holding its grid, command line, counts and grok table.
+    parent = sweep_run(tmp_path)
+    assert re.search(r"then open\s+http://127.0.0.1:5000/#/experiments/\d+/runs\?", done.stdout)
+    assert parent.data.tags["command"].endswith(" ".join(done.args[2:]))
+    assert parent.data.metrics["n_trials"] == 4 and parent.info.status == "FINISHED"
+    assert sum(parent.data.metrics[f"n_{s}"] for s in ("grokked", "not_grokked")) == 4
+    assert (parent.data.params["p"], parent.data.params["lr"]) == ("31", "0.003")
+    assert "a" not in parent.data.params and "seed" not in parent.data.params  # they vary
+    assert {"grid.json", "grok_table.md", "trials.csv"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)}
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith("**Grok table** of sweep") and "| 3 | 3 |" in note
+    experiment = client.get_experiment_by_name("test")
+    assert "| 1 | 1 |" in experiment.tags["mlflow.note.content"]
     assert {(r.data.params["a"], r.data.params["seed"]) for r in runs} == {
         ("1", "0"), ("1", "1"), ("3", "0"), ("3", "1")}
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     for run in runs:
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
         assert run.info.status == "FINISHED"
-        assert fields <= set(params)
+        assert set(params) == fields - fields_only_other_tasks_read(["expmod"])
+        assert {"a", "b", "p", "lr"} <= set(params) and "list_len" not in params
+        assert run.info.run_name == f"a{params['a']}b{params['a']} p31 f0.5 f32 s{params['seed']}"
         assert (params["p"], params["frac_train"], params["lr"]) == ("31", "0.5", "0.003")
         # Stopping: held 5 evaluations after grokking, else the whole budget.
         assert tags["status"] in ("grokked", "not_grokked")
@@ -181,6 +224,8 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
         if tags["status"] == "grokked":
             assert tags["grokked"] == "true" and metrics["grokked"] == 1
             assert epochs_run == int(tags["grok_epoch"]) + 4 * 20 == metrics["grok_epoch"] + 80
+            # end values are one value per run, at step 0 (bars in the UI's charts)
+            assert steps(client, run, "grok_epoch") == [0]
         else:
             assert tags["grokked"] == "false" and metrics["grokked"] == 0
             assert epochs_run == 200 and tags["grok_epoch"] == "none"
@@ -280,6 +325,10 @@ def test_interrupted_sweep_resumes(cluster, tmp_path):
     trial2 = by_index(runs)[2]
     assert trial2.data.metrics["epochs_run"] == 400
     assert int(trial2.data.tags["resumed_from_epoch"]) >= 60
+    # The resume kept the sweep's one parent run, and finished it.
+    parent = sweep_run(tmp_path)
+    assert parent.info.status == "FINISHED" and "--resume" in parent.data.tags["last_command"]
+    assert parent.data.metrics["n_unfinished"] == 0 and parent.data.metrics["n_trials"] == 4
 
 
 def test_trial_failing_every_attempt_is_recorded_failed(cluster, tmp_path):
@@ -318,3 +367,18 @@ def test_crash_is_retried_and_divergence_recorded_on_local_ray(tmp_path):
     # The crash at epoch 60 was retried from the checkpoint at epoch 40.
     assert runs[0].data.tags["resumed_from_epoch"] == "40"
     assert runs[2].data.tags["resumed_from_epoch"] == "0"
+
+
+def test_trial_logger_unpickles_state_of_the_version_before_parent_runs():
+    """A long sweep pickled by the previous version (no parent run id, no names) must resume:
+    its logger then finds the sweep's parent run by the sweep's name."""
+    import pickle
+
+    from sweeps.tracking import MLflowTrialLogger
+
+    old = MLflowTrialLogger.__new__(MLflowTrialLogger)
+    old.__setstate__({"tracking_uri": "sqlite:///x.db", "experiment": "e", "sweep": "s"})
+    assert (old.parent_run_id, old.names, old.sweep) == (None, {}, "s")
+    new = pickle.loads(pickle.dumps(MLflowTrialLogger("sqlite:///x.db", "e", "s", "abc",
+                                                      {"k": "a1b1 p31 f0.5 f32 s0"})))
+    assert (new.parent_run_id, new.names) == ("abc", {"k": "a1b1 p31 f0.5 f32 s0"})

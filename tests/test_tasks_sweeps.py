@@ -50,8 +50,8 @@ def test_primality_sweep_float32_vs_float64(cluster, tmp_path, capsys):  # noqa:
         assert run.data.metrics["prime_share_all"] == 46 / 200  # 46 primes below 200
         # The run is named by the primality settings, not by expmod's a, b, p.
         params = run.data.params
-        assert (f"primality-n_max=200,encoding={params['encoding']},base={params['base']},"
-                in run.info.run_name), run.info.run_name
+        assert run.info.run_name.startswith(
+            f"primality n200 {params['encoding']} B{params['base']} "), run.info.run_name
     # The table has a row per (encoding, base, dtype) with the end balanced accuracy of its run.
     table, _ = table_of(tmp_path, capsys)
     assert len(table) == 4 and set(table.task) == {"primality"}

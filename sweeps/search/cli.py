@@ -12,7 +12,7 @@ from typing import Sequence
 
 from grokcore.config import ConfigError, RunConfig
 from grokcore.records import DEFAULT_TRACKING_URI
-from sweeps.cli import add_sweep_options, resources_from_args
+from sweeps.cli import SweepParser, add_sweep_options, print_where_to_look, resources_from_args
 from sweeps.search.space import PARAMS, SearchSpace, build_space, fmt
 from sweeps.search.summary import (SearchSummary, format_summary, log_summary_to_mlflow,
                                    summarize_study)
@@ -54,7 +54,7 @@ def run_search(space: SearchSpace, *, num_samples: int, seed: int = 0,
         progress_every_s=progress_every_s)
     summary = summarize_study(study_name or result.name, optuna_storage, result.name,
                               penalty_factor * space.base.epochs)
-    summary.outcomes = result.outcomes
+    summary.outcomes, summary.result = result.outcomes, result
     log_summary_to_mlflow(summary, result.tracking_uri, experiment)
     return summary
 
@@ -64,7 +64,7 @@ def run_search(space: SearchSpace, *, num_samples: int, seed: int = 0,
 def build_parser() -> argparse.ArgumentParser:
     from grokcore.cli import add_config_options
 
-    parser = argparse.ArgumentParser(
+    parser = SweepParser(
         prog="python -m sweeps.search", conflict_handler="resolve",
         description="Search (Optuna TPE on Ray Tune) for the settings that grok fastest; each "
                     "trial is an MLflow run, and a summary run holds the best settings and the "
@@ -144,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(format_summary(summary, space))
     print(f"\nsweep {summary.sweep!r}, Optuna study {summary.study_name!r} in {summary.storage}; "
-          f"MLflow summary run {summary.summary_run_id}")
+          f"the summary is in the sweep's MLflow run {summary.summary_run_id}")
+    print_where_to_look(summary.result)
     unfinished = sum(getattr(o, "status", "") == "unfinished" for o in summary.outcomes)
     if unfinished:
         print(f"{unfinished} trials did not finish (interrupted; the summary above is partial): "

@@ -40,6 +40,7 @@ class SearchSummary:
     importance_note: str = ""
     summary_run_id: str | None = None
     outcomes: list[Any] = field(default_factory=list)
+    result: Any = None  # the runner's SweepResult (where to look at the trials)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,11 +89,15 @@ def summarize_study(study_name: str, storage: str, sweep: str, penalty: float) -
 
 
 def log_summary_to_mlflow(summary: SearchSummary, tracking_uri: str, experiment: str) -> str:
-    """Tag each trial's MLflow run with its score, and write the summary run; returns its id."""
+    """Tag each trial's MLflow run with its score, and write the summary into the sweep's parent
+    run (tags ``summary_of``, ``study_name``, ``partial``, ``best_<name>``, ``best_run_id``,
+    ``baseline_run_id``; metrics ``importance_<name>``, ``best_score``, ``baseline_score``;
+    params ``study_name``, ``penalty``; ``search_summary.json``); returns its id. A sweep without
+    a parent run (older stores) gets a summary run tagged ``run_kind=search_summary``."""
     from mlflow.entities import Metric, Param as MlflowParam
     from mlflow.tracking import MlflowClient
 
-    from sweeps.tracking import ensure_experiment
+    from sweeps.tracking import ensure_experiment, find_sweep_run
 
     client = MlflowClient(tracking_uri)
     experiment_id = ensure_experiment(tracking_uri, experiment)
@@ -111,28 +116,35 @@ def log_summary_to_mlflow(summary: SearchSummary, tracking_uri: str, experiment:
         if t.score is not None:
             client.log_metric(t.run_id, SCORE, t.score, timestamp=now, step=0)
     unfinished = sum(getattr(o, "status", "") == "unfinished" for o in summary.outcomes)
-    run = client.create_run(experiment_id, run_name=f"{summary.sweep}-summary",
-                            tags={RUN_KIND_TAG: "search_summary", "summary_of": summary.sweep,
-                                  "study_name": summary.study_name,
-                                  "partial": "true" if unfinished else "false"})
-    run_id = run.info.run_id
+    tags = {"summary_of": summary.sweep, "study_name": summary.study_name,
+            "partial": "true" if unfinished else "false"}
+    parent = find_sweep_run(client, experiment_id, summary.sweep)
+    if parent is not None:  # the sweep's parent run holds the summary (a resume updates it)
+        run_id = parent.info.run_id
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+    else:
+        run_id = client.create_run(experiment_id, run_name=f"{summary.sweep}-summary",
+                                   tags={RUN_KIND_TAG: "search_summary", **tags}).info.run_id
+    # Params cannot change once logged, and a resumed search finds a new best: tags for those.
     params = [MlflowParam("study_name", summary.study_name),
-              MlflowParam("penalty", str(summary.penalty)),
-              MlflowParam("n_trials", str(len(summary.trials)))]
+              MlflowParam("penalty", str(summary.penalty))]
     metrics = [Metric(f"importance_{k}", v, now, 0) for k, v in summary.importances.items()]
     for label, t in (("best", summary.best), ("baseline", summary.baseline)):
         if t is None:
             continue
         if t.score is not None:
             metrics.append(Metric(f"{label}_score", t.score, now, 0))
-        params.append(MlflowParam(f"{label}_trial", str(t.number)))
+        client.set_tag(run_id, f"{label}_trial", str(t.number))
         if t.run_id:
-            params.append(MlflowParam(f"{label}_run_id", t.run_id))
+            client.set_tag(run_id, f"{label}_run_id", t.run_id)
         if label == "best":
-            params += [MlflowParam(f"best_{k}", tag_text(v)) for k, v in t.params.items()]
+            for k, v in t.params.items():
+                client.set_tag(run_id, f"best_{k}", tag_text(v))
     client.log_batch(run_id, metrics=metrics, params=params)
     client.log_dict(run_id, summary.to_json(), SEARCH_SUMMARY_FILE)
-    client.set_terminated(run_id, "FINISHED")
+    if parent is None:
+        client.set_terminated(run_id, "FINISHED")
     summary.summary_run_id = run_id
     return run_id
 

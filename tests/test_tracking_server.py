@@ -1,0 +1,99 @@
+"""A team tracking server: `mlflow server` on PostgreSQL with a served local artifact root.
+
+PostgreSQL (Debian's `postgresql`) is started by the test on 127.0.0.1 in a data folder of its
+own; the MLflow server runs on it; a sweep on a local Ray logs to the server end to end, and the
+analysis reads it back through the server. Everything is stopped and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from services import mlflow_process, mlflow_server_args, postgres, require_postgres
+
+from analysis import grok_table
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "sweeps" / "expmod_grid.py"
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+@pytest.fixture
+def server(tmp_path):
+    require_postgres()
+    artifacts = tmp_path / "artifacts"
+    with postgres() as backend:
+        with mlflow_process(mlflow_server_args(backend, artifacts), cwd=tmp_path) as url:
+            yield url, backend, artifacts
+
+
+def test_a_sweep_against_a_tracking_server_on_postgresql(server, tmp_path, capsys):
+    import psycopg2
+    from mlflow.tracking import MlflowClient
+
+    url, backend, artifacts = server
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--pairs", "3,3", "1,1", "--primes", "31", "--frac", "0.5",
+         "--lr", "3e-3", "--weight-decay", "3", "--epochs", "200", "--eval-every", "20",
+         "--max-concurrent", "2", "--progress-every", "5", "--tracking-uri", url,
+         "--experiment", "team", "--name", "team-sweep", "--storage", str(tmp_path / "ray")],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
+
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("team")
+    assert f"look at them:  {url}/#/experiments/{experiment.experiment_id}/runs?" in done.stdout
+    runs = client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if r.data.tags.get("run_kind") == "sweep"]
+    trials = [r for r in runs if r is not parent]
+    assert len(runs) == 3 and parent.info.run_name == "team-sweep"
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
+    assert parent.data.metrics["n_trials"] == 2 and parent.info.status == "FINISHED"
+    assert parent.data.metrics["n_grokked"] + parent.data.metrics["n_not_grokked"] == 2
+
+    # The store is PostgreSQL: the runs and their tags are rows there.
+    conn = psycopg2.connect(backend.replace("postgresql+psycopg2://", "postgresql://"))
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT run_uuid FROM runs WHERE experiment_id = %s",
+                    (int(experiment.experiment_id),))
+        assert {row[0] for row in cur.fetchall()} == {r.info.run_id for r in runs}
+        cur.execute("SELECT count(*) FROM tags WHERE key = 'mlflow.parentRunId' AND value = %s",
+                    (parent.info.run_id,))
+        assert cur.fetchone()[0] == 2
+    conn.close()
+
+    # Artifacts went through the server into its artifact folder.
+    for run in trials:
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert len(list(artifacts.rglob("model.pt"))) == 2
+    assert len(list(artifacts.rglob("grok_table.md"))) == 1  # the parent's, written by the sweep
+
+    # The analysis reads it back through the server, and stores its table on the sweep's run.
+    out = tmp_path / "table.csv"
+    assert grok_table.main(["--experiment", "team", "--tracking-uri", url, "--format", "csv",
+                            "--out", str(out), "--plot-km", str(tmp_path / "km.png")]) == 0
+    capsys.readouterr()
+    table = pd.read_csv(out)
+    statuses = {(int(r.data.params["a"]), r.data.tags["status"]) for r in trials}
+    assert {(row.a, "grokked" if row.grokked else "not_grokked")
+            for row in table.itertuples()} == statuses
+    assert set(table.p) == {31} and set(table.runs) == {1}
+    files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"grok_table.md", "grok_table.csv", "trials.csv", "grok_km.png", "grid.json"} <= files
+    note = client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]
+    assert "python -m analysis.grok_table" in note and "| 3 | 3 |" in note
+    experiment = client.get_experiment(experiment.experiment_id)
+    assert "| 1 | 1 |" in experiment.tags["mlflow.note.content"]
+    # nothing analytical among the trials
+    assert len(client.search_runs([experiment.experiment_id])) == 3
