@@ -129,7 +129,7 @@ def publish_table(tracking_uri: str, experiment: str, sweep: str) -> str | None:
     parent run, and its files as the parent's artifacts. Returns None, or a one-line reason why
     there is no table (the sweep itself is not affected)."""
     try:
-        from analysis.grok_table import publish
+        from analysis.publish import publish
         from analysis.runs import AnalysisError, client_for
 
         publish(client_for(tracking_uri), experiment, sweep=sweep,

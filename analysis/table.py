@@ -1,0 +1,155 @@
+"""The grok table: trials (``analysis.trials``) to one row per configuration, with censored
+statistics (``analysis.stats``), what the row shows, unseen-class accuracy and the dataset
+statistics. See ``analysis.grok_table`` for what each column means.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from analysis import stats
+from analysis.runs import AnalysisError
+from analysis.trials import EXPMOD_STATS, param_value, config_keys, task_metrics
+from grokcore.tasks import TASKS
+
+
+SEED_TABLE = Path(__file__).parent / "data" / "seed_table1.csv"
+
+
+SHOWS = {"grokked": "grokking", "no_delay": "no delay", "lookup": "lookup",
+         "not_generalized": "none", "diverged": "diverged"}
+
+
+def seed_table() -> pd.DataFrame:
+    return pd.read_csv(SEED_TABLE)
+
+
+def paper_figure(seed: pd.DataFrame, task: str, a, b, p) -> str:
+    if task != "expmod":
+        return ""
+    hit = seed[(seed.a == a) & (seed.b == b) & (seed.p == p)]
+    if hit.empty:
+        return ""
+    row = hit.iloc[0]
+    return str(int(row.grok_epoch)) if int(row.grokked) else "no grok"
+
+
+def shows(group: pd.DataFrame) -> str:
+    """What the row's trials show, in words (see the module doc)."""
+    counts = group.outcome.dropna().map(lambda o: SHOWS.get(o, o)).value_counts()
+    if counts.empty:
+        return "-"
+    if len(counts) == 1:
+        return counts.index[0]
+    return ", ".join(f"{word} {n}" for word, n in counts.items())
+
+
+def _row_columns(task: str, group: pd.DataFrame, key: dict, seed: pd.DataFrame) -> dict:
+    """The columns beside the survival statistics: outcomes, medians, dataset statistics."""
+    reached = group[group.status == "grokked"]
+    row = {"shows": shows(group),
+           "memorization_epoch_median": _median(group.memorization_epoch),
+           "grok_delay_median": _median(reached.grok_delay),
+           "spikes": int(group.n_spikes.fillna(0).sum()),
+           "test_acc_median": _median(group.final_test_acc)}
+    if task == "expmod":
+        row.update({
+            "unseen_acc": _median(group.final_test_acc_unseen),
+            "n_test_unseen": _median(group.n_test_unseen),
+            "leakage": group.leakage.mean() if group.leakage.notna().any() else None,
+            "label_entropy": _median(group.label_entropy),
+            "label_chi2_pvalue": _median(group.label_chi2_pvalue),
+            "bijective_a": _flag(group.bijective_a),
+            "bijective_b": _flag(group.bijective_b),
+            "paper_grok_epoch": paper_figure(seed, task, key["a"], key["b"], key["p"]),
+        })
+    for name in task_metrics(task):
+        row[f"final_{name}"] = _median(group[name])
+    return row
+
+
+def build_table(trials: pd.DataFrame, reference: Sequence[Any] | None = None,
+                seed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per configuration (``config_keys``), tasks in turn; see the module doc.
+
+    ``reference``: the values of the task's ``table_keys`` naming the log-rank reference row
+    (the first row with them); default the first row of each task.
+    """
+    seed = seed_table() if seed is None else seed
+    if trials.empty:
+        return pd.DataFrame()
+    tables = []
+    for task, of_task in trials.groupby("task", sort=True):
+        keys = list(config_keys(task))
+        of_task = of_task.copy()
+        for col in ("n_spikes", "memorization_epoch", "grok_delay", "final_test_acc",
+                    "final_test_acc_unseen", *EXPMOD_STATS, *task_metrics(task)):
+            if col not in of_task:
+                of_task[col] = math.nan
+        for col in keys:
+            of_task[col] = of_task[col].fillna("none")
+        ref = _reference_key(of_task, keys, task, reference)
+        try:
+            survival = stats.survival_table(of_task, keys, ref)
+        except ValueError as err:
+            raise AnalysisError(f"{task} trials: {err}") from None
+        survival = survival.rename(columns={"grok_min": "grok_epoch_min",
+                                            "grok_max": "grok_epoch_max"})
+        names = [tuple(r) for r in survival[keys].itertuples(index=False)]
+        survival["reference"] = [name == (ref or names[0]) for name in names]
+        groups = stats.group_trials(of_task, keys)
+        extra = [_row_columns(task, groups[tuple(r)], dict(zip(keys, r)), seed)
+                 for r in survival[keys].itertuples(index=False)]
+        tables.append(pd.concat([survival, pd.DataFrame(extra)], axis=1))
+    return pd.concat(tables, ignore_index=True)
+
+
+def _reference_key(trials: pd.DataFrame, keys: list[str], task: str,
+                   reference: Sequence[Any] | None) -> tuple | None:
+    """The full row key of the first row whose table keys are ``reference`` (None: first row)."""
+    if reference is None:
+        return None
+    table_keys = TASKS[task].table_keys if task in TASKS else ()
+    if len(reference) != len(table_keys):
+        raise AnalysisError(f"--reference needs {len(table_keys)} values for {task} "
+                            f"({','.join(table_keys)}), got {','.join(map(str, reference))}")
+    want = dict(zip(table_keys, reference))
+    hits = sorted(tuple(r) for r in trials[keys].drop_duplicates().itertuples(index=False)
+                  if all(_same(getattr(r, k), v) for k, v in want.items()))
+    if not hits:
+        raise AnalysisError(f"no {task} row has {', '.join(f'{k}={v}' for k, v in want.items())}"
+                            "; --reference names a row of the table")
+    return hits[0]
+
+
+def _same(value, wanted) -> bool:
+    return str(param_value(value)) == str(param_value(wanted))
+
+
+def pairwise(trials: pd.DataFrame, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """Log-rank p of every pair of the chosen expmod-style rows (values of the task's
+    table_keys), Holm-corrected over the pairs; the rows must belong to one task."""
+    tasks = sorted(set(trials.task))
+    if len(tasks) != 1:
+        raise AnalysisError(f"--pairwise needs the trials of one task; these have {tasks}")
+    task = tasks[0]
+    keys = list(config_keys(task))
+    chosen = [_reference_key(trials, keys, task, r) for r in rows]
+    try:
+        return stats.pairwise_logrank(trials, keys, chosen)
+    except ValueError as err:
+        raise AnalysisError(str(err)) from None
+
+
+def _median(values: pd.Series):
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return float(values.median()) if len(values) else None
+
+
+def _flag(values: pd.Series):
+    values = values.dropna()
+    return bool(values.iloc[0]) if len(values) else None

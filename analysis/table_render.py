@@ -1,0 +1,166 @@
+"""The grok table as text: a 120-column terminal table (settings shared by every row printed
+once above it), full Markdown, LaTeX or CSV, the brief Markdown of MLflow descriptions, and the
+pairwise tests."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from analysis.runs import AnalysisError
+from analysis.trials import config_keys, task_metrics
+from grokcore.tasks import TASKS
+
+
+def _int(v) -> str:
+    return "-" if v is None or pd.isna(v) else str(int(round(v)))
+
+
+def _num(v, fmt: str) -> str:
+    return "-" if v is None or pd.isna(v) else fmt.format(v)
+
+
+def _yes(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else ("yes" if v else "no")
+
+
+def km_text(r: dict) -> str:
+    """E.g. ``5000 [3000, 9000]``, ``5000 [3000, -)`` (unbounded above), ``not reached`` when
+    fewer than half the runs grokked, ``-`` with no estimable run."""
+    if pd.isna(r["grok_km_median"]):
+        estimable = r["grokked"] + r["censored"]
+        return "not reached" if estimable else "-"
+    high = "-)" if pd.isna(r["grok_km_ci_high"]) else f"{_int(r['grok_km_ci_high'])}]"
+    return f"{_int(r['grok_km_median'])} [{_int(r['grok_km_ci_low'])}, {high}"
+
+
+def _p_text(r: dict) -> str:
+    if r.get("reference"):
+        return "ref."
+    return (f"{_num(r['logrank_p'], '{:.2g}')} ({_num(r['logrank_p_holm'], '{:.2g}')})"
+            if not pd.isna(r["logrank_p"]) else "-")
+
+
+def columns(task: str, full: bool) -> list[tuple[str, Any]]:
+    """(header, cell function of a row dict) for one task's table; ``full``: every column."""
+    keys = [k for k in config_keys(task) if k != "task"]
+    cols: list[tuple[str, Any]] = [("task", lambda r: str(r["task"]))] if full else []
+    cols += [(("frac" if k == "frac_train" else k), (lambda r, k=k: f"{r[k]:g}"
+              if k == "frac_train" else str(r[k]))) for k in keys]
+    cols += [("shows", lambda r: r["shows"]),
+             ("grokked", lambda r: f"{r['grokked']}/{r['runs']}"),
+             ("KM median [95% CI]", km_text),
+             ("p (Holm)", _p_text)]
+    if full:
+        cols += [("observed", lambda r: "-" if pd.isna(r["grok_epoch_min"]) else
+                  f"{_int(r['grok_epoch_min'])}-{_int(r['grok_epoch_max'])}"),
+                 ("memorized", lambda r: _int(r["memorization_epoch_median"])),
+                 ("delay", lambda r: _int(r["grok_delay_median"])),
+                 ("spikes", lambda r: str(r["spikes"])),
+                 ("diverged", lambda r: str(r["diverged"])),
+                 ("failed", lambda r: str(r["failed"])),
+                 ("unfinished", lambda r: str(r["unfinished"]))]
+    if task == "expmod":
+        cols += [("test acc", lambda r: _num(r["test_acc_median"], "{:.3f}")),
+                 ("unseen", lambda r: _num(r["unseen_acc"], "{:.3f}")),
+                 ("leakage", lambda r: _num(r["leakage"], "{:.2f}"))]
+        if full:
+            cols += [("n unseen", lambda r: _int(r["n_test_unseen"])),
+                     ("label entropy", lambda r: _num(r["label_entropy"], "{:.4f}")),
+                     ("chi2 p", lambda r: _num(r["label_chi2_pvalue"], "{:.3g}")),
+                     ("x^a bij.", lambda r: _yes(r["bijective_a"])),
+                     ("y^b bij.", lambda r: _yes(r["bijective_b"]))]
+        cols += [("paper", lambda r: r["paper_grok_epoch"] or "-")]
+    else:
+        cols += [(f"final {m}", (lambda r, m=m: _num(r[f"final_{m}"], "{:.4g}")))
+                 for m in task_metrics(task)]
+    return cols
+
+
+def render(table: pd.DataFrame, fmt: str) -> str:
+    """The whole table as CSV, or one text / markdown / LaTeX table per task."""
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt not in ("text", "md", "latex"):
+        raise AnalysisError(f"unknown format {fmt!r}; choose text, md, csv or latex")
+    parts = []
+    for task in dict.fromkeys(table.task):
+        rows = table[table.task == task].to_dict("records")
+        cols = columns(task, full=fmt != "text")
+        cells = [[cell(r) for _, cell in cols] for r in rows]
+        head = [h for h, _ in cols]
+        if fmt == "md":
+            parts.append(_markdown(head, cells))
+        elif fmt == "latex":
+            parts.append(_latex(head, cells))
+        else:
+            parts.append(_text(task, head, cells))
+    return "\n".join(parts)
+
+
+def _shared(head: list[str], rows: list[list[str]]) -> list[int]:
+    """The columns with one value in every row (of several), which the brief formats print once
+    above the table."""
+    return [j for j in range(len(head)) if len(rows) > 1 and len({r[j] for r in rows}) == 1
+            and head[j] not in ("shows", "grokked", "p (Holm)")]
+
+
+def render_brief_md(table: pd.DataFrame) -> str:
+    """The ``text`` format's columns as Markdown (for descriptions in the MLflow UI): per task,
+    a line with the settings every row shares, then a table of the rest."""
+    parts = []
+    for task in dict.fromkeys(table.task):
+        cols = columns(task, full=False)
+        head = [h for h, _ in cols]
+        rows = [[cell(r) for _, cell in cols] for r in table[table.task == task].to_dict("records")]
+        shared = _shared(head, rows)
+        keep = [j for j in range(len(head)) if j not in shared]
+        same = ", ".join(f"{head[j]} {rows[0][j]}" for j in shared)
+        parts.append(f"**{task}**" + (f" ({same})" if same else "") + "\n\n"
+                     + _markdown([head[j] for j in keep], [[r[j] for j in keep] for r in rows]))
+    return "\n".join(parts)
+
+
+def _text(task: str, head: list[str], rows: list[list[str]]) -> str:
+    """Aligned columns; a column with one value in every row moves to a line above."""
+    shared = _shared(head, rows)
+    lines = [f"{task}: " + ", ".join(f"{head[j]} {rows[0][j]}" for j in shared)] if shared else \
+        [f"{task}:"]
+    keep = [j for j in range(len(head)) if j not in shared]
+    table = [[head[j] for j in keep]] + [[r[j] for j in keep] for r in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(keep))]
+    lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in
+                        enumerate(zip(r, widths))).rstrip() for r in table]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _latex(head: list[str], rows: list[list[str]]) -> str:
+    def esc(s: str) -> str:
+        return s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("^", r"\^{}") \
+                .replace("%", r"\%").replace("&", r"\&")
+    lines = [r"\begin{tabular}{" + "l" * len(head) + "}", r"\hline",
+             " & ".join(esc(h) for h in head) + r" \\", r"\hline"]
+    lines += [" & ".join(esc(c) for c in r) + r" \\" for r in rows]
+    lines += [r"\hline", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_pairs(pairs: pd.DataFrame) -> str:
+    """One line per pair of rows, each row named by its task's table keys (e.g. ``1,1,113``)."""
+    def name(key: tuple) -> str:
+        n = len(TASKS[key[0]].table_keys) if key[0] in TASKS else 0
+        return ",".join(map(str, key[1:1 + n]))
+
+    lines = ["row i | row j | log-rank p | Holm"]
+    for r in pairs.itertuples():
+        lines.append(f"{name(r.row_i)} | {name(r.row_j)} | {_num(r.p, '{:.3g}')} | "
+                     f"{_num(r.p_holm, '{:.3g}')}")
+    return "\n".join(lines) + "\n"

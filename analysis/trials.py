@@ -1,0 +1,106 @@
+"""Trials: one line per trial run, from MLflow (``trials_from_runs``) or a trials CSV.
+
+A trial line holds the settings that name its table row (``config_keys``: the task, its
+``table_keys``, the split where the task has a choice, dtype, frac), its seeds, its end values
+(status, outcome, grok and memorization epochs, ...), its end metrics (epochs run, final test and
+unseen-class accuracy, seconds) and its dataset statistics. ``python -m analysis.grok_table
+--write-trials FILE`` saves them; ``--trials FILE`` builds the table from such a file alone.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import stats
+from analysis.runs import AnalysisError, tag_value
+from grokcore.records import OUTCOME_VALUES
+from grokcore.tasks import TASKS
+
+
+EXPMOD_STATS = ("label_entropy", "label_chi2_pvalue", "leakage", "n_test_unseen", "bijective_a",
+                "bijective_b")
+# What a trial line holds beside its task's keys (and the task metrics of its task).
+
+
+TRIAL_COLUMNS = ("split", "dtype", "frac_train", "seed", "data_seed", "status", "outcome",
+                 *OUTCOME_VALUES, "epochs_run", "final_test_acc", "final_test_acc_unseen",
+                 *EXPMOD_STATS, "seconds", "run_name")
+
+
+def config_keys(task: str) -> tuple[str, ...]:
+    """The settings that name a row of ``task``: its ``table_keys``, the split (where the task
+    has a choice of splits), dtype, frac_train."""
+    known = TASKS.get(task)
+    keys = known.table_keys if known else ()
+    split = ("split",) if known and len(known.splits) > 1 and "split" not in keys else ()
+    return ("task", *keys, *split, "dtype", "frac_train")
+
+
+def task_metrics(task: str) -> tuple[str, ...]:
+    return TASKS[task].table_metrics if task in TASKS else ()
+
+
+def param_value(value):
+    """A param as MLflow stores it (a string) back to a number where it is one, so keys sort."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "none"
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return int(number) if number.is_integer() else number
+
+
+def _column(runs: pd.DataFrame, name: str, default=None) -> pd.Series:
+    return runs[name] if name in runs else pd.Series([default] * len(runs), index=runs.index,
+                                                     dtype=object)
+
+
+def trials_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """One line per trial run (``analysis.runs.load_runs``): its row keys, seeds, end values,
+    end metrics and dataset statistics, under the names of TRIAL_COLUMNS."""
+    tasks = _column(runs, "params.task", "expmod").fillna("expmod")
+    trials = pd.DataFrame({"task": tasks}, index=runs.index)
+    params = {k for task in trials.task.unique() for k in config_keys(task)}
+    for key in sorted(params - {"task"}) + ["seed", "data_seed"]:
+        trials[key] = _column(runs, f"params.{key}").map(param_value)
+    trials["frac_train"] = pd.to_numeric(trials["frac_train"], errors="coerce")
+    # A run with no end tag either failed before reporting (MLflow FAILED) or was interrupted
+    # and not resumed yet (RUNNING / KILLED): the latter is unfinished, not failed.
+    # (``status`` is MLflow's run status, ``tags.status`` the trial's end value.)
+    unended = _column(runs, "status", "FAILED").map(
+        lambda s: "failed" if s == "FAILED" else "unfinished")
+    status = _column(runs, "tags.status")
+    trials["status"] = status.where(status.notna(), unended)
+    outcome = _column(runs, "tags.outcome").map(lambda v: None if v in (None, "none") else v)
+    ended = trials.status.isin([*stats.ESTIMABLE, "diverged"])
+    trials["outcome"] = outcome.where(ended & outcome.notna(), None)
+    for name in OUTCOME_VALUES:
+        trials[name] = _column(runs, f"tags.{name}").map(tag_value).astype(float)
+    metrics = {"epochs_run": "epochs_run", "final_test_acc": "test_acc",
+               "final_test_acc_unseen": "test_acc_unseen", "seconds": "seconds",
+               **{m: m for m in EXPMOD_STATS},
+               **{m: m for task in trials.task.unique() for m in task_metrics(task)}}
+    for name, metric in metrics.items():
+        trials[name] = pd.to_numeric(_column(runs, f"metrics.{metric}", math.nan),
+                                     errors="coerce")
+    trials["run_name"] = _column(runs, "tags.mlflow.runName", "")
+    first = ["task", *sorted(params - {"task"} - set(TRIAL_COLUMNS))]
+    return trials[first + [c for c in trials if c not in first]].reset_index(drop=True)
+
+
+def read_trials(path: Path) -> pd.DataFrame:
+    try:
+        trials = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise AnalysisError(f"cannot read trials from {path}: {err}") from None
+    missing = [c for c in ("task", "status", "grok_epoch", "epochs_run") if c not in trials]
+    if missing:
+        raise AnalysisError(f"{path} is not a trials CSV (no column {', '.join(missing)}); write "
+                            "one with --write-trials")
+    return trials.astype({"outcome": object}) if "outcome" in trials else trials
