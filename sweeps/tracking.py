@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,12 @@ from grokcore.records import (CHECKPOINT_FILE, DONE_STATUSES, END_VALUES, OUTCOM
 from sweeps.console import error_text, one_line
 from sweeps.trial import (config_from_tune, config_hash, index_from_dirname,
                           index_of, key_of, numeric, trial_key)
+
+
+# Write batching of metric rows (MLflowTrialLogger.flush): the longest a row waits in the driver,
+# and the most metrics written in one request. GROK_MLFLOW_BATCH_S=0 writes each row at once.
+BATCH_SECONDS = float(os.environ.get("GROK_MLFLOW_BATCH_S", "1.0"))
+BATCH_METRICS = 1000
 
 
 @dataclass
@@ -85,6 +92,8 @@ class MLflowTrialLogger(tune.Callback):
         self._ends: dict[str, dict[str, Any]] = {}  # trial key -> end payload
         self._checkpoints: dict[str, Any] = {}  # trial key -> latest Checkpoint
         self._closed: set[str] = set()  # trial keys whose runs were finished before this process
+        self._pending: dict[str, list[Any]] = {}  # run id -> metrics not yet written (batching)
+        self._pending_since: float | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
         return {"tracking_uri": self.tracking_uri, "experiment": self.experiment,
@@ -158,8 +167,41 @@ class MLflowTrialLogger(tune.Callback):
             return
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, epoch) for k, v in numeric(row).items() if k != "epoch"]
-        self.client.log_batch(run_id, metrics=metrics)
         self._last_step[run_id] = epoch
+        if BATCH_SECONDS <= 0:
+            self.client.log_batch(run_id, metrics=metrics)
+            return
+        self._pending.setdefault(run_id, []).extend(metrics)
+        self._pending_since = self._pending_since or time.monotonic()
+        self._flush_if_due()
+
+    # ---- write batching -----------------------------------------------------------------------
+    # Each result is processed before Tune lets its trial continue (a trial's tune.report waits
+    # for the driver), so a write per row holds every trial up by one SQLite commit or HTTP
+    # request. Rows are kept here and written together: at most BATCH_SECONDS late, before a
+    # trial's checkpoint is recorded (a resume never skips an unwritten row), before its end, and
+    # when the experiment ends. benchmarks/driver_throughput.py measures it.
+    def _flush_if_due(self) -> None:
+        if self._pending_since is not None and (
+                time.monotonic() - self._pending_since >= BATCH_SECONDS
+                or sum(map(len, self._pending.values())) >= BATCH_METRICS):
+            self.flush()
+
+    def flush(self, run_id: str | None = None) -> None:
+        """Write the buffered metric rows (of one run, or of all)."""
+        for rid in ([run_id] if run_id is not None else list(self._pending)):
+            metrics = self._pending.pop(rid, [])
+            for start in range(0, len(metrics), BATCH_METRICS):  # MLflow's limit per request
+                self.client.log_batch(rid, metrics=metrics[start:start + BATCH_METRICS])
+        if not self._pending:
+            self._pending_since = None
+
+    def on_step_end(self, iteration, trials, **info):
+        self._flush_if_due()  # rows of a quiet sweep are not left waiting for the next result
+
+    def on_experiment_end(self, trials, **info):
+        self.flush()
+    # ---- end of write batching ----------------------------------------------------------------
 
     def finish(self, key: str, run_id: str, end: Mapping[str, Any] | None, checkpoint,
                error: str | None = None) -> TrialOutcome:
@@ -167,6 +209,7 @@ class MLflowTrialLogger(tune.Callback):
         from mlflow.entities import Metric
 
         client = self.client
+        self.flush(run_id)  # its rows before its end values
         now = int(time.time() * 1000)
         summary = dict(end["summary"]) if end else {}
         if error is not None or not end:
@@ -222,7 +265,10 @@ class MLflowTrialLogger(tune.Callback):
             self._ends[key] = result["end"]
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        self._checkpoints[self._key(trial)] = checkpoint
+        key = self._key(trial)
+        self._checkpoints[key] = checkpoint
+        if key in self._runs:
+            self.flush(self._runs[key])  # a resume from this checkpoint skips no unwritten row
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         key = self._key(trial)
@@ -246,6 +292,7 @@ class MLflowTrialLogger(tune.Callback):
         """Close every run of this sweep: finish what Tune finished, fail what errored, mark
         runs of trials that never ended (an interrupted sweep) KILLED until a resume. Trials
         that never started get no run."""
+        self.flush()
         outcomes = []
         seen = set()
         for result in results:
