@@ -13,9 +13,9 @@ minus the reports inside it (the step, evaluations, progress measures).
     python benchmarks/sweep_overhead.py [--trials 40] [--epochs 300] [--cores 2]
         [--modes fast] [--rounds 1]
 
-``--modes plain,fast --rounds 2`` runs the sweep with the plain end of a trial (figures drawn
-before the end is reported; ``GROK_PLAIN_TRIAL_END=1``) and with the fast one, alternating, so
-that machine noise hits both alike. The last lines are ``efficiency: X`` and ``overhead per
+``--modes plain,fast --rounds 2`` runs the sweep with the driver writing each metric row to MLflow
+as it comes (plain: ``sweeps.tracking.BATCH_SECONDS = 0``, as before batching) and with its
+writes batched (fast), alternating, so that machine noise hits both alike. The last lines are ``efficiency: X`` and ``overhead per
 trial: Y s`` (of the last mode, the median over its rounds).
 """
 
@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from sweeps import tracking  # noqa: E402
+
+BATCHED_SECONDS = tracking.BATCH_SECONDS
 
 PHASES = (  # (label, start key, end key) in a trial's timing
     ("imports in the trial", "entered", "imported"),
@@ -64,11 +68,10 @@ def one_sweep(mode: str, args, work: Path) -> dict:
     import ray
     from mlflow.tracking import MlflowClient
 
+    from sweeps import tracking
     from sweeps.runner import Resources, run_sweep
 
-    os.environ.pop("GROK_PLAIN_TRIAL_END", None)
-    if mode == "plain":
-        os.environ["GROK_PLAIN_TRIAL_END"] = "1"  # workers inherit the driver's environment
+    tracking.BATCH_SECONDS = 0.0 if mode == "plain" else BATCHED_SECONDS
     folder = Path(tempfile.mkdtemp(prefix=f"{mode}_", dir=work))
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     ray.init(address="local", num_cpus=args.cores, include_dashboard=False,
@@ -125,7 +128,6 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     print(f"{args.trials} trials, p={args.p}, {args.epochs} epochs, eval every "
           f"{args.eval_every}, measures every {args.measure_every}, {args.cores} cores; "

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,8 @@ from sweeps.trial import (config_from_tune, config_hash, index_from_dirname,
                           index_of, key_of, numeric, trial_key)
 
 
-# Write batching of metric rows (MLflowTrialLogger.flush): the longest a row waits in the driver,
-# and the most metrics written in one request. GROK_MLFLOW_BATCH_S=0 writes each row at once.
+# Metric rows are written every BATCH_SECONDS by a writer thread (MLflowTrialLogger.flush), at most
+# BATCH_METRICS per request; GROK_MLFLOW_BATCH_S=0 writes each row in Tune's loop, as it comes.
 BATCH_SECONDS = float(os.environ.get("GROK_MLFLOW_BATCH_S", "1.0"))
 BATCH_METRICS = 1000
 
@@ -93,7 +94,10 @@ class MLflowTrialLogger(tune.Callback):
         self._checkpoints: dict[str, Any] = {}  # trial key -> latest Checkpoint
         self._closed: set[str] = set()  # trial keys whose runs were finished before this process
         self._pending: dict[str, list[Any]] = {}  # run id -> metrics not yet written (batching)
-        self._pending_since: float | None = None
+        self._store_lock = threading.RLock()  # every store call, from Tune's loop or the writer
+        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._write_error: Exception | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
         return {"tracking_uri": self.tracking_uri, "experiment": self.experiment,
@@ -108,7 +112,7 @@ class MLflowTrialLogger(tune.Callback):
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(self.tracking_uri)
+            self._client = _Locked(MlflowClient(self.tracking_uri), self._store_lock)
             self._experiment_id = ensure_experiment(self.tracking_uri, self.experiment)
         return self._client
 
@@ -168,38 +172,44 @@ class MLflowTrialLogger(tune.Callback):
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, epoch) for k, v in numeric(row).items() if k != "epoch"]
         self._last_step[run_id] = epoch
-        if BATCH_SECONDS <= 0:
+        if BATCH_SECONDS > 0:
+            self._queue(run_id, metrics)
+        else:
             self.client.log_batch(run_id, metrics=metrics)
-            return
-        self._pending.setdefault(run_id, []).extend(metrics)
-        self._pending_since = self._pending_since or time.monotonic()
-        self._flush_if_due()
 
     # ---- write batching -----------------------------------------------------------------------
-    # Each result is processed before Tune lets its trial continue (a trial's tune.report waits
-    # for the driver), so a write per row holds every trial up by one SQLite commit or HTTP
-    # request. Rows are kept here and written together: at most BATCH_SECONDS late, before a
-    # trial's checkpoint is recorded (a resume never skips an unwritten row), before its end, and
-    # when the experiment ends. benchmarks/driver_throughput.py measures it.
-    def _flush_if_due(self) -> None:
-        if self._pending_since is not None and (
-                time.monotonic() - self._pending_since >= BATCH_SECONDS
-                or sum(map(len, self._pending.values())) >= BATCH_METRICS):
-            self.flush()
+    # A trial's tune.report waits for the driver to take its previous result: a store write per
+    # row in Tune's loop would hold every trial up. log_row queues; a writer thread writes each
+    # run's queued rows in one request every BATCH_SECONDS. Rows are written before a trial's
+    # checkpoint is recorded (a resume skips no row), before its end, and at the experiment's end.
+    def _queue(self, run_id: str, metrics: list) -> None:
+        with self._store_lock:
+            self._pending.setdefault(run_id, []).extend(metrics)
+        if self._writer is None or not self._writer.is_alive():
+            self._stop.clear()
+            self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                            name="mlflow-row-writer")
+            self._writer.start()
+
+    def _write_loop(self) -> None:
+        while not self._stop.wait(BATCH_SECONDS):
+            try:
+                self.flush()
+            except Exception as err:  # the rows stay queued; the next flush tries again
+                self._write_error = err
 
     def flush(self, run_id: str | None = None) -> None:
-        """Write the buffered metric rows (of one run, or of all)."""
-        for rid in ([run_id] if run_id is not None else list(self._pending)):
-            metrics = self._pending.pop(rid, [])
-            for start in range(0, len(metrics), BATCH_METRICS):  # MLflow's limit per request
-                self.client.log_batch(rid, metrics=metrics[start:start + BATCH_METRICS])
-        if not self._pending:
-            self._pending_since = None
-
-    def on_step_end(self, iteration, trials, **info):
-        self._flush_if_due()  # rows of a quiet sweep are not left waiting for the next result
+        """Write the queued metric rows (of one run, or of all) now."""
+        with self._store_lock:
+            for rid in ([run_id] if run_id is not None else list(self._pending)):
+                metrics = self._pending.get(rid, [])
+                while metrics:  # MLflow takes at most BATCH_METRICS metrics per request
+                    self.client.log_batch(rid, metrics=metrics[:BATCH_METRICS])
+                    del metrics[:BATCH_METRICS]
+                self._pending.pop(rid, None)
 
     def on_experiment_end(self, trials, **info):
+        self._stop.set()
         self.flush()
     # ---- end of write batching ----------------------------------------------------------------
 
@@ -340,6 +350,21 @@ class MLflowTrialLogger(tune.Callback):
                 self.client.set_terminated(run.info.run_id, "KILLED")
         return [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
 
+
+
+class _Locked:
+    """An MlflowClient whose calls hold a lock (the driver's loop and its row writer share it)."""
+
+    def __init__(self, client, lock) -> None:
+        self._inner, self._lock = client, lock
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+
+        def locked(*args, **kwargs):
+            with self._lock:
+                return attr(*args, **kwargs)
+        return locked if callable(attr) else attr
 
 
 def run_name(cfg: RunConfig, index: int | None) -> str:
