@@ -20,6 +20,7 @@ GCD_SAMPLINGS = ("uniform", "loguniform", "loguniform_gcd")
 LOSSES = ("softmax", "stablemax")
 GROKFAST = ("none", "ema", "ma")
 GROK_ON = ("test", "unseen")
+COMPILE = ("auto", "on", "off")
 MAX_EXPONENT = 9
 MAX_EXAMPLES = 2_000_000  # p ** n_operands above this does not fit a full batch on a laptop
 
@@ -112,6 +113,9 @@ class RunConfig:
                             "frequencies; grokcore/progress.py) every this many epochs, a multiple "
                             "of eval_every (0: off)")
     device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when there is one)")
+    compile: str = _f("auto", "torch.compile the training step: on, off, or auto (on only for runs "
+                      "long enough to win back the compilation, e.g. 40k epochs at p = 113; off "
+                      "for demo-sized runs); speed only, results agree within float tolerance")
     # --- signal thresholds ------------------------------------------------------------------
     memorize_acc: float = _f(0.99, "train accuracy that counts as memorized")
     grok_acc: float = _f(0.99, "test accuracy that counts as generalized")
@@ -144,6 +148,7 @@ class RunConfig:
         _choice("loss", self.loss, LOSSES)
         _choice("grokfast", self.grokfast, GROKFAST)
         _choice("grok_on", self.grok_on, GROK_ON)
+        _choice("compile", self.compile, COMPILE)
         if not 0.0 <= self.grokfast_alpha < 1.0:
             raise ConfigError(f"grokfast_alpha={self.grokfast_alpha} is outside [0, 1); the "
                               "Grokfast default is 0.98")

@@ -46,7 +46,8 @@ from sweeps.console import ProgressPrinter, one_line
 from sweeps.grid import FIELD_NAMES, prepare_configs, varying_fields
 from sweeps.sweep_run import (close_sweep_run, command_line, open_sweep_run, publish_table,
                               runs_url, ui_command)
-from sweeps.tracking import (MLflowTrialLogger, TrialOutcome, run_name, ensure_experiment,
+from sweeps.run_names import run_name
+from sweeps.tracking import (MLflowTrialLogger, TrialOutcome, ensure_experiment,
                              normalize_tracking_uri)
 from sweeps.trial import (BASE_RUN, FaultInjection, grid_param_space, trainable_with_resources,
                           trial_dirname, trial_key)

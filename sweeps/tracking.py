@@ -14,13 +14,17 @@ from typing import Any, Mapping, Sequence
 
 from ray import tune
 
-from grokcore.config import ConfigError, RunConfig, fields_only_other_tasks_read
+from grokcore.config import ConfigError, RunConfig
 from grokcore.records import (CHECKPOINT_FILE, DONE_STATUSES, END_VALUES, OUTCOME_VALUES,
                               PARENT_RUN_TAG, RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG,
                               TRIAL_KEY_TAG, tag_text)
+from sweeps.row_writer import Locked, RowBatching
+from sweeps.run_names import run_name, task_params
 from sweeps.console import error_text, one_line
 from sweeps.trial import (config_from_tune, config_hash, index_from_dirname,
                           index_of, key_of, numeric, trial_key)
+
+
 
 
 @dataclass
@@ -66,13 +70,7 @@ def find_sweep_run(client, experiment_id: str, sweep: str):
     return runs[0] if runs else None
 
 
-def task_params(cfg: RunConfig) -> dict[str, str]:
-    """The run's params: the RunConfig fields its task reads (not the fields of other tasks)."""
-    unread = fields_only_other_tasks_read([cfg.task])
-    return {k: tag_text(v) for k, v in cfg.to_dict().items() if k not in unread}
-
-
-class MLflowTrialLogger(tune.Callback):
+class MLflowTrialLogger(RowBatching, tune.Callback):
     """Driver-side Tune callback: one MLflow run per trial, found again by its trial key.
 
     * trial start (or restart, or resume): find the run tagged with the trial's key, or create
@@ -106,6 +104,7 @@ class MLflowTrialLogger(tune.Callback):
         self._checkpoints: dict[str, Any] = {}  # trial key -> latest Checkpoint
         self._closed: set[str] = set()  # trial keys whose runs were finished before this process
         self._nodes: dict[str, str] = {}  # run id -> node id last tagged
+        self._reset_batching()
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment
         return {"tracking_uri": self.tracking_uri, "experiment": self.experiment,
@@ -122,7 +121,7 @@ class MLflowTrialLogger(tune.Callback):
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(self.tracking_uri)
+            self._client = Locked(MlflowClient(self.tracking_uri), self._store_lock)
             self._experiment_id = ensure_experiment(self.tracking_uri, self.experiment)
             if self.parent_run_id is None:
                 parent = find_sweep_run(self._client, self._experiment_id, self.sweep)
@@ -189,8 +188,9 @@ class MLflowTrialLogger(tune.Callback):
             return
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, epoch) for k, v in numeric(row).items() if k != "epoch"]
-        self.client.log_batch(run_id, metrics=metrics)
         self._last_step[run_id] = epoch
+        self._store_rows(run_id, metrics)
+
 
     def tag_node(self, run_id: str, node: Mapping[str, str]) -> None:
         """Tags ``node_id``, ``node_ip``, ``hostname`` (where the trial runs, or ran last) and
@@ -212,6 +212,7 @@ class MLflowTrialLogger(tune.Callback):
         from mlflow.entities import Metric
 
         client = self.client
+        self.flush(run_id)  # its rows before its end values
         now = int(time.time() * 1000)
         summary = dict(end["summary"]) if end else {}
         if error is not None or not end:
@@ -268,7 +269,10 @@ class MLflowTrialLogger(tune.Callback):
             self._ends[key] = result["end"]
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        self._checkpoints[self._key(trial)] = checkpoint
+        key = self._key(trial)
+        self._checkpoints[key] = checkpoint
+        if key in self._runs:
+            self.flush(self._runs[key])  # a resume from this checkpoint skips no unwritten row
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         key = self._key(trial)
@@ -292,6 +296,7 @@ class MLflowTrialLogger(tune.Callback):
         """Close every run of this sweep: finish what Tune finished, fail what errored, mark
         runs of trials that never ended (an interrupted sweep) KILLED until a resume. Trials
         that never started get no run."""
+        self.flush()
         outcomes = []
         seen = set()
         for result in results:
@@ -338,43 +343,6 @@ class MLflowTrialLogger(tune.Callback):
             if run.data.tags.get(TRIAL_KEY_TAG) not in seen:
                 self.client.set_terminated(run.info.run_id, "KILLED")
         return [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
-
-
-# Short spellings of the table keys in run names (booleans: (on, off)).
-_SHORT = {"n_max": "n", "base": "B", "list_len": "L", "n_heads": "h", "weight_decay": "wd",
-          "data_seed": "ds", "frac_train": "f", "seed": "s"}
-_FLAGS = {"variable_len": ("var", "fixed"), "repeats": ("rep", "norep"),
-          "pos_embed": ("pos", "nopos")}
-
-
-def run_name(cfg: RunConfig, index: int | None = None, extras: Sequence[str] = ()) -> str:
-    """A name that fits the runs table: ``a3b4 p113 f0.3 f32 s0`` (expmod: a, b, p as the paper
-    writes them), ``primality n1000 digits B10 sequential f0.7 f32 s0``, ``sorting L10 n50 fixed
-    norep pos h1 f0.8 f32 s0``: the task's table keys, frac, dtype and seed, then the fields
-    named in ``extras`` (the grid's other varying settings, e.g. ``lr=0.003``). ``index`` (the
-    grid index, also the tag ``grid_index``) prefixes it as ``#3`` when given."""
-    from grokcore.tasks import TASKS
-
-    keys = TASKS[cfg.task].table_keys
-    if cfg.task == "expmod":
-        parts = [f"a{cfg.a}b{cfg.b}", f"p{cfg.p}"]
-    else:
-        parts = [cfg.task] + [_name_part(k, getattr(cfg, k)) for k in keys]
-    parts += [f"f{cfg.frac_train:g}", cfg.dtype.replace("float", "f"), f"s{cfg.seed}"]
-    named = {"a", "b", "p", *keys, "frac_train", "dtype", "seed", "task"}
-    parts += [_name_part(k, getattr(cfg, k), "=") for k in extras if k not in named]
-    return " ".join(([f"#{index}"] if index is not None else []) + parts)
-
-
-def _name_part(key: str, value: Any, sep: str = "") -> str:
-    if isinstance(value, bool):
-        on, off = _FLAGS.get(key, (key, f"no-{key}"))
-        return on if value else off
-    if isinstance(value, str):
-        return value if not sep else f"{key}={value}"
-    text = f"{value:.3g}" if isinstance(value, float) else str(value)
-    short = _SHORT.get(key)
-    return f"{short}{text}" if short and not sep else f"{short or key}={text}"
 
 
 def _int_or_none(value: Any) -> int | None:

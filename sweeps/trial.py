@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -120,6 +121,7 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
     A restarted trial continues from ``tune.get_checkpoint()``; a trial whose last checkpoint is
     its final one (the run had ended) only reports its end again.
     """
+    entered = time.time()
     import logging
 
     import ray
@@ -127,6 +129,8 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
     from ray import tune
 
     from grokcore.trainer import Trainer
+
+    clock = {"entered": entered, "imported": time.time()}
 
     for noisy in ("ray.train", "ray.tune"):  # "Checkpoint successfully created" per checkpoint
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -142,11 +146,12 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
                                weights_only=False)
             finished = (Path(folder) / SUMMARY_FILE).exists()
         trainer.load_state_dict(state)
+    clock["built"] = time.time()
     entry = tune_config.get("trial", {})
     marker = (Path(entry["fault_dir"]) / f"{entry['key']}.{FAULT_MARKER}"
               if entry.get("fail_at_epoch") else None)
     reporter = TuneReporter(start_epoch=trainer.epoch, fail_at_epoch=entry.get("fail_at_epoch", 0),
-                            fault_marker=marker, node=node_info())
+                            fault_marker=marker, node=node_info(), clock=clock)
     trainer.callbacks = [reporter]
     if finished:
         reporter.on_end(trainer, trainer.summary())
@@ -174,11 +179,16 @@ class TuneReporter:
     """Trainer callback: each evaluation -> tune.report; at the cadence, with a checkpoint."""
 
     def __init__(self, start_epoch: int = 0, fail_at_epoch: int = 0,
-                 fault_marker: Path | None = None, node: Mapping[str, str] | None = None):
+                 fault_marker: Path | None = None, node: Mapping[str, str] | None = None,
+                 clock: dict[str, float] | None = None):
         self.start_epoch = start_epoch
         self.node = dict(node or {})
         self.fail_at_epoch = fail_at_epoch
         self.fault_marker = fault_marker
+        # Where a trial's time goes (benchmarks/sweep_overhead.py): wall-clock timestamps of the
+        # worker's steps and the seconds spent in reports inside the training loop.
+        self.clock = clock if clock is not None else {}
+        self.clock.setdefault("report_seconds", 0.0)
 
     def _maybe_fail(self, epoch: int) -> None:
         if not self.fail_at_epoch or epoch < self.fail_at_epoch:
@@ -191,6 +201,14 @@ class TuneReporter:
         raise RuntimeError(f"injected fault at epoch {epoch} (--fail-at-epoch, first attempt)")
 
     def on_eval(self, trainer, row: dict[str, float], checkpoint: bool) -> None:
+        started = time.time()
+        self.clock.setdefault("first_eval", started)
+        try:
+            self._report_eval(trainer, row, checkpoint)
+        finally:
+            self.clock["report_seconds"] += time.time() - started
+
+    def _report_eval(self, trainer, row: dict[str, float], checkpoint: bool) -> None:
         from ray import tune
 
         self._maybe_fail(trainer.epoch)
@@ -211,17 +229,21 @@ class TuneReporter:
         (summary, dataset statistics) with it as the last checkpoint."""
         from ray import tune
 
+        self.clock["loop_seconds"] = summary.get("seconds", 0.0)  # summed over resumptions
+        self.clock["end_started"] = time.time()
         folder = Path(tempfile.mkdtemp(prefix="grok_final_"))
         try:
             records.save_checkpoint(trainer, folder)
             records.write_run_folder(trainer, summary, folder)
+            self.clock["record_written"] = time.time()
             last = trainer.history[-1] if trainer.history else {}
             result = {**numeric(last), "timesteps_total": trainer.epoch,
                       "start_epoch": self.start_epoch, "node": self.node,
                       "grokked": int(bool(summary["grokked"])),
                       "epochs_run": summary["epochs_run"],
                       "end": {"summary": summary, "dataset_stats": jsonable(trainer.dataset.stats),
-                              "start_epoch": self.start_epoch}}
+                              "start_epoch": self.start_epoch},
+                      "trial_timing": dict(self.clock)}
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(folder)))
         finally:
             shutil.rmtree(folder, ignore_errors=True)

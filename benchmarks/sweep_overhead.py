@@ -1,0 +1,164 @@
+"""Where a sweep's time goes outside training: many short trials on real Ray and real MLflow.
+
+Runs a grid of short expmod trials (by default 40 at p = 31, the demo's settings, a fixed number
+of epochs) with ``sweeps.runner.run_sweep`` on a local Ray started here (its own temp dir,
+``--cores`` CPUs, one per trial) and an MLflow SQLite store in a temp dir. Each trial reports
+wall-clock timestamps of its steps (``trial_timing`` in its end result, ``sweeps/trial.py``);
+MLflow's run start and end times are the driver's view. Training seconds are the trainer's loop
+minus the reports inside it (the step, evaluations, progress measures).
+
+    efficiency = training seconds / (wall seconds x cores)
+    overhead per trial = (wall seconds x cores - training seconds) / trials
+
+    python benchmarks/sweep_overhead.py [--trials 40] [--epochs 300] [--cores 2]
+        [--modes fast] [--rounds 1]
+
+``--modes plain,fast --rounds 2`` runs the sweep with the driver writing each metric row to MLflow
+as it comes (plain: ``sweeps.tracking.BATCH_SECONDS = 0``, as before batching) and with its
+writes batched (fast), alternating, so that machine noise hits both alike. The last lines are ``efficiency: X`` and ``overhead per
+trial: Y s`` (of the last mode, the median over its rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from sweeps import tracking  # noqa: E402
+
+BATCHED_SECONDS = tracking.BATCH_SECONDS
+
+PHASES = (  # (label, start key, end key) in a trial's timing
+    ("imports in the trial", "entered", "imported"),
+    ("trainer built", "imported", "built"),
+    ("built -> first evaluation", "built", "first_eval"),
+    ("record written", "end_started", "record_written"),
+)
+
+
+def grid(trials: int, p: int, epochs: int, eval_every: int, measure_every: int):
+    from grokcore.config import RunConfig
+
+    base = RunConfig(p=p, frac_train=0.5, lr=3e-3, weight_decay=3.0, epochs=epochs,
+                     eval_every=eval_every, measure_every=measure_every, device="cpu")
+    return [base.replace(seed=seed) for seed in range(trials)]
+
+
+def trial_timings(sweep_folder: Path) -> list[dict]:
+    found = []
+    for result_file in sorted(sweep_folder.glob("trial_*/result.json")):
+        lines = [json.loads(line) for line in result_file.read_text().splitlines() if line]
+        ends = [r for r in lines if "trial_timing" in r]
+        if ends:
+            found.append({**ends[-1]["trial_timing"], "pid": ends[-1].get("pid"),
+                          "key": ends[-1]["config"]["trial"]["key"]})
+    return found
+
+
+def one_sweep(mode: str, args, work: Path) -> dict:
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from sweeps import tracking
+    from sweeps.runner import Resources, run_sweep
+
+    tracking.BATCH_SECONDS = 0.0 if mode == "plain" else BATCHED_SECONDS
+    folder = Path(tempfile.mkdtemp(prefix=f"{mode}_", dir=work))
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    ray.init(address="local", num_cpus=args.cores, include_dashboard=False,
+             _temp_dir=tempfile.mkdtemp(prefix="ro", dir="/tmp"), logging_level="WARNING",
+             configure_logging=False)
+    try:
+        configs = grid(args.trials, args.p, args.epochs, args.eval_every, args.measure_every)
+        started = time.time()
+        result = run_sweep(configs, experiment="overhead", name=f"overhead_{mode}",
+                           tracking_uri=uri, storage=str(folder / "ray"),
+                           resources=Resources(cpus_per_trial=1, retries=0),
+                           progress_every_s=3600)
+        wall = time.time() - started
+    finally:
+        ray.shutdown()
+    assert all(o.status in ("grokked", "not_grokked") for o in result.outcomes), result.outcomes
+    timings = {t["key"]: t for t in trial_timings(Path(result.path))}
+    client = MlflowClient(uri)
+    for run in client.search_runs([result.experiment_id]):
+        t = timings.get(run.data.tags.get("trial_key"))
+        if t is not None:
+            t["driver_start"], t["driver_end"] = run.info.start_time / 1e3, run.info.end_time / 1e3
+    rows = list(timings.values())
+    train = sum(t["loop_seconds"] - t["report_seconds"] for t in rows)
+    stats = {"mode": mode, "wall": wall, "train": train, "trials": len(rows),
+             "workers": len({t["pid"] for t in rows}),
+             "efficiency": train / (wall * args.cores),
+             "overhead": (wall * args.cores - train) / len(rows)}
+    phases = {label: [t[b] - t[a] for t in rows] for label, a, b in PHASES}
+    phases["reports in the loop"] = [t["report_seconds"] for t in rows]
+    phases["driver start -> trial entered"] = [t["entered"] - t["driver_start"] for t in rows]
+    phases["record written -> driver closed run"] = [t["driver_end"] - t["record_written"]
+                                                     for t in rows]
+    phases["training (step, evaluation)"] = [t["loop_seconds"] - t["report_seconds"] for t in rows]
+    stats["phases"] = {label: statistics.mean(values) for label, values in phases.items()}
+    first = min(t["driver_start"] for t in rows)
+    last = max(t["driver_end"] for t in rows)
+    stats["before first trial"] = first - started
+    stats["after last trial"] = started + wall - last
+    shutil.rmtree(folder, ignore_errors=True)
+    return stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--p", type=int, default=31)
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--measure-every", type=int, default=100)
+    parser.add_argument("--cores", type=int, default=2, help="Ray CPUs; one trial per CPU")
+    parser.add_argument("--modes", default="fast", help="comma-separated: plain, fast")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds, alternating the modes")
+    args = parser.parse_args()
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    print(f"{args.trials} trials, p={args.p}, {args.epochs} epochs, eval every "
+          f"{args.eval_every}, measures every {args.measure_every}, {args.cores} cores; "
+          f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="sweep_overhead_"))
+    runs: dict[str, list[dict]] = {}
+    try:
+        for _ in range(args.rounds):
+            for mode in args.modes.split(","):
+                stats = one_sweep(mode, args, work)
+                runs.setdefault(mode, []).append(stats)
+                print(f"\n[{mode}] wall {stats['wall']:.1f} s, training {stats['train']:.1f} s, "
+                      f"{stats['trials']} trials on {stats['workers']} worker processes; "
+                      f"efficiency {stats['efficiency']:.3f}, overhead per trial "
+                      f"{stats['overhead']:.2f} s; load average now {os.getloadavg()[0]:.2f}")
+                print(f"  sweep start -> first trial {stats['before first trial']:.2f} s, "
+                      f"last trial closed -> sweep returned {stats['after last trial']:.2f} s")
+                for label, value in stats["phases"].items():
+                    print(f"  mean per trial, {label}: {value:.3f} s")
+                sys.stdout.flush()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    for mode, stats in runs.items():
+        print(f"{mode}: efficiency {statistics.median(s['efficiency'] for s in stats):.3f}, "
+              f"overhead per trial {statistics.median(s['overhead'] for s in stats):.2f} s "
+              f"({len(stats)} rounds)")
+    last = runs[args.modes.split(",")[-1]]
+    print(f"efficiency: {statistics.median(s['efficiency'] for s in last):.3f}")
+    print(f"overhead per trial: {statistics.median(s['overhead'] for s in last):.2f} s")
+
+
+if __name__ == "__main__":
+    main()

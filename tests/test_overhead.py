@@ -1,0 +1,131 @@
+"""The driver's batched MLflow writes lose no row and log the same histories as writing each row
+at once; a trial reports where its time went. No Ray here: the logger's Tune hooks are called as
+Tune calls them, with stand-in trials, on a real SQLite store."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+from grokcore.config import RunConfig
+from sweeps import row_writer, tracking
+from sweeps.trial import TuneReporter, trial_key
+
+METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
+
+
+def _trial(i: int, sweep: str) -> SimpleNamespace:
+    cfg = RunConfig(p=31, seed=i, epochs=400, eval_every=10)
+    config = {"trial": {"index": i, "key": trial_key(sweep, cfg.to_json()), "run": cfg.to_dict()}}
+    return SimpleNamespace(config=config, trial_id=f"t{i}", last_result={}, checkpoint=None)
+
+
+def _end(epochs: int) -> dict:
+    summary = {"status": "not_grokked", "outcome": "not_generalized", "grokked": False,
+               "grok_epoch": None, "memorization_epoch": None, "grok_delay": None,
+               "n_spikes": 0, "epochs_run": epochs, "seconds": 1.0}
+    return {"summary": summary, "dataset_stats": {"n_train": 480}, "start_epoch": 0}
+
+
+def _drive(logger, n_trials: int, epochs: int, crash_after: int | None = None) -> None:
+    """Interleaved results of several trials, a checkpoint every 100 epochs, then their ends.
+    With ``crash_after``, stop after that many results without ending (a driver crash)."""
+    trials = [_trial(i, logger.sweep) for i in range(n_trials)]
+    for t in trials:
+        logger.on_trial_start(0, trials, t)
+    rng = random.Random(0)
+    events = [(t, epoch) for epoch in range(0, epochs + 1, 10) for t in trials]
+    rng.shuffle(events)
+    events.sort(key=lambda e: e[1])  # each trial in order, trials interleaved
+    for n, (t, epoch) in enumerate(events):
+        if crash_after is not None and n == crash_after:
+            return
+        row = {"epoch": epoch, **{m: epoch / 1000 + int(t.trial_id[1:]) for m in METRICS}}
+        logger.on_trial_result(0, trials, t, {"row": row})
+        if epoch % 100 == 0 and epoch:
+            logger.on_checkpoint(0, trials, t, checkpoint=object())
+    for t in trials:
+        logger.on_trial_result(0, trials, t, {"end": _end(epochs)})
+        logger._checkpoints.pop(logger._key(t), None)  # stand-in checkpoints hold no files
+        logger.on_trial_complete(0, trials, t)
+    logger.on_experiment_end(trials)
+
+
+def _histories(uri: str, sweep: str) -> dict:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("e")
+    out = {}
+    for run in client.search_runs([exp.experiment_id], f"tags.sweep = '{sweep}'"):
+        out[run.data.tags["grid_index"]] = {
+            m: sorted((h.step, h.value) for h in client.get_metric_history(run.info.run_id, m))
+            for m in METRICS}
+        assert run.info.status == "FINISHED"
+    return out
+
+
+def test_batched_writes_lose_no_row_and_match_unbatched(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setattr(row_writer, "BATCH_SECONDS", 0.0)
+    _drive(tracking.MLflowTrialLogger(uri, "e", "plain"), n_trials=4, epochs=400)
+    monkeypatch.setattr(row_writer, "BATCH_SECONDS", 3600.0)  # only the flush points write
+    batched = tracking.MLflowTrialLogger(uri, "e", "batched")
+    writes = []
+    real = batched.client.log_batch
+    monkeypatch.setattr(batched.client, "log_batch",
+                        lambda run_id, **kw: (writes.append(len(kw.get("metrics") or [])),
+                                              real(run_id, **kw))[1])
+    _drive(batched, n_trials=4, epochs=400)
+    plain, got = _histories(uri, "plain"), _histories(uri, "batched")
+    assert set(got) == {"0", "1", "2", "3"}
+    assert got == plain
+    assert all(len(h) == 41 for run in got.values() for h in run.values())  # epochs 0..400 by 10
+    # Batched: far fewer writes than the 4 x 41 rows (a write per checkpoint and end).
+    row_writes = [n for n in writes if n and n % len(METRICS) == 0]
+    assert len(row_writes) < 4 * 41 / 4
+
+
+def test_rows_written_before_each_checkpoint_survive_a_driver_crash(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setattr(row_writer, "BATCH_SECONDS", 3600.0)
+    # 4 trials x 26 results: each trial reached epoch 250, checkpointed at 100 and 200.
+    logger = tracking.MLflowTrialLogger(uri, "e", "crash")
+    _drive(logger, n_trials=4, epochs=400, crash_after=4 * 26)
+    assert sum(map(len, logger._pending.values())) == 4 * 5 * len(METRICS)  # 210..250 queued
+    logger._stop.set()  # the writer thread of the "crashed" driver
+    for run in _histories_unfinished(uri, "crash").values():
+        assert [s for s, _ in run] == list(range(0, 201, 10))  # nothing after is promised
+
+
+def _histories_unfinished(uri: str, sweep: str) -> dict:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("e")
+    return {run.data.tags["grid_index"]: sorted(
+                (h.step, h.value) for h in client.get_metric_history(run.info.run_id, "train_loss"))
+            for run in client.search_runs([exp.experiment_id], f"tags.sweep = '{sweep}'")}
+
+
+def test_a_trial_reports_where_its_time_went(monkeypatch):
+    import sys
+
+    reported = []
+    fake_tune = SimpleNamespace(report=lambda result, checkpoint=None: reported.append(result),
+                                Checkpoint=SimpleNamespace(from_directory=lambda d: d))
+    monkeypatch.setitem(sys.modules, "ray", SimpleNamespace(tune=fake_tune))
+    monkeypatch.setitem(sys.modules, "ray.tune", fake_tune)
+    from grokcore.trainer import Trainer
+
+    clock = {"entered": 1.0, "imported": 2.0, "built": 3.0}
+    trainer = Trainer(RunConfig(p=5, d_model=16, d_head=4, n_heads=2, d_mlp=32, frac_train=0.5,
+                                epochs=20, eval_every=10, device="cpu"))
+    trainer.callbacks = [TuneReporter(clock=clock)]
+    trainer.run()
+    timing = reported[-1]["trial_timing"]
+    assert {"entered", "imported", "built", "first_eval", "end_started", "record_written",
+            "loop_seconds", "report_seconds"} <= set(timing)
+    assert timing["first_eval"] <= timing["end_started"] <= timing["record_written"]
+    assert 0 <= timing["report_seconds"] <= timing["loop_seconds"]
+    assert abs(timing["loop_seconds"] - trainer.seconds) < 1e-3
