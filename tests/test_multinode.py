@@ -30,12 +30,17 @@ def store_args(tmp_path: Path) -> list[str]:
             "--storage", str(tmp_path / "ray"), "--experiment", "test"]
 
 
-def mlflow_runs(tmp_path: Path):
+def mlflow_runs(tmp_path: Path, trials: bool = True):
+    """The trial runs of the store (``trials=False``: the runs that are not trials, e.g. the
+    sweep's parent run)."""
     from mlflow.tracking import MlflowClient
+
+    from grokcore.records import RUN_KIND_TAG
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("test")
-    return client, client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id])
+    return client, [r for r in runs if (RUN_KIND_TAG not in r.data.tags) == trials]
 
 
 def steps(client, run, key: str = "train_loss") -> list[int]:
@@ -189,6 +194,8 @@ def test_driver_killed_mid_sweep_then_resumed_loses_nothing(tmp_path):
           f"{after}; test took {time.monotonic() - started:.0f} s")
     assert after == {"lost": 0, "duplicated": 0, "running": 0, "epochs_twice": 0}
     assert len(runs) == n_trials
+    _, (parent,) = mlflow_runs(tmp_path, trials=False)  # the resume reopened and closed it
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_trials"] == n_trials
     for run in runs:
         assert run.data.tags["status"] in ("grokked", "not_grokked")
         epochs_run = int(run.data.metrics["epochs_run"])
