@@ -40,17 +40,18 @@ def format_grid(configs: Sequence[RunConfig], always: Sequence[str] = ("a", "b",
 
 
 def format_outcomes(outcomes: Sequence[Any], always: Sequence[str] = ("a", "b", "p")) -> str:
-    """A table of the trials (TrialOutcomes): their varying settings, status, memorization and
-    grok epochs."""
+    """A table of the trials (TrialOutcomes): their varying settings, status, what it means
+    (outcome: grokked, no_delay, lookup, ...), memorization and grok epochs."""
     configs = [o.config for o in outcomes if o.config is not None]
     cols = list(always) + [n for n in varying_fields(configs) if n not in always]
     rows = []
     for o in outcomes:
         d = o.config.to_dict() if o.config else {}
         rows.append([short(d.get(n, "?")) for n in cols]
-                    + [o.status, tag_text(o.memorization_epoch), tag_text(o.grok_epoch),
+                    + [o.status, getattr(o, "outcome", None) or "-",
+                       tag_text(o.memorization_epoch), tag_text(o.grok_epoch),
                        tag_text(o.epochs_run)])
-    return format_table(cols + ["status", "memorized", "grok_epoch", "epochs"], rows)
+    return format_table(cols + ["status", "outcome", "memorized", "grok_epoch", "epochs"], rows)
 
 
 def one_line(err: BaseException | str) -> str:

@@ -32,6 +32,7 @@ class TrialOutcome:
     key: str
     config: RunConfig | None
     status: str  # grokked, not_grokked, diverged, failed, unfinished
+    outcome: str | None = None  # what the status means (grokcore.signals.OUTCOMES)
     grok_epoch: int | None = None
     memorization_epoch: int | None = None
     epochs_run: int | None = None
@@ -243,7 +244,7 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
                         client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, "FAILED" if tags["status"] == "failed" else "FINISHED")
         return TrialOutcome(key=key, config=None, status=tags["status"],
-                            grok_epoch=summary.get("grok_epoch"),
+                            outcome=summary.get("outcome"), grok_epoch=summary.get("grok_epoch"),
                             memorization_epoch=summary.get("memorization_epoch"),
                             epochs_run=summary.get("epochs_run"), run_id=run_id, error=error)
 
@@ -318,7 +319,7 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
                     and "status" in run.data.tags:
                 tags = run.data.tags
                 outcome = TrialOutcome(
-                    key=key, config=cfg, status=tags["status"],
+                    key=key, config=cfg, status=tags["status"], outcome=tags.get("outcome"),
                     grok_epoch=_int_or_none(tags.get("grok_epoch")),
                     memorization_epoch=_int_or_none(tags.get("memorization_epoch")),
                     epochs_run=_int_or_none(run.data.metrics.get("epochs_run")),
