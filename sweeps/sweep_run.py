@@ -35,7 +35,8 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 VIEW_KEY = "grok"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 # Each with its width in pixels, in this order: the runs table at 1280 pixels shows them all.
-VIEW_COLUMNS = {"attributes.`Run Name`": 240, "tags.`status`": 100, "params.`a`": 40,
+VIEW_COLUMNS = {"attributes.`Run Name`": 200, "tags.`status`": 100, "tags.`outcome`": 90,
+                "params.`a`": 40,
                 "params.`b`": 40, "metrics.`grok_epoch`": 90, "metrics.`memorization_epoch`": 90,
                 "metrics.`test_acc`": 75, "metrics.`leakage`": 70}
 COUNTED = ("grokked", "not_grokked", "diverged", "failed", "unfinished")
