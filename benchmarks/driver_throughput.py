@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep_overhead import trial_timings  # noqa: E402
 
-from sweeps import tracking  # noqa: E402
+from sweeps import row_writer  # noqa: E402
 
-BATCHED_SECONDS = tracking.BATCH_SECONDS
+BATCHED_SECONDS = row_writer.BATCH_SECONDS
 
 
 def start_server(folder: Path) -> tuple[subprocess.Popen, str]:
@@ -80,7 +80,7 @@ def one_load(uri: str, mode: str, args, folder: Path, n: int) -> dict:
     from grokcore.config import RunConfig
     from sweeps.runner import Resources, run_sweep
 
-    tracking.BATCH_SECONDS = 0.0 if mode == "plain" else BATCHED_SECONDS
+    row_writer.BATCH_SECONDS = 0.0 if mode == "plain" else BATCHED_SECONDS
     base = RunConfig(p=5, frac_train=0.5, d_model=16, d_head=4, n_heads=2, d_mlp=32,
                      epochs=args.epochs, eval_every=1, checkpoint_every=args.epochs,
                      device="cpu", compile="off")

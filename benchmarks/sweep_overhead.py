@@ -14,7 +14,7 @@ minus the reports inside it (the step, evaluations, progress measures).
         [--modes fast] [--rounds 1]
 
 ``--modes plain,fast --rounds 2`` runs the sweep with the driver writing each metric row to MLflow
-as it comes (plain: ``sweeps.tracking.BATCH_SECONDS = 0``, as before batching) and with its
+as it comes (plain: ``sweeps.row_writer.BATCH_SECONDS = 0``, as before batching) and with its
 writes batched (fast), alternating, so that machine noise hits both alike. The last lines are ``efficiency: X`` and ``overhead per
 trial: Y s`` (of the last mode, the median over its rounds).
 """
@@ -33,9 +33,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from sweeps import tracking  # noqa: E402
+from sweeps import row_writer  # noqa: E402
 
-BATCHED_SECONDS = tracking.BATCH_SECONDS
+BATCHED_SECONDS = row_writer.BATCH_SECONDS
 
 PHASES = (  # (label, start key, end key) in a trial's timing
     ("imports in the trial", "entered", "imported"),
@@ -68,10 +68,9 @@ def one_sweep(mode: str, args, work: Path) -> dict:
     import ray
     from mlflow.tracking import MlflowClient
 
-    from sweeps import tracking
     from sweeps.runner import Resources, run_sweep
 
-    tracking.BATCH_SECONDS = 0.0 if mode == "plain" else BATCHED_SECONDS
+    row_writer.BATCH_SECONDS = 0.0 if mode == "plain" else BATCHED_SECONDS
     folder = Path(tempfile.mkdtemp(prefix=f"{mode}_", dir=work))
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     ray.init(address="local", num_cpus=args.cores, include_dashboard=False,
