@@ -49,7 +49,6 @@ SUMMARY_FILE = "summary.json"  # end values, measured phases, final metrics
 CONFIG_FILE = "config.json"
 DATASET_STATS_FILE = "dataset_stats.json"
 WEIGHTS_FILE = "model.pt"  # the model's state_dict alone
-CURVES_FILE = "curves.png"
 
 
 def tag_text(value: Any) -> str:

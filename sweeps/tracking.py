@@ -15,9 +15,9 @@ from typing import Any, Mapping, Sequence
 from ray import tune
 
 from grokcore.config import ConfigError, RunConfig
-from grokcore.records import (CHECKPOINT_FILE, DONE_STATUSES, END_VALUES, OUTCOME_VALUES,
-                              PARENT_RUN_TAG, RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG,
-                              TRIAL_KEY_TAG, tag_text)
+from grokcore.records import (DONE_STATUSES, END_VALUES, OUTCOME_VALUES, PARENT_RUN_TAG,
+                              RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG, TRIAL_KEY_TAG,
+                              record_files, tag_text)
 from sweeps.row_writer import Locked, RowBatching
 from sweeps.run_names import run_name, task_params
 from sweeps.console import error_text, one_line
@@ -239,9 +239,8 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             client.set_tag(run_id, name, value)
         if checkpoint is not None and end:
             with checkpoint.as_directory() as folder:
-                for path in sorted(Path(folder).iterdir()):
-                    if path.is_file() and path.name != CHECKPOINT_FILE:  # the record, figures too
-                        client.log_artifact(run_id, str(path))
+                for path in record_files(folder):  # the record, figures too
+                    client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, "FAILED" if tags["status"] == "failed" else "FINISHED")
         return TrialOutcome(key=key, config=None, status=tags["status"],
                             outcome=summary.get("outcome"), grok_epoch=summary.get("grok_epoch"),
