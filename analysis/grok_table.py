@@ -64,6 +64,7 @@ from analysis.runs import AnalysisError, client_for, fail, load_runs
 from analysis.table import build_table, pairwise
 from analysis.table_render import render, render_pairs
 from analysis.trials import param_value, config_keys, read_trials, trials_from_runs
+from grokcore.cli import OneLineErrorParser
 from grokcore.records import DEFAULT_TRACKING_URI
 
 __all__ = ["build_table", "main", "trials_from_runs"]  # the table's entry points, re-exported
@@ -84,17 +85,12 @@ def plot_km(trials: pd.DataFrame, path: Path, title: str | None = None) -> Path:
     return out
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and a hint, not the usage text
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def _row_values(text: str) -> list:
     return [param_value(v) for v in text.split(",")]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m analysis.grok_table",
+    parser = OneLineErrorParser(prog="python -m analysis.grok_table",
                      description="Print the grok-epoch table (the paper's Table 1) of a sweep "
                                  "stored in MLflow, or of a trials CSV, with censored statistics.")
     src = parser.add_mutually_exclusive_group(required=True)

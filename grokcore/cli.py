@@ -21,6 +21,15 @@ from grokcore.config import ConfigError, RunConfig, fields_by_section
 # a typo is reported in well under a second, not after the seconds that the imports take.
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and a hint (exit 2), not the usage text: the
+    sweep scripts and the analysis commands have many options, and their usage would bury the
+    error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """One option per RunConfig field. Options not given stay out of the namespace, so that
     ``config_from_args`` can apply the task's defaults and the preset beneath them."""

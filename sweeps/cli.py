@@ -27,14 +27,6 @@ from sweeps.grid import FIELD_NAMES, common_settings, prepare_configs, with_repl
 PLURAL = {"p": "primes", "dtype": "dtypes", "frac_train": "fracs", "seed": "seeds"}
 
 
-class SweepParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line and a hint (exit 2), not the usage text:
-    the sweep scripts have a hundred options, and their usage would bury the error."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
 def add_grid_options(parser: argparse.ArgumentParser, tasks: Iterable[str],
                      defaults: Mapping[str, Any] | None = None, skip: Iterable[str] = (),
                      default_help: Mapping[str, str] | None = None) -> None:

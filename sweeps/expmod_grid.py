@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from grokcore.cli import OneLineErrorParser
 from grokcore.config import ConfigError, RunConfig
-from sweeps.cli import (SweepParser, add_grid_options, add_sweep_options, sweep_main,
+from sweeps.cli import (add_grid_options, add_sweep_options, sweep_main,
                         values_from_args)
 from sweeps.grid import product_grid
 
@@ -43,7 +44,7 @@ def parse_pair(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = SweepParser(
+    parser = OneLineErrorParser(
         prog="python sweeps/expmod_grid.py",
         description="Sweep (x^a + y^b) mod p on Ray Tune, one MLflow run per trial. With no "
                     "exponent options the grid is the seed paper's Table 1 (ten (a, b, p) rows).")

@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from grokcore.cli import OneLineErrorParser
 from grokcore.config import ConfigError, RunConfig
 from grokcore.tasks import PRESETS, TASKS
-from sweeps.cli import (SweepParser, add_grid_options, add_sweep_options, sweep_main,
+from sweeps.cli import (add_grid_options, add_sweep_options, sweep_main,
                         values_from_args)
 from sweeps.grid import product_grid
 
@@ -29,7 +30,7 @@ SWEEP_DEFAULTS = {**TASKS["gcd"].defaults, "task": "gcd", "base": None, "gcd_sam
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = SweepParser(
+    parser = OneLineErrorParser(
         prog="python sweeps/gcd.py",
         description="Sweep GCD as translation on Ray Tune, one MLflow run per trial: how many "
                     "GCDs 1..100 are learned, by base and operand sampling.")

@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from grokcore.cli import OneLineErrorParser
 from grokcore.config import ConfigError, RunConfig
 from grokcore.tasks import TASKS
-from sweeps.cli import (SweepParser, add_grid_options, add_sweep_options, sweep_main,
+from sweeps.cli import (add_grid_options, add_sweep_options, sweep_main,
                         values_from_args)
 from sweeps.grid import product_grid
 
@@ -31,7 +32,7 @@ SWEEP_DEFAULTS = {**TASKS["primality"].defaults, "task": None, "dtype": None, "l
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = SweepParser(
+    parser = OneLineErrorParser(
         prog="python sweeps/primality.py",
         description="Sweep primality/coprimality on Ray Tune, one MLflow run per trial: float32 "
                     "vs float64, one token per number vs base-B digits.")

@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from grokcore.cli import OneLineErrorParser
 from grokcore.config import ConfigError, RunConfig
 from grokcore.tasks import TASKS
-from sweeps.cli import (SweepParser, add_grid_options, add_sweep_options, sweep_main,
+from sweeps.cli import (add_grid_options, add_sweep_options, sweep_main,
                         values_from_args)
 from sweeps.grid import product_grid
 
@@ -30,7 +31,7 @@ SWEEP_DEFAULTS = {**TASKS["sorting"].defaults, "task": "sorting", "list_len": No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = SweepParser(
+    parser = OneLineErrorParser(
         prog="python sweeps/sorting.py",
         description="Sweep sorting on Ray Tune, one MLflow run per trial, with the OV copying "
                     "score of each head.")

@@ -10,9 +10,10 @@ import argparse
 import sys
 from typing import Sequence
 
+from grokcore.cli import OneLineErrorParser
 from grokcore.config import ConfigError, RunConfig
 from grokcore.records import DEFAULT_TRACKING_URI
-from sweeps.cli import SweepParser, add_sweep_options, print_where_to_look, resources_from_args
+from sweeps.cli import add_sweep_options, print_where_to_look, resources_from_args
 from sweeps.search.space import PARAMS, SearchSpace, build_space, fmt
 from sweeps.search.summary import (SearchSummary, format_summary, log_summary_to_mlflow,
                                    summarize_study)
@@ -64,7 +65,7 @@ def run_search(space: SearchSpace, *, num_samples: int, seed: int = 0,
 def build_parser() -> argparse.ArgumentParser:
     from grokcore.cli import add_config_options
 
-    parser = SweepParser(
+    parser = OneLineErrorParser(
         prog="python -m sweeps.search", conflict_handler="resolve",
         description="Search (Optuna TPE on Ray Tune) for the settings that grok fastest; each "
                     "trial is an MLflow run, and a summary run holds the best settings and the "
