@@ -40,8 +40,6 @@ def sweep_runs(runs: pd.DataFrame, experiment: str, sweep: str | None) -> pd.Dat
 
 
 # MLflow's limits on a run tag and an experiment tag (characters), less a margin.
-
-
 RUN_NOTE_LIMIT, EXPERIMENT_NOTE_LIMIT = 7900, 19900
 
 

@@ -23,8 +23,6 @@ from grokcore.tasks import TASKS
 EXPMOD_STATS = ("label_entropy", "label_chi2_pvalue", "leakage", "n_test_unseen", "bijective_a",
                 "bijective_b")
 # What a trial line holds beside its task's keys (and the task metrics of its task).
-
-
 TRIAL_COLUMNS = ("split", "dtype", "frac_train", "seed", "data_seed", "status", "outcome",
                  *OUTCOME_VALUES, "epochs_run", "final_test_acc", "final_test_acc_unseen",
                  *EXPMOD_STATS, "seconds", "run_name")
