@@ -79,7 +79,8 @@ class Trainer:
         self.measures = self.task.progress_measures(cfg, self.dataset) if cfg.measure_every else None
         self.history: list[dict[str, float]] = []
         self.epoch = 0
-        self.seconds = 0.0  # training time, summed over resumptions
+        self.seconds = 0.0  # training time, summed over resumptions (see training_seconds)
+        self._run_started: float | None = None  # perf_counter() at the start of run(), while it runs
         ds = self.dataset
         self.train_x, self.train_y = ds.train_inputs.to(self.device), ds.train_labels.to(self.device)
         self.test_x, self.test_y = ds.test_inputs.to(self.device), ds.test_labels.to(self.device)
@@ -150,7 +151,7 @@ class Trainer:
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        started = time.perf_counter()
+        self._run_started = time.perf_counter()
         stop = self.epoch == 0 and self._record_eval()
         losses = []
         while not stop and self.epoch < cfg.epochs:
@@ -163,7 +164,7 @@ class Trainer:
                     self.signals.observe_step(first + offset, loss)
                 losses = []
                 stop = self._record_eval()
-        self.seconds += time.perf_counter() - started
+        self.seconds, self._run_started = self.training_seconds(), None
         summary = self.summary()
         for cb in self.callbacks:
             cb.on_end(self, summary)
@@ -185,6 +186,12 @@ class Trainer:
             stop = bool(cb.on_eval(self, row, checkpoint)) or stop
         return stop
 
+    def training_seconds(self) -> float:
+        """Seconds in run() so far, summed over resumptions: what a checkpoint taken during the
+        loop must hold, or a resumed run would count only the time after its last restart."""
+        running = time.perf_counter() - self._run_started if self._run_started is not None else 0.0
+        return self.seconds + running
+
     def summary(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
         summary = self.signals.summary()
@@ -199,7 +206,7 @@ class Trainer:
             **{f"final_test_acc_{name}": last.get(f"test_acc_{name}") for name in self.test_groups},
             "signal_metric": self.task.signal_metric,
             "epochs_run": self.epoch,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.training_seconds(), 3),
         })
         summary.update(measure_phases(self.history, self.cfg.memorize_acc, self.cfg.grok_acc))
         return summary
@@ -209,7 +216,7 @@ class Trainer:
         return {
             "config": self.cfg.to_dict(),
             "epoch": self.epoch,
-            "seconds": self.seconds,
+            "seconds": self.training_seconds(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),

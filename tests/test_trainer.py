@@ -1,4 +1,5 @@
 import math
+import time
 
 import torch
 
@@ -54,12 +55,19 @@ def test_resume_from_checkpoint_matches_uninterrupted_run():
         def on_end(self, trainer, summary):
             pass
 
-    Trainer(cfg, callbacks=[GrabAndStop()]).run()
+    first_part = Trainer(cfg, callbacks=[GrabAndStop()])
+    first_part.run()
+    # a checkpoint taken inside the loop holds the training time up to it (it used to hold 0)
+    assert 0 < states[0]["seconds"] <= first_part.seconds
     resumed = Trainer(cfg)
     resumed.load_state_dict(states[0])
     assert resumed.epoch == 100
-    resumed.run()
+    resumed_at = time.perf_counter()
+    summary = resumed.run()
+    second_part = time.perf_counter() - resumed_at
     assert resumed.history == whole.history
+    # the summary's seconds are the checkpoint's plus the resumed part's (at most its wall time)
+    assert states[0]["seconds"] < summary["seconds"] <= states[0]["seconds"] + second_part + 1e-3
     for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name
 
