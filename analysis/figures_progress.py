@@ -209,31 +209,44 @@ def _sparse_ticks(ax, labels: list[str], every: int = 0) -> None:
     ax.set_xticklabels(labels[::every], rotation=90, fontsize=6)
 
 
-def write_run_figures(trainer, summary: Mapping[str, Any], folder) -> None:
-    """The figures of one finished run, written into ``folder`` (by ``grokcore.records``).
+def write_run_figures(cfg, history: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
+                      model, dataset, folder) -> list[Path]:
+    """The figures of one finished run, written into ``folder``; returns their paths.
 
     Every run: its training curves with the measured phases shaded (``curves.png``; the phases
     come from the summary, measured with the signals). A sorting run adds its attention pattern
     (``attention.png``); a run the progress measures are defined for (expmod with two operands
     and an MLP) the progress measures over training and the Fourier views of its final weights.
+    Takes the run's parts, not a trainer, so that a sweep's driver can draw them later from the
+    run's record (:func:`write_record_figures`).
     """
     folder = Path(folder)
-    cfg, history = trainer.cfg, trainer.history
-    plot_training_curves(history, summary, folder / "curves.png", title=_title(cfg, summary),
-                         phases=summary)
-    model = trainer.model.to("cpu")
+    written = [plot_training_curves(history, summary, folder / "curves.png",
+                                    title=_title(cfg, summary), phases=summary)]
+    model = model.to("cpu")
     if cfg.task == "sorting":  # its one head's pattern is the mechanism: where each output looks
         from grokcore.tasks.sorting import attention_figure
 
-        attention_figure(model, trainer.dataset, folder / "attention.png")
+        written.append(attention_figure(model, dataset, folder / "attention.png"))
     if not progress.measures_apply(cfg):
-        return
+        return written
     if any("restricted_loss" in row for row in history):
-        plot_progress_measures(history, folder / "progress_measures.png", summary)
-    plot_embedding_fourier(model, cfg, folder / "embedding_fourier.png")
-    plot_neuron_fourier(model, cfg, trainer.dataset, folder / "neuron_fourier.png")
-    plot_unembed_fourier(model, cfg, folder / "unembed_fourier.png")
-    plot_attention_patterns(model, cfg, trainer.dataset, folder / "attention.png")
+        written.append(plot_progress_measures(history, folder / "progress_measures.png", summary))
+    written += [plot_embedding_fourier(model, cfg, folder / "embedding_fourier.png"),
+                plot_neuron_fourier(model, cfg, dataset, folder / "neuron_fourier.png"),
+                plot_unembed_fourier(model, cfg, folder / "unembed_fourier.png"),
+                plot_attention_patterns(model, cfg, dataset, folder / "attention.png")]
+    return written
+
+
+def write_record_figures(folder) -> list[Path]:
+    """The figures of a run whose record (``grokcore.records.write_run_folder`` without
+    figures) is in ``folder``, written beside it: the same images the run would have drawn."""
+    from grokcore.records import load_run_folder
+
+    cfg, history, summary, model, dataset = load_run_folder(folder)
+    with torch.no_grad():
+        return write_run_figures(cfg, history, summary, model, dataset, folder)
 
 
 def _title(cfg, summary: Mapping[str, Any]) -> str:

@@ -72,18 +72,19 @@ def jsonable(value: Any) -> Any:
 
 
 # ---- the writer ----------------------------------------------------------------------------------
-def write_run_folder(trainer, summary: Mapping[str, Any], folder: str | Path) -> Path:
+def write_run_folder(trainer, summary: Mapping[str, Any], folder: str | Path,
+                     figures: bool = True) -> Path:
     """Write what a finished run leaves behind into ``folder``: the history, the summary (end
     values, measured phases, final metrics), the dataset statistics, the config, the final
-    weights and the figures (``analysis.figures_progress.write_run_figures``).
+    weights and, with ``figures``, the figures (``analysis.figures_progress.write_run_figures``).
 
     The command line's ``--out`` folder and a sweep trial's final checkpoint (whose files the
-    driver logs to MLflow) are both written here, so both hold the same files. The checkpoint
-    (``CHECKPOINT_FILE``) is written by :func:`save_checkpoint`, beside these.
+    driver logs to MLflow) are both written here, so both hold the same files. A sweep may leave
+    the figures to its driver, which draws them from these files later
+    (:func:`load_run_folder`). The checkpoint (``CHECKPOINT_FILE``) is written by
+    :func:`save_checkpoint`, beside these.
     """
     import torch
-
-    from analysis.figures_progress import write_run_figures
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,8 +93,30 @@ def write_run_folder(trainer, summary: Mapping[str, Any], folder: str | Path) ->
     (folder / CONFIG_FILE).write_text(json.dumps(trainer.cfg.to_dict(), indent=2))
     (folder / DATASET_STATS_FILE).write_text(json.dumps(jsonable(trainer.dataset.stats), indent=2))
     torch.save(trainer.model.state_dict(), folder / WEIGHTS_FILE)
-    write_run_figures(trainer, summary, folder)
+    if figures:
+        from analysis.figures_progress import write_run_figures
+
+        write_run_figures(trainer.cfg, trainer.history, summary, trainer.model, trainer.dataset,
+                          folder)
     return folder
+
+
+def load_run_folder(folder: str | Path):
+    """What :func:`write_run_folder` wrote, read back: ``(cfg, history, summary, model,
+    dataset)``, the model with its final weights on the CPU and the dataset rebuilt from the
+    config (datasets are a function of the config and its seeds)."""
+    import torch
+
+    from grokcore.config import RunConfig
+    from grokcore.tasks import TASKS, build_dataset
+
+    folder = Path(folder)
+    cfg = RunConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
+    dataset = build_dataset(cfg)
+    model = TASKS[cfg.task].make_model(cfg, dataset)
+    model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    summary = json.loads((folder / SUMMARY_FILE).read_text())
+    return cfg, read_history_csv(folder / HISTORY_FILE), summary, model.eval(), dataset
 
 
 def save_checkpoint(trainer, folder: str | Path) -> Path:
@@ -120,3 +143,20 @@ def write_history_csv(history: Sequence[Mapping[str, Any]], path: str | Path) ->
         writer = csv.DictWriter(fh, fieldnames=names)
         writer.writeheader()
         writer.writerows(history)
+
+
+def read_history_csv(path: str | Path) -> list[dict[str, Any]]:
+    """The rows :func:`write_history_csv` wrote, as they were: empty cells (an absent key, None
+    or empty text) are absent keys, integers and floats come back as such (Python's float text round-trips exactly),
+    other text stays text (``key_freqs`` of a single frequency reads as a number)."""
+    with open(path, newline="") as fh:
+        return [{k: _cell(v) for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
+
+
+def _cell(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

@@ -109,6 +109,11 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
     g.add_argument("--max-concurrent", type=int, default=0,
                    help="at most this many trials at once (default 0: as many as the "
                         "resources allow)")
+    g.add_argument("--figures", choices=("after", "trial", "none"), default="after",
+                   help="who draws each trial's figures: 'after' the trial has ended, the "
+                        "driver, at the lowest CPU priority, so no trial waits for them (the "
+                        "sweep ends when all are logged); 'trial', the trial itself; 'none' "
+                        "(default: after)")
     g.add_argument("--progress-every", type=float, default=30.0,
                    help="seconds between progress lines of a running trial (default: 30)")
     g.add_argument("--fail-at-epoch", type=int, default=0,
@@ -204,7 +209,7 @@ def sweep_main(parser: argparse.ArgumentParser,
             configs, experiment=args.experiment, name=args.name, tracking_uri=args.tracking_uri,
             storage=args.storage, address=args.address, resume=args.resume,
             resources=resources_from_args(args), fault=fault,
-            progress_every_s=args.progress_every)
+            progress_every_s=args.progress_every, figures=args.figures)
     except (ConfigError, SweepError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

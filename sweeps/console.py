@@ -54,6 +54,11 @@ def format_outcomes(outcomes: Sequence[Any], always: Sequence[str] = ("a", "b", 
     return format_table(cols + ["status", "outcome", "memorized", "grok_epoch", "epochs"], rows)
 
 
+def say(text: str) -> None:
+    """A progress line of the sweep, behind the time of day."""
+    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
 def one_line(err: BaseException | str) -> str:
     """The last line of an error (a traceback's is the exception itself)."""
     text = str(err).strip().splitlines()
@@ -98,7 +103,7 @@ class ProgressPrinter:
         return f"[{index if index is not None else trial.trial_id}] {name}"
 
     def _say(self, text: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+        say(text)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._last[trial.trial_id] = time.monotonic()

@@ -42,15 +42,16 @@ from ray import tune
 
 from grokcore.config import ConfigError, RunConfig
 from grokcore.records import DEFAULT_TRACKING_URI
-from sweeps.console import ProgressPrinter, one_line
+from sweeps.console import ProgressPrinter, one_line, say
+from sweeps.figures_after import check_mode, close_shared_queue, draw_pending
 from sweeps.grid import FIELD_NAMES, prepare_configs, varying_fields
 from sweeps.sweep_run import (close_sweep_run, command_line, open_sweep_run, publish_table,
                               runs_url, ui_command)
 from sweeps.run_names import run_name
 from sweeps.tracking import (MLflowTrialLogger, TrialOutcome, ensure_experiment,
                              normalize_tracking_uri)
-from sweeps.trial import (BASE_RUN, FaultInjection, grid_param_space, trainable_with_resources,
-                          trial_dirname, trial_key)
+from sweeps.trial import (BASE_RUN, FIGURES_KEY, FaultInjection, grid_param_space,
+                          trainable_with_resources, trial_dirname, trial_key)
 
 
 class SweepError(RuntimeError):
@@ -223,6 +224,7 @@ def run_sweep(
     fault: FaultInjection | None = None,
     progress_every_s: float = 30.0,
     command: str | None = None,
+    figures: str = "after",
 ) -> SweepResult:
     """Run a grid (``configs``) or a ``search`` of grokcore trainings on Ray Tune, one MLflow
     run per trial, and return their outcomes.
@@ -247,6 +249,10 @@ def run_sweep(
     fault: for tests, make some grid trials crash once (see FaultInjection).
     progress_every_s: seconds between progress lines of a running trial.
     command: the command line recorded on the sweep's parent run (default: this process's).
+    figures: who draws each trial's figures: ``after`` (the driver, from the trial's record, at
+        the lowest CPU priority, so they never hold a trial up; the sweep returns when all are
+        logged), ``trial`` (the trial, before it ends) or ``none``. A resume keeps the sweep's
+        own setting. See :mod:`sweeps.figures_after`.
 
     MLflow: the sweep is a parent run (``sweeps.sweep_run``), each trial a child run of it; at
     the end the grok table becomes the description of the experiment and of the parent run.
@@ -265,6 +271,7 @@ def run_sweep(
     else:
         configs = prepare_configs(configs, resources.gpus_per_trial)
     resources.check()
+    check_mode(figures)
     tracking_uri = normalize_tracking_uri(tracking_uri)
     storage = _storage_path(storage)
     name, path = _sweep_path(storage, experiment, name, resume)
@@ -293,9 +300,9 @@ def run_sweep(
                                        resume_errored=True, restart_errored=False)
         else:
             if search is not None:
-                space = {BASE_RUN: base.to_dict(), **search.param_space}
+                space = {BASE_RUN: base.to_dict(), FIGURES_KEY: figures, **search.param_space}
             else:
-                space = grid_param_space(configs, name, fault, f"{path}/injected_faults")
+                space = grid_param_space(configs, name, fault, f"{path}/injected_faults", figures)
             n_trials = search.num_samples if search is not None else len(configs)
             how = search or Search()  # a grid: no searcher, one sample of each grid entry
             tuner = tune.Tuner(
@@ -316,6 +323,8 @@ def run_sweep(
         results = tuner.fit()
         outcomes = MLflowTrialLogger(tracking_uri, experiment, name, parent_id,
                                      labels).reconcile(results, configs)
+        draw_pending(client, experiment_id, name, say=say,
+                     every_s=progress_every_s)
         close_sweep_run(client, parent_id, outcomes)
         table_note = publish_table(tracking_uri, experiment, name)
         # A resume runs the stored grid; settings given now that it lacks are not run.
@@ -323,6 +332,7 @@ def run_sweep(
         not_in_stored = [label for key, label in labels.items()
                          if resume and search is None and key not in stored]
     finally:
+        close_shared_queue()
         if started_ray:
             import ray
 

@@ -18,13 +18,12 @@ from grokcore.config import ConfigError, RunConfig
 from grokcore.records import (DONE_STATUSES, END_VALUES, OUTCOME_VALUES, PARENT_RUN_TAG,
                               RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG, TRIAL_KEY_TAG,
                               record_files, tag_text)
+from sweeps.figures_after import FIGURES_TAG, figures_tag_at_end, log_drawn, shared_queue
 from sweeps.row_writer import Locked, RowBatching
 from sweeps.run_names import run_name, task_params
 from sweeps.console import error_text, one_line
-from sweeps.trial import (config_from_tune, config_hash, index_from_dirname,
+from sweeps.trial import (config_from_tune, config_hash, figures_mode, index_from_dirname,
                           index_of, key_of, numeric, trial_key)
-
-
 
 
 @dataclass
@@ -84,7 +83,8 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
     * trial end: the end values as tags (and numeric ones as metrics), the dataset statistics,
       the artifacts of the final checkpoint; the run is FINISHED. End values are logged at
       step 0, so the UI's charts draw one bar per run. A trial that failed after its
-      retries gets status ``failed`` and run status FAILED.
+      retries gets status ``failed`` and run status FAILED. Figures the trial left to the
+      driver go to :mod:`sweeps.figures_after` and are logged as they are drawn.
     """
 
     def __init__(self, tracking_uri: str, experiment: str, sweep: str,
@@ -208,7 +208,7 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def finish(self, key: str, run_id: str, end: Mapping[str, Any] | None, checkpoint,
-               error: str | None = None) -> TrialOutcome:
+               error: str | None = None, figures: str = "trial") -> TrialOutcome:
         """Write the end values and artifacts and close the run."""
         from mlflow.entities import Metric
 
@@ -239,8 +239,13 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             client.set_tag(run_id, name, value)
         if checkpoint is not None and end:
             with checkpoint.as_directory() as folder:
-                for path in record_files(folder):  # the record, figures too
+                files = record_files(folder)
+                for path in files:  # the record, and the figures when the trial drew them
                     client.log_artifact(run_id, str(path))
+                tag = figures_tag_at_end(figures, files)
+                client.set_tag(run_id, FIGURES_TAG, tag)
+                if tag == "pending":
+                    shared_queue().submit(run_id, files)
         client.set_terminated(run_id, "FAILED" if tags["status"] == "failed" else "FINISHED")
         return TrialOutcome(key=key, config=None, status=tags["status"],
                             outcome=summary.get("outcome"), grok_epoch=summary.get("grok_epoch"),
@@ -282,7 +287,14 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
         end = self._ends.pop(key, None) or (trial.last_result or {}).get("end")
         checkpoint = self._checkpoints.pop(key, None) or trial.checkpoint
         error = None if end else "the trial ended without reporting its end"
-        self.finish(key, run_id, end, checkpoint, error)
+        self.finish(key, run_id, end, checkpoint, error, figures_mode(trial.config))
+
+    def on_step_end(self, iteration, trials, **info):
+        queue = shared_queue()
+        if len(queue):
+            for run_id, drawn in queue.drawn():
+                log_drawn(self.client, run_id, drawn)
+                queue.forget(run_id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         key = self._key(trial)
@@ -325,7 +337,7 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
                     run_id=run.info.run_id, error=tags.get("error"))
             elif end:
                 outcome = self.finish(key, self.attach(key, cfg, trial_id, index), end,
-                                      result.checkpoint)
+                                      result.checkpoint, figures=figures_mode(tune_config))
             elif result.error is not None:
                 outcome = self.finish(key, self.attach(key, cfg, trial_id, index), None, None,
                                       error=one_line(result.error))

@@ -5,8 +5,9 @@ history row, flat (so ``metric="test_acc"`` works), ``timesteps_total`` = epoch,
 under ``"row"`` and where the trial runs under ``"node"`` (:func:`node_info`). At the end one more result carries ``"end"``: the summary and dataset statistics.
 Checkpoints: the trainer's state every ``checkpoint_every`` epochs (the runner makes that 10 x
 ``eval_every`` when it is 0); the last one also holds the artifacts (history.csv, model.pt,
-config.json, dataset_stats.json, summary.json, figures: ``grokcore.records.write_run_folder``,
-the same files as ``python -m grokcore train --out``), which the driver logs to MLflow.
+config.json, dataset_stats.json, summary.json and, when the sweep leaves them to the trial, the
+figures: ``grokcore.records.write_run_folder``, the same files as ``python -m grokcore train
+--out``), which the driver logs to MLflow (and draws the figures from: ``sweeps.figures_after``).
 
 The key and config helpers are pure; Ray, torch and the analysis are imported only inside the
 functions that run in a worker, so the driver's console and the search can use the helpers
@@ -29,6 +30,8 @@ from grokcore.records import CHECKPOINT_FILE, SUMMARY_FILE, jsonable
 from sweeps.grid import FIELD_NAMES
 
 FAULT_MARKER = "fault_injected"
+# Where a trial's config says who draws its figures (sweeps.figures_after).
+FIGURES_KEY = "figures"
 # Where a search's param_space keeps the base run's settings. Not a RunConfig field name (the
 # searched fields sit beside it at the top level; "base" would be the digit base).
 BASE_RUN = "base_run"
@@ -55,8 +58,10 @@ def trial_key(sweep: str, cfg_json: str) -> str:
 
 
 def grid_param_space(configs: Sequence[RunConfig], sweep: str,
-                     fault: FaultInjection | None = None, fault_dir: str = "") -> dict[str, Any]:
-    """Tune's param_space for a grid: one grid_search entry per RunConfig, keyed and indexed.
+                     fault: FaultInjection | None = None, fault_dir: str = "",
+                     figures: str = "after") -> dict[str, Any]:
+    """Tune's param_space for a grid: one grid_search entry per RunConfig, keyed and indexed,
+    and who draws the figures (``figures``).
 
     ``fault_dir`` (with ``fault``) is where the trials remember that their fault was injected;
     it must be visible to every node (the sweep's folder under a shared storage).
@@ -73,7 +78,13 @@ def grid_param_space(configs: Sequence[RunConfig], sweep: str,
             "fail_at_epoch": fault.at_epoch if faulty else 0,
             "fault_dir": fault_dir if faulty else "",
         })
-    return {"trial": tune.grid_search(entries)}
+    return {"trial": tune.grid_search(entries), FIGURES_KEY: figures}
+
+
+def figures_mode(tune_config: Mapping[str, Any]) -> str:
+    """Who draws the trial's figures (``sweeps.figures_after.FIGURE_MODES``); sweeps started
+    before the setting existed drew them in the trial."""
+    return tune_config.get(FIGURES_KEY, "trial")
 
 
 def config_from_tune(tune_config: Mapping[str, Any]) -> RunConfig:
@@ -151,7 +162,8 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
     marker = (Path(entry["fault_dir"]) / f"{entry['key']}.{FAULT_MARKER}"
               if entry.get("fail_at_epoch") else None)
     reporter = TuneReporter(start_epoch=trainer.epoch, fail_at_epoch=entry.get("fail_at_epoch", 0),
-                            fault_marker=marker, node=node_info(), clock=clock)
+                            fault_marker=marker, node=node_info(), clock=clock,
+                            figures_in_trial=figures_mode(tune_config) == "trial")
     trainer.callbacks = [reporter]
     if finished:
         reporter.on_end(trainer, trainer.summary())
@@ -180,8 +192,9 @@ class TuneReporter:
 
     def __init__(self, start_epoch: int = 0, fail_at_epoch: int = 0,
                  fault_marker: Path | None = None, node: Mapping[str, str] | None = None,
-                 clock: dict[str, float] | None = None):
+                 clock: dict[str, float] | None = None, figures_in_trial: bool = True):
         self.start_epoch = start_epoch
+        self.figures_in_trial = figures_in_trial
         self.node = dict(node or {})
         self.fail_at_epoch = fail_at_epoch
         self.fault_marker = fault_marker
@@ -234,7 +247,7 @@ class TuneReporter:
         folder = Path(tempfile.mkdtemp(prefix="grok_final_"))
         try:
             records.save_checkpoint(trainer, folder)
-            records.write_run_folder(trainer, summary, folder)
+            records.write_run_folder(trainer, summary, folder, figures=self.figures_in_trial)
             self.clock["record_written"] = time.time()
             last = trainer.history[-1] if trainer.history else {}
             result = {**numeric(last), "timesteps_total": trainer.epoch,

@@ -246,6 +246,7 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
         # The analysis figures of every run (progress measures are taken at the last evaluation)
         assert {"progress_measures.png", "embedding_fourier.png",
                 "neuron_fourier.png", "unembed_fourier.png", "attention.png"} <= artifacts
+        assert run.data.tags["figures"] == "drawn"  # by the driver, after the trial (default)
         assert metrics["phase_memorization_end"] == metrics["memorization_epoch"]
         assert "excluded_loss" in metrics and "restricted_loss" in metrics
         folder = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
@@ -263,9 +264,10 @@ def test_a_cli_run_and_a_sweep_trial_leave_the_same_files(cluster, tmp_path):
     settings = ["--frac", "0.5", "--lr", "3e-3", "--weight-decay", "3", "--epochs", "60",
                 "--eval-every", "20", "--measure-every", "60"]
     done = sweep([*settings, "--primes", "31", "--pairs", "2,3", "--address", cluster.address,
-                  *store_args(tmp_path)], cwd=tmp_path, env=cluster.env)
+                  "--figures", "trial", *store_args(tmp_path)], cwd=tmp_path, env=cluster.env)
     assert done.returncode == 0, done.stdout + done.stderr
     client, (run,) = mlflow_runs(tmp_path)
+    assert run.data.tags["figures"] == "in_trial"
     logged = {a.path for a in client.list_artifacts(run.info.run_id)}
     out = tmp_path / "cli"
     cli = subprocess.run([sys.executable, "-m", "grokcore", "train", *settings, "--p", "31",

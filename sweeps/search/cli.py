@@ -27,7 +27,7 @@ def run_search(space: SearchSpace, *, num_samples: int, seed: int = 0,
                optuna_storage: str = DEFAULT_STORAGE, study_name: str | None = None,
                address: str | None = None, resume: bool = False, resources=None,
                penalty_factor: float = 2.0, baseline: bool = True, startup_trials: int = 10,
-               progress_every_s: float = 30.0) -> SearchSummary:
+               progress_every_s: float = 30.0, figures: str = "after") -> SearchSummary:
     """Run the search on Ray Tune through ``run_sweep``, then summarize it (and log that).
 
     ``resources``: a :class:`sweeps.runner.Resources` (default: one CPU a trial, two retries).
@@ -52,7 +52,7 @@ def run_search(space: SearchSpace, *, num_samples: int, seed: int = 0,
         search=Search(base=space.base, search_alg=searcher, num_samples=num_samples),
         experiment=experiment, name=name, tracking_uri=tracking_uri, storage=storage,
         address=address, resume=resume, resources=resources or Resources(),
-        progress_every_s=progress_every_s)
+        progress_every_s=progress_every_s, figures=figures)
     summary = summarize_study(study_name or result.name, optuna_storage, result.name,
                               penalty_factor * space.base.epochs)
     summary.outcomes, summary.result = result.outcomes, result
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             study_name=args.study_name, address=args.address, resume=args.resume,
             resources=resources_from_args(args), penalty_factor=args.penalty_factor,
             baseline=args.baseline, startup_trials=args.startup_trials,
-            progress_every_s=args.progress_every)
+            progress_every_s=args.progress_every, figures=args.figures)
     except (ConfigError, SweepError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
