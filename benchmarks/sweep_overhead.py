@@ -1,7 +1,7 @@
 """Where a sweep's time goes outside training: many short trials on real Ray and real MLflow.
 
-Runs a grid of short expmod trials (by default 40 at p = 31, the demo's settings, a fixed number
-of epochs) with ``sweeps.runner.run_sweep`` on a local Ray started here (its own temp dir,
+Runs a grid of short expmod trials (by default 40 at p = 31 with the demo's settings and its
+1,500 epochs, none stopping early) with ``sweeps.runner.run_sweep`` on a local Ray started here (its own temp dir,
 ``--cores`` CPUs, one per trial) and an MLflow SQLite store in a temp dir. Each trial reports
 wall-clock timestamps of its steps (``trial_timing`` in its end result, ``sweeps/trial.py``);
 MLflow's run start and end times are the driver's view. Training seconds are the trainer's loop
@@ -10,13 +10,22 @@ minus the reports inside it (the step, evaluations, progress measures).
     efficiency = training seconds / (wall seconds x cores)
     overhead per trial = (wall seconds x cores - training seconds) / trials
 
-    python benchmarks/sweep_overhead.py [--trials 40] [--epochs 300] [--cores 2]
-        [--modes fast] [--rounds 1]
+    python benchmarks/sweep_overhead.py [--trials 40] [--epochs 1500] [--cores 2]
+        [--modes trial,after] [--rounds 1]
 
-``--modes plain,fast --rounds 2`` runs the sweep with the driver writing each metric row to MLflow
-as it comes (plain: ``sweeps.row_writer.BATCH_SECONDS = 0``, as before batching) and with its
-writes batched (fast), alternating, so that machine noise hits both alike. The last lines are ``efficiency: X`` and ``overhead per
-trial: Y s`` (of the last mode, the median over its rounds).
+Modes, run alternately (``--rounds``) so that machine noise hits them alike:
+
+* ``plain``: the driver writes each metric row as it comes (``sweeps.row_writer.BATCH_SECONDS =
+  0``) and each trial draws its figures: the sweep before this benchmark's changes;
+* ``trial``: batched writes, figures drawn in the trial (``--figures trial``);
+* ``after``: batched writes, figures drawn by the driver after each trial at the lowest CPU
+  priority (``--figures after``, the default);
+* ``none``: batched writes, no figures (``--figures none``): what the rest costs.
+
+The wall time is the whole sweep, figures included. ``efficiency until the last trial ended``
+stops the clock when the last trial's run is closed (what is left then is drawing figures).
+The last lines are ``efficiency: X`` and ``overhead per trial: Y s`` (of the last mode, the
+median over its rounds).
 """
 
 from __future__ import annotations
@@ -64,13 +73,17 @@ def trial_timings(sweep_folder: Path) -> list[dict]:
     return found
 
 
+MODES = {"plain": (0.0, "trial"), "trial": (BATCHED_SECONDS, "trial"),
+         "after": (BATCHED_SECONDS, "after"), "none": (BATCHED_SECONDS, "none")}
+
+
 def one_sweep(mode: str, args, work: Path) -> dict:
     import ray
     from mlflow.tracking import MlflowClient
 
     from sweeps.runner import Resources, run_sweep
 
-    row_writer.BATCH_SECONDS = 0.0 if mode == "plain" else BATCHED_SECONDS
+    row_writer.BATCH_SECONDS, figures = MODES[mode]
     folder = Path(tempfile.mkdtemp(prefix=f"{mode}_", dir=work))
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     ray.init(address="local", num_cpus=args.cores, include_dashboard=False,
@@ -82,7 +95,7 @@ def one_sweep(mode: str, args, work: Path) -> dict:
         result = run_sweep(configs, experiment="overhead", name=f"overhead_{mode}",
                            tracking_uri=uri, storage=str(folder / "ray"),
                            resources=Resources(cpus_per_trial=1, retries=0),
-                           progress_every_s=3600)
+                           progress_every_s=3600, figures=figures)
         wall = time.time() - started
     finally:
         ray.shutdown()
@@ -110,6 +123,7 @@ def one_sweep(mode: str, args, work: Path) -> dict:
     last = max(t["driver_end"] for t in rows)
     stats["before first trial"] = first - started
     stats["after last trial"] = started + wall - last
+    stats["efficiency until the last trial ended"] = train / ((last - started) * args.cores)
     shutil.rmtree(folder, ignore_errors=True)
     return stats
 
@@ -118,13 +132,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--p", type=int, default=31)
-    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=1500)
     parser.add_argument("--eval-every", type=int, default=20)
-    parser.add_argument("--measure-every", type=int, default=100)
+    parser.add_argument("--measure-every", type=int, default=500)
     parser.add_argument("--cores", type=int, default=2, help="Ray CPUs; one trial per CPU")
-    parser.add_argument("--modes", default="fast", help="comma-separated: plain, fast")
+    parser.add_argument("--modes", default="trial,after",
+                        help=f"comma-separated, of: {', '.join(MODES)} (see above)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds, alternating the modes")
     args = parser.parse_args()
+    unknown = set(args.modes.split(",")) - set(MODES)
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(sorted(unknown))}; choose from {', '.join(MODES)}")
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -143,7 +161,9 @@ def main() -> None:
                       f"efficiency {stats['efficiency']:.3f}, overhead per trial "
                       f"{stats['overhead']:.2f} s; load average now {os.getloadavg()[0]:.2f}")
                 print(f"  sweep start -> first trial {stats['before first trial']:.2f} s, "
-                      f"last trial closed -> sweep returned {stats['after last trial']:.2f} s")
+                      f"last trial closed -> sweep returned {stats['after last trial']:.2f} s; "
+                      f"efficiency until the last trial ended "
+                      f"{stats['efficiency until the last trial ended']:.3f}")
                 for label, value in stats["phases"].items():
                     print(f"  mean per trial, {label}: {value:.3f} s")
                 sys.stdout.flush()
