@@ -218,7 +218,7 @@ def write_run_figures(cfg, history: Sequence[Mapping[str, Any]], summary: Mappin
     (``attention.png``); a run the progress measures are defined for (expmod with two operands
     and an MLP) the progress measures over training and the Fourier views of its final weights.
     Takes the run's parts, not a trainer, so that a sweep's driver can draw them later from the
-    run's record (:func:`write_record_figures`).
+    run's record (``sweeps.figures_after.draw_from_record``).
     """
     folder = Path(folder)
     written = [plot_training_curves(history, summary, folder / "curves.png",
@@ -237,16 +237,6 @@ def write_run_figures(cfg, history: Sequence[Mapping[str, Any]], summary: Mappin
                 plot_unembed_fourier(model, cfg, folder / "unembed_fourier.png"),
                 plot_attention_patterns(model, cfg, dataset, folder / "attention.png")]
     return written
-
-
-def write_record_figures(folder) -> list[Path]:
-    """The figures of a run whose record (``grokcore.records.write_run_folder`` without
-    figures) is in ``folder``, written beside it: the same images the run would have drawn."""
-    from grokcore.records import load_run_folder
-
-    cfg, history, summary, model, dataset = load_run_folder(folder)
-    with torch.no_grad():
-        return write_run_figures(cfg, history, summary, model, dataset, folder)
 
 
 def _title(cfg, summary: Mapping[str, Any]) -> str:

@@ -1,11 +1,12 @@
 """A sweep's figures, drawn in the driver's machine after each trial has ended (driver side).
 
-Drawing a trial's six figures costs 3 to 5 s of a core, as much as a demo trial's training. In
-a trial that time holds its CPU (and the next trial) up; so with ``figures="after"`` (the
-default of a sweep) a trial writes its record without figures, and the driver draws them from
-that record (``analysis.figures_progress.write_record_figures``: the same images, byte for
-byte) in processes of its own that run at the lowest CPU priority (``SCHED_IDLE``): they take
-only the cycles that the trials leave idle while the sweep trains, and every core once it has.
+Drawing a trial's six figures takes about 2 s of CPU at p = 31 (more under load), an eighth of
+a demo trial's training, and in the trial it holds that trial's CPU, and the next trial, up.
+So with ``figures="after"`` (a sweep's default) a trial writes its record without figures and
+the driver draws them from that record (:func:`draw_from_record`: the same images, byte for
+byte) in processes of its own at the lowest CPU priority (``SCHED_IDLE``): while trials train
+they get only a few percent of a core (Ray's workers run at nice 15) and whatever the trials
+leave idle; once the last trial has ended, every core.
 
 A run's tag ``figures`` says where its figures are: ``pending`` (to be drawn), ``drawn``,
 ``in_trial`` (drawn by the trial, ``figures="trial"``), ``none`` (``figures="none"``) or
@@ -99,10 +100,21 @@ def _lowest_priority() -> None:
     import analysis.figures_progress  # noqa: F401  (matplotlib, torch, TransformerLens: once)
 
 
-def _draw(folder: str) -> list[str]:
-    from analysis.figures_progress import write_record_figures
+def draw_from_record(folder: str | Path) -> list[Path]:
+    """The figures of a run whose record (``grokcore.records.write_run_folder`` without
+    figures) is in ``folder``, written beside it: the images the run would have drawn."""
+    import torch
 
-    return [str(p) for p in write_record_figures(folder)]
+    from analysis.figures_progress import write_run_figures
+    from grokcore.records import load_run_folder
+
+    cfg, history, summary, model, dataset = load_run_folder(folder)
+    with torch.no_grad():
+        return write_run_figures(cfg, history, summary, model, dataset, folder)
+
+
+def _draw(folder: str) -> list[str]:  # in a pool process
+    return [str(p) for p in draw_from_record(folder)]
 
 
 class FigureQueue:

@@ -148,8 +148,8 @@ def _finished_record(tmp_path, figures: bool):
 def test_figures_drawn_from_the_record_are_the_trials_own(tmp_path):
     """The driver's figures (drawn later from the record files) are byte for byte those the
     trial would have drawn, and the history read back is the trainer's."""
-    from analysis.figures_progress import write_record_figures
     from grokcore.records import HISTORY_FILE, read_history_csv
+    from sweeps.figures_after import draw_from_record
 
     trainer, drawn_in_run = _finished_record(tmp_path, figures=True)
     _, record = _finished_record(tmp_path, figures=False)
@@ -160,7 +160,7 @@ def test_figures_drawn_from_the_record_are_the_trials_own(tmp_path):
             for row in trainer.history] == history
     pngs = sorted(p.name for p in drawn_in_run.glob("*.png"))
     assert {"curves.png", "progress_measures.png", "attention.png"} <= set(pngs)
-    assert sorted(p.name for p in write_record_figures(record)) == pngs
+    assert sorted(p.name for p in draw_from_record(record)) == pngs
     for name in pngs:
         assert (record / name).read_bytes() == (drawn_in_run / name).read_bytes(), name
 
