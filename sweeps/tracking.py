@@ -77,8 +77,9 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
       it as a child of the sweep's parent run (``parent_run_id``; found by the sweep's name when
       None) named ``names[key]`` (else :func:`run_name`), with the RunConfig fields its task
       reads as params; mark it RUNNING.
-    * each result: the history row's numeric keys as metrics at step = epoch; steps at or below
-      the last logged one are skipped, so a trial continued from a checkpoint never logs a step
+    * each result: its history rows' numeric keys as metrics at step = epoch (a trial gathers
+      the rows of up to a second into one result); steps at or below the last logged one are
+      skipped, so a trial continued from a checkpoint never logs a step
       twice.
     * trial end: the end values as tags (and numeric ones as metrics), the dataset statistics,
       the artifacts of the final checkpoint; the run is FINISHED. End values are logged at
@@ -268,8 +269,11 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             return
         if isinstance(result.get("node"), Mapping):
             self.tag_node(run_id, result["node"])
-        if isinstance(result.get("row"), Mapping):
-            self.log_row(run_id, result["row"])
+        rows = result.get("rows")  # the rows gathered since the trial's last report
+        if not isinstance(rows, list):  # results of sweeps started before rows were gathered
+            rows = [result["row"]] if isinstance(result.get("row"), Mapping) else []
+        for row in rows:
+            self.log_row(run_id, row)
         if isinstance(result.get("end"), Mapping):
             self._ends[key] = result["end"]
 

@@ -131,6 +131,45 @@ def test_a_trial_reports_where_its_time_went(monkeypatch):
     assert abs(timing["loop_seconds"] - trainer.seconds) < 1e-3
 
 
+
+def test_rows_gathered_between_reports_are_each_logged_once(tmp_path, monkeypatch):
+    """A trial reports its evaluations in groups (at most every REPORT_EVERY_S, always with a
+    checkpoint and at the end); the driver logs every row of every group, once, in order."""
+    import sys
+
+    from sweeps import trial as trial_module
+
+    reported = []
+    fake_tune = SimpleNamespace(report=lambda result, checkpoint=None: reported.append(result),
+                                Checkpoint=SimpleNamespace(from_directory=lambda d: d))
+    monkeypatch.setitem(sys.modules, "ray", SimpleNamespace(tune=fake_tune))
+    monkeypatch.setitem(sys.modules, "ray.tune", fake_tune)
+    monkeypatch.setattr(trial_module, "REPORT_EVERY_S", 3600.0)  # only checkpoints report
+    from grokcore.trainer import Trainer
+
+    cfg = RunConfig(p=5, d_model=16, d_head=4, n_heads=2, d_mlp=32, frac_train=0.5, epochs=100,
+                    eval_every=10, checkpoint_every=50, device="cpu")
+    trainer = Trainer(cfg, callbacks=[TuneReporter(figures_in_trial=False)])
+    trainer.run()
+    evals = [r for r in reported if "end" not in r]
+    assert [r["timesteps_total"] for r in evals] == [0, 50, 100]  # one report per checkpoint
+    assert [len(r["rows"]) for r in evals] == [1, 5, 5]
+    assert [row for r in reported for row in r["rows"]] == trainer.history
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = tracking.MLflowTrialLogger(uri, "e", "gathered")
+    stand_in = SimpleNamespace(config={"trial": {"index": 0, "key": "k", "run": cfg.to_dict()}},
+                               trial_id="t0", last_result={}, checkpoint=None)
+    logger.on_trial_start(0, [stand_in], stand_in)
+    for result in reported:
+        logger.on_trial_result(0, [stand_in], stand_in, result)
+    logger.on_trial_complete(0, [stand_in], stand_in)
+    logger.on_experiment_end([stand_in])
+    client = logger.client
+    (run,) = client.search_runs([logger._experiment_id], "tags.sweep = 'gathered'")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")]
+    assert steps == list(range(0, 101, 10))
+
 # ---- figures drawn after the trial, by the driver ------------------------------------------------
 def _finished_record(tmp_path, figures: bool):
     from grokcore import records
