@@ -1,8 +1,8 @@
 """Where a sweep's time goes outside training: many short trials on real Ray and real MLflow.
 
 Runs a grid of short expmod trials (by default 40 at p = 31 with the demo's settings and its
-1,500 epochs, none stopping early) with ``sweeps.runner.run_sweep`` on a local Ray started here (its own temp dir,
-``--cores`` CPUs, one per trial) and an MLflow SQLite store in a temp dir. Each trial reports
+1,500 epochs, none stopping early) with ``sweeps.runner.run_sweep`` on a local Ray started here
+(its own temp dir, ``--cores`` CPUs, one per trial) and an MLflow SQLite store in a temp dir. Each trial reports
 wall-clock timestamps of its steps (``trial_timing`` in its end result, ``sweeps/trial.py``);
 MLflow's run start and end times are the driver's view. Training seconds are the trainer's loop
 minus the reports inside it (the step, evaluations, progress measures).
@@ -11,16 +11,18 @@ minus the reports inside it (the step, evaluations, progress measures).
     overhead per trial = (wall seconds x cores - training seconds) / trials
 
     python benchmarks/sweep_overhead.py [--trials 40] [--epochs 1500] [--cores 2]
-        [--modes trial,after] [--rounds 1]
+        [--modes plain,after] [--rounds 1]
 
 Modes, run alternately (``--rounds``) so that machine noise hits them alike:
 
-* ``plain``: the driver writes each metric row as it comes (``sweeps.row_writer.BATCH_SECONDS =
-  0``) and each trial draws its figures: the sweep before this benchmark's changes;
-* ``trial``: batched writes, figures drawn in the trial (``--figures trial``);
-* ``after``: batched writes, figures drawn by the driver after each trial at the lowest CPU
-  priority (``--figures after``, the default);
-* ``none``: batched writes, no figures (``--figures none``): what the rest costs.
+* ``plain``: a trial reports each evaluation as it comes (``GROK_REPORT_EVERY_S=0``), the
+  driver writes each metric row as it comes (``sweeps.row_writer.BATCH_SECONDS = 0``) and each
+  trial draws its figures: the sweep before this benchmark's changes;
+* ``trial``: rows reported in groups of up to a second, batched writes, figures drawn in the
+  trial (``--figures trial``);
+* ``after``: grouped reports, batched writes, figures drawn by the driver after each trial at
+  the lowest CPU priority (``--figures after``): the sweep now;
+* ``none``: grouped reports, batched writes, no figures (``--figures none``): what the rest costs.
 
 The wall time is the whole sweep, figures included. ``efficiency until the last trial ended``
 stops the clock when the last trial's run is closed (what is left then is drawing figures).
@@ -45,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from sweeps import row_writer  # noqa: E402
 
 BATCHED_SECONDS = row_writer.BATCH_SECONDS
+REPORT_SECONDS = 1.0  # sweeps.trial.REPORT_EVERY_S's default
 
 PHASES = (  # (label, start key, end key) in a trial's timing
     ("imports in the trial", "entered", "imported"),
@@ -73,8 +76,10 @@ def trial_timings(sweep_folder: Path) -> list[dict]:
     return found
 
 
-MODES = {"plain": (0.0, "trial"), "trial": (BATCHED_SECONDS, "trial"),
-         "after": (BATCHED_SECONDS, "after"), "none": (BATCHED_SECONDS, "none")}
+# mode -> (the driver's batching seconds, who draws figures, seconds a trial gathers rows)
+MODES = {"plain": (0.0, "trial", 0.0), "trial": (BATCHED_SECONDS, "trial", REPORT_SECONDS),
+         "after": (BATCHED_SECONDS, "after", REPORT_SECONDS),
+         "none": (BATCHED_SECONDS, "none", REPORT_SECONDS)}
 
 
 def one_sweep(mode: str, args, work: Path) -> dict:
@@ -83,7 +88,8 @@ def one_sweep(mode: str, args, work: Path) -> dict:
 
     from sweeps.runner import Resources, run_sweep
 
-    row_writer.BATCH_SECONDS, figures = MODES[mode]
+    row_writer.BATCH_SECONDS, figures, report_s = MODES[mode]
+    os.environ["GROK_REPORT_EVERY_S"] = str(report_s)  # the local Ray's workers inherit it
     folder = Path(tempfile.mkdtemp(prefix=f"{mode}_", dir=work))
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     ray.init(address="local", num_cpus=args.cores, include_dashboard=False,
@@ -136,7 +142,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--measure-every", type=int, default=500)
     parser.add_argument("--cores", type=int, default=2, help="Ray CPUs; one trial per CPU")
-    parser.add_argument("--modes", default="trial,after",
+    parser.add_argument("--modes", default="plain,after",
                         help=f"comma-separated, of: {', '.join(MODES)} (see above)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds, alternating the modes")
     args = parser.parse_args()

@@ -172,10 +172,25 @@ class FigureQueue:
         if self._folder is not None:
             shutil.rmtree(self._folder / run_id, ignore_errors=True)
 
+    def hurry(self) -> bool:
+        """The trials have ended: give the drawing processes a normal priority, so that other
+        work on the machine cannot starve them. Needs the right to raise a priority (root,
+        CAP_SYS_NICE or RLIMIT_NICE); without it they keep the cycles nobody else wants.
+        Returns whether every process was raised."""
+        raised = True
+        # ProcessPoolExecutor keeps its processes in _processes (pid -> Process); no public API.
+        for pid in list(getattr(self._pool, "_processes", None) or {}):
+            try:
+                os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+            except (AttributeError, OSError):
+                raised = False
+        return raised
+
     def wait_all(self, log: Callable[[str, list[Path] | BaseException], None],
                  say: Callable[[str], None] = print, every_s: float = 30.0) -> int:
-        """Wait for every drawing, logging each as it ends (``log``) and a progress line every
-        ``every_s`` seconds; returns how many were drawn."""
+        """Wait for every drawing (at normal priority: :meth:`hurry`), logging each as it ends
+        (``log``) and a progress line every ``every_s`` seconds; returns how many were drawn."""
+        self.hurry()
         total, count, last = len(self._futures), 0, time.monotonic()
         while self._futures:
             for run_id, result in self.drawn():
