@@ -4,11 +4,14 @@ Runs a grid of short expmod trials (by default 40 at p = 31 with the demo's sett
 1,500 epochs, none stopping early) with ``sweeps.runner.run_sweep`` on a local Ray started here
 (its own temp dir, ``--cores`` CPUs, one per trial) and an MLflow SQLite store in a temp dir. Each trial reports
 wall-clock timestamps of its steps (``trial_timing`` in its end result, ``sweeps/trial.py``);
-MLflow's run start and end times are the driver's view. Training seconds are the trainer's loop
-minus the reports inside it (the step, evaluations, progress measures).
+MLflow's run start and end times are the driver's view. Training seconds are the CPU seconds of
+the trainer's loop (the worker's ``time.process_time``) minus those of the reports inside it: the
+step, evaluations, progress measures. (The loop's wall time, printed beside it, also counts the
+time a trial waited for a core while something else ran, such as the driver or figures drawn
+beside it, and would flatter a sweep that makes its trials wait.)
 
-    efficiency = training seconds / (wall seconds x cores)
-    overhead per trial = (wall seconds x cores - training seconds) / trials
+    efficiency = training CPU seconds / (wall seconds x cores)
+    overhead per trial = (wall seconds x cores - training CPU seconds) / trials
 
     python benchmarks/sweep_overhead.py [--trials 40] [--epochs 1500] [--cores 2]
         [--modes plain,after] [--rounds 1]
@@ -114,22 +117,27 @@ def one_sweep(mode: str, args, work: Path) -> dict:
             t["driver_start"], t["driver_end"] = run.info.start_time / 1e3, run.info.end_time / 1e3
     rows = list(timings.values())
     train = sum(t["loop_seconds"] - t["report_seconds"] for t in rows)
-    stats = {"mode": mode, "wall": wall, "train": train, "trials": len(rows),
-             "workers": len({t["pid"] for t in rows}),
-             "efficiency": train / (wall * args.cores),
-             "overhead": (wall * args.cores - train) / len(rows)}
+    train_cpu = sum(t["cpu_end_started"] - t["cpu_built"] - t["report_cpu_seconds"] for t in rows)
+    stats = {"mode": mode, "wall": wall, "train": train, "train_cpu": train_cpu,
+             "trials": len(rows), "workers": len({t["pid"] for t in rows}),
+             "efficiency_wall": train / (wall * args.cores),
+             "efficiency": train_cpu / (wall * args.cores),
+             "overhead": (wall * args.cores - train_cpu) / len(rows)}
     phases = {label: [t[b] - t[a] for t in rows] for label, a, b in PHASES}
     phases["reports in the loop"] = [t["report_seconds"] for t in rows]
     phases["driver start -> trial entered"] = [t["entered"] - t["driver_start"] for t in rows]
     phases["record written -> driver closed run"] = [t["driver_end"] - t["record_written"]
                                                      for t in rows]
-    phases["training (step, evaluation)"] = [t["loop_seconds"] - t["report_seconds"] for t in rows]
+    phases["training (step, evaluation), wall"] = [t["loop_seconds"] - t["report_seconds"]
+                                                   for t in rows]
+    phases["training (step, evaluation), CPU"] = [
+        t["cpu_end_started"] - t["cpu_built"] - t["report_cpu_seconds"] for t in rows]
     stats["phases"] = {label: statistics.mean(values) for label, values in phases.items()}
     first = min(t["driver_start"] for t in rows)
     last = max(t["driver_end"] for t in rows)
     stats["before first trial"] = first - started
     stats["after last trial"] = started + wall - last
-    stats["efficiency until the last trial ended"] = train / ((last - started) * args.cores)
+    stats["efficiency until the last trial ended"] = train_cpu / ((last - started) * args.cores)
     shutil.rmtree(folder, ignore_errors=True)
     return stats
 
@@ -162,10 +170,12 @@ def main() -> None:
             for mode in args.modes.split(","):
                 stats = one_sweep(mode, args, work)
                 runs.setdefault(mode, []).append(stats)
-                print(f"\n[{mode}] wall {stats['wall']:.1f} s, training {stats['train']:.1f} s, "
+                print(f"\n[{mode}] wall {stats['wall']:.1f} s, training {stats['train_cpu']:.1f} "
+                      f"CPU s ({stats['train']:.1f} s of wall time in the loops), "
                       f"{stats['trials']} trials on {stats['workers']} worker processes; "
-                      f"efficiency {stats['efficiency']:.3f}, overhead per trial "
-                      f"{stats['overhead']:.2f} s; load average now {os.getloadavg()[0]:.2f}")
+                      f"efficiency {stats['efficiency']:.3f} ({stats['efficiency_wall']:.3f} by "
+                      f"the loops' wall time), overhead per trial {stats['overhead']:.2f} s; "
+                      f"load average now {os.getloadavg()[0]:.2f}")
                 print(f"  sweep start -> first trial {stats['before first trial']:.2f} s, "
                       f"last trial closed -> sweep returned {stats['after last trial']:.2f} s; "
                       f"efficiency until the last trial ended "

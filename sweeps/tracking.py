@@ -23,7 +23,7 @@ from sweeps.row_writer import Locked, RowBatching
 from sweeps.run_names import run_name, task_params
 from sweeps.console import error_text, one_line
 from sweeps.trial import (config_from_tune, config_hash, figures_mode, index_from_dirname,
-                          index_of, key_of, numeric, trial_key)
+                          index_of, key_of, numeric, rows_of, trial_key)
 
 
 @dataclass
@@ -269,10 +269,7 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             return
         if isinstance(result.get("node"), Mapping):
             self.tag_node(run_id, result["node"])
-        rows = result.get("rows")  # the rows gathered since the trial's last report
-        if not isinstance(rows, list):  # results of sweeps started before rows were gathered
-            rows = [result["row"]] if isinstance(result.get("row"), Mapping) else []
-        for row in rows:
+        for row in rows_of(result):  # the rows gathered since the trial's last report
             self.log_row(run_id, row)
         if isinstance(result.get("end"), Mapping):
             self._ends[key] = result["end"]

@@ -3,7 +3,7 @@
 What a trial reports to Tune (a "result"), for the evaluations of up to REPORT_EVERY_S seconds:
 every numeric key of the last history row, flat (so ``metric="test_acc"`` works),
 ``timesteps_total`` = epoch, that row under ``"row"``, every row since the last report under
-``"rows"`` and where the trial runs under ``"node"`` (:func:`node_info`). At the end one more
+``"rows"`` (JSON text: :func:`rows_of`) and where the trial runs under ``"node"`` (:func:`node_info`). At the end one more
 result carries ``"end"``: the summary and dataset statistics.
 Checkpoints: the trainer's state every ``checkpoint_every`` epochs (the runner makes that 10 x
 ``eval_every`` when it is 0); the last one also holds the artifacts (history.csv, model.pt,
@@ -19,6 +19,7 @@ without loading them.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -121,6 +122,20 @@ def index_from_dirname(name: str) -> int | None:
     return int(parts[1]) if len(parts) > 2 and parts[0] == "trial" and parts[1].isdigit() else None
 
 
+def rows_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """History rows as a result carries them: JSON text (Tune's loggers take no lists; Python's
+    float text round-trips exactly)."""
+    return json.dumps(list(rows))
+
+
+def rows_of(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The history rows a result carries (:func:`rows_text`); a result of a sweep started before
+    rows were gathered carries one, under ``"row"``."""
+    if isinstance(result.get("rows"), str):
+        return json.loads(result["rows"])
+    return [dict(result["row"])] if isinstance(result.get("row"), Mapping) else []
+
+
 def numeric(row: Mapping[str, Any]) -> dict[str, float]:
     """The numeric entries of a history row (booleans left out), as floats."""
     return {k: float(v) for k, v in row.items()
@@ -160,7 +175,7 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
                                weights_only=False)
             finished = (Path(folder) / SUMMARY_FILE).exists()
         trainer.load_state_dict(state)
-    clock["built"] = time.time()
+    clock["built"], clock["cpu_built"] = time.time(), time.process_time()
     entry = tune_config.get("trial", {})
     marker = (Path(entry["fault_dir"]) / f"{entry['key']}.{FAULT_MARKER}"
               if entry.get("fail_at_epoch") else None)
@@ -210,9 +225,12 @@ class TuneReporter:
         self.fail_at_epoch = fail_at_epoch
         self.fault_marker = fault_marker
         # Where a trial's time goes (benchmarks/sweep_overhead.py): wall-clock timestamps of the
-        # worker's steps and the seconds spent in reports inside the training loop.
+        # worker's steps, the seconds spent in reports inside the training loop, and the
+        # process's CPU seconds (time.process_time) when built, in reports and at the end: the
+        # loop's wall time also counts time the process waited for a core.
         self.clock = clock if clock is not None else {}
         self.clock.setdefault("report_seconds", 0.0)
+        self.clock.setdefault("report_cpu_seconds", 0.0)
         self._rows: list[dict[str, Any]] = []  # evaluated, not yet reported
         self._last_report = 0.0  # time.time() of the last report: the first row goes at once
 
@@ -227,7 +245,7 @@ class TuneReporter:
         raise RuntimeError(f"injected fault at epoch {epoch} (--fail-at-epoch, first attempt)")
 
     def on_eval(self, trainer, row: dict[str, float], checkpoint: bool) -> None:
-        started = time.time()
+        started, cpu_started = time.time(), time.process_time()
         self.clock.setdefault("first_eval", started)
         try:
             self._maybe_fail(trainer.epoch)
@@ -237,6 +255,7 @@ class TuneReporter:
                 self._last_report = time.time()
         finally:
             self.clock["report_seconds"] += time.time() - started
+            self.clock["report_cpu_seconds"] += time.process_time() - cpu_started
 
     def _report_rows(self, trainer, checkpoint: bool) -> None:
         """Report the rows gathered since the last report (the last one flat, for Tune)."""
@@ -244,7 +263,7 @@ class TuneReporter:
 
         rows, self._rows = self._rows, []
         result = {**numeric(rows[-1]), "timesteps_total": trainer.epoch, "row": rows[-1],
-                  "rows": rows, "start_epoch": self.start_epoch, "node": self.node}
+                  "rows": rows_text(rows), "start_epoch": self.start_epoch, "node": self.node}
         if not checkpoint:
             tune.report(result)
             return
@@ -261,14 +280,15 @@ class TuneReporter:
         from ray import tune
 
         self.clock["loop_seconds"] = summary.get("seconds", 0.0)  # summed over resumptions
-        self.clock["end_started"] = time.time()
+        self.clock["end_started"], self.clock["cpu_end_started"] = time.time(), time.process_time()
         folder = Path(tempfile.mkdtemp(prefix="grok_final_"))
         try:
             records.save_checkpoint(trainer, folder)
             records.write_run_folder(trainer, summary, folder, figures=self.figures_in_trial)
             self.clock["record_written"] = time.time()
             last = trainer.history[-1] if trainer.history else {}
-            result = {**numeric(last), "timesteps_total": trainer.epoch, "rows": self._rows,
+            result = {**numeric(last), "timesteps_total": trainer.epoch,
+                      "rows": rows_text(self._rows),
                       "start_epoch": self.start_epoch, "node": self.node,
                       "grokked": int(bool(summary["grokked"])),
                       "epochs_run": summary["epochs_run"],

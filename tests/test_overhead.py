@@ -118,14 +118,18 @@ def test_a_trial_reports_where_its_time_went(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray.tune", fake_tune)
     from grokcore.trainer import Trainer
 
-    clock = {"entered": 1.0, "imported": 2.0, "built": 3.0}
+    import time
+
+    clock = {"entered": 1.0, "imported": 2.0, "built": 3.0, "cpu_built": time.process_time()}
     trainer = Trainer(RunConfig(p=5, d_model=16, d_head=4, n_heads=2, d_mlp=32, frac_train=0.5,
                                 epochs=20, eval_every=10, device="cpu"))
     trainer.callbacks = [TuneReporter(clock=clock)]
     trainer.run()
     timing = reported[-1]["trial_timing"]
     assert {"entered", "imported", "built", "first_eval", "end_started", "record_written",
-            "loop_seconds", "report_seconds"} <= set(timing)
+            "loop_seconds", "report_seconds", "cpu_built", "cpu_end_started",
+            "report_cpu_seconds"} <= set(timing)
+    assert 0 <= timing["report_cpu_seconds"] <= timing["cpu_end_started"] - timing["cpu_built"]
     assert timing["first_eval"] <= timing["end_started"] <= timing["record_written"]
     assert 0 <= timing["report_seconds"] <= timing["loop_seconds"]
     assert abs(timing["loop_seconds"] - trainer.seconds) < 1e-3
@@ -138,6 +142,7 @@ def test_rows_gathered_between_reports_are_each_logged_once(tmp_path, monkeypatc
     import sys
 
     from sweeps import trial as trial_module
+    from sweeps.trial import rows_of
 
     reported = []
     fake_tune = SimpleNamespace(report=lambda result, checkpoint=None: reported.append(result),
@@ -153,8 +158,8 @@ def test_rows_gathered_between_reports_are_each_logged_once(tmp_path, monkeypatc
     trainer.run()
     evals = [r for r in reported if "end" not in r]
     assert [r["timesteps_total"] for r in evals] == [0, 50, 100]  # one report per checkpoint
-    assert [len(r["rows"]) for r in evals] == [1, 5, 5]
-    assert [row for r in reported for row in r["rows"]] == trainer.history
+    assert [len(rows_of(r)) for r in evals] == [1, 5, 5]
+    assert [row for r in reported for row in rows_of(r)] == trainer.history
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     logger = tracking.MLflowTrialLogger(uri, "e", "gathered")
