@@ -4,13 +4,14 @@
 # Kaplan-Meier figure and the grok heat map. table1.csv is regenerated from trials.csv alone
 # (no MLflow), which is what anyone can check:
 #   .venv/bin/python -m analysis.grok_table --trials results/table1/trials.csv --format csv
+# SWEEP=table1-pairs takes only that sweep's trials (while the other one still runs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${GROK_RUNS:-$HOME/grok-runs/table1}
 PY=${PYTHON:-.venv/bin/python}
 OUT=results/table1
 "$PY" -m analysis.grok_table --experiment table1 --tracking-uri "sqlite:///$RUNS/mlflow.db" \
-    --write-trials "$OUT/trials.csv" --format text
+    ${SWEEP:+--sweep "$SWEEP"} --write-trials "$OUT/trials.csv" --format text
 "$PY" -m analysis.grok_table --trials "$OUT/trials.csv" --format csv --out "$OUT/table1.csv" \
     > /dev/null
 "$PY" -m analysis.grok_table --trials "$OUT/trials.csv" --format md --out "$OUT/table1.md" \

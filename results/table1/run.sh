@@ -35,9 +35,11 @@ done
 
 COMMON=(--address "127.0.0.1:$PORT" --experiment table1 --replicates 3
         --tracking-uri "sqlite:///$RUNS/mlflow.db" --storage "$RUNS/ray" --progress-every 600)
-[ -n "${RESUME:-}" ] && COMMON+=(--resume)
-"$PY" sweeps/expmod_grid.py "${COMMON[@]}" --name table1-pairs --split pairs \
-    || echo "table1-pairs did not finish every trial (exit $?)"
-"$PY" sweeps/expmod_grid.py "${COMMON[@]}" --name table1-classes --split classes \
+# With RESUME set, a sweep that has started is resumed; one that has not starts.
+resume() { [ -n "${RESUME:-}" ] && [ -d "$RUNS/ray/$1" ] && echo --resume; }
+"$PY" sweeps/expmod_grid.py "${COMMON[@]}" --name table1-pairs $(resume table1-pairs) \
+    --split pairs || echo "table1-pairs did not finish every trial (exit $?)"
+"$PY" sweeps/expmod_grid.py "${COMMON[@]}" --name table1-classes $(resume table1-classes) \
+    --split classes \
     --pairs 3,4 5,4 7,7 4,5 8,9 --primes 113 --epochs 20000 \
     || echo "table1-classes did not finish every trial (exit $?)"
