@@ -172,8 +172,9 @@ def plot_residue_distribution(p: int, pairs: Sequence[tuple[int, int]], path) ->
 
 def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str = "expmod") -> Path:
     """Kaplan-Meier median grok epoch over (a, b) for one p (``analysis.grok_table.build_table``
-    output); grey where it is not reached (fewer than half the runs grokked), with k/n grokked
-    written in each cell."""
+    output); grey where it is not reached (fewer than half the runs grokked) or not run, with
+    k/n grokked written in each cell, and what a cell shows when that is not grokking (its
+    ``shows``, e.g. lookup: the threshold was reached on test pairs with a training twin), hatched."""
     import numpy as np
 
     t = table[table["task"] == task]
@@ -183,8 +184,10 @@ def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str
         grok_km_median=lambda d: pd.to_numeric(d["grok_km_median"], errors="coerce"))
     if t.empty:
         raise ValueError(f"the table has no {task} rows for p={p}")
-    cells = t.groupby(["a", "b"]).agg(epoch=("grok_km_median", "median"),
-                                      grokked=("grokked", "sum"), runs=("runs", "sum"))
+    shows = t["shows"] if "shows" in t else pd.Series("grokking", index=t.index)
+    cells = t.assign(shows=shows.astype(str)).groupby(["a", "b"]).agg(
+        epoch=("grok_km_median", "median"), grokked=("grokked", "sum"), runs=("runs", "sum"),
+        shows=("shows", lambda words: ", ".join(sorted(set(words)))))
     n = int(max(t["a"].max(), t["b"].max()))
     grid = np.full((n, n), np.nan)
     for (a, b), row in cells.iterrows():
@@ -194,8 +197,14 @@ def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, origin="lower",
                       extent=(0.5, n + 0.5, 0.5, n + 0.5))
     for (a, b), row in cells.iterrows():
-        ax.text(b, a, f"{int(row.grokked)}/{int(row.runs)}", ha="center", va="center", fontsize=7,
-                color="w" if not np.isnan(grid[a - 1, b - 1]) else "k")
+        text = f"{int(row.grokked)}/{int(row.runs)}"
+        if row.shows != "grokking":
+            text += f"\n{row.shows}"
+            ax.add_patch(plt.Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, hatch="//",
+                                       edgecolor=(1, 1, 1, 0.45), lw=0))
+        ax.text(b, a, text, ha="center", va="center", fontsize=6 if "\n" in text else 7,
+                color="w" if not np.isnan(grid[a - 1, b - 1]) else "k",
+                bbox=dict(facecolor="k", alpha=0.5, lw=0, pad=1) if "\n" in text else None)
     fig.colorbar(image, ax=ax, label="Kaplan-Meier median grok epoch")
     ax.set_xlabel("b")
     ax.set_ylabel("a")
