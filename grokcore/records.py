@@ -147,8 +147,9 @@ def write_history_csv(history: Sequence[Mapping[str, Any]], path: str | Path) ->
 
 def read_history_csv(path: str | Path) -> list[dict[str, Any]]:
     """The rows :func:`write_history_csv` wrote, as they were: empty cells (an absent key, None
-    or empty text) are absent keys, integers and floats come back as such (Python's float text round-trips exactly),
-    other text stays text (``key_freqs`` of a single frequency reads as a number)."""
+    or empty text) are absent keys, integers and floats come back as such (Python's float text
+    round-trips exactly), other text stays text (``key_freqs`` of a single frequency reads as a
+    number)."""
     with open(path, newline="") as fh:
         return [{k: _cell(v) for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
 

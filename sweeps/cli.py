@@ -21,6 +21,7 @@ from grokcore.config import (ConfigError, RunConfig, fields_by_section,
                              fields_only_other_tasks_read)
 from grokcore.records import DEFAULT_TRACKING_URI
 from sweeps.console import format_grid, format_outcomes
+from sweeps.figures_after import FIGURE_MODES
 from sweeps.grid import FIELD_NAMES, common_settings, prepare_configs, with_replicates
 
 # Plural spellings for the fields a grid usually spans; the field's own name works too.
@@ -109,7 +110,7 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
     g.add_argument("--max-concurrent", type=int, default=0,
                    help="at most this many trials at once (default 0: as many as the "
                         "resources allow)")
-    g.add_argument("--figures", choices=("after", "trial", "none"), default="after",
+    g.add_argument("--figures", choices=FIGURE_MODES, default="after",
                    help="who draws each trial's figures: 'after' the trial has ended, the "
                         "driver, at the lowest CPU priority, so no trial waits for them (the "
                         "sweep ends when all are logged); 'trial', the trial itself; 'none' "

@@ -127,7 +127,6 @@ class FigureQueue:
         self._pool: ProcessPoolExecutor | None = None
         self._folder: Path | None = None
         self._futures: dict[str, Future] = {}  # run id -> its drawing
-        self._done = 0
 
     def __contains__(self, run_id: str) -> bool:
         return run_id in self._futures
@@ -151,18 +150,13 @@ class FigureQueue:
                 shutil.copy2(path, folder / Path(path).name)
         self._futures[run_id] = self._pool.submit(_draw, str(folder))
 
-    def drawn(self, wait: bool = False) -> list[tuple[str, list[Path] | BaseException]]:
-        """Runs whose drawing ended (all of them with ``wait``): ``(run_id, figure paths)``, or
+    def drawn(self) -> list[tuple[str, list[Path] | BaseException]]:
+        """Runs whose drawing has ended, without waiting: ``(run_id, figure paths)``, or
         ``(run_id, the error)``. The caller logs the files, then calls :meth:`forget`."""
-        from concurrent.futures import wait as wait_for
-
-        if wait and self._futures:
-            wait_for(list(self._futures.values()))
         ended = []
         for run_id, future in list(self._futures.items()):
             if future.done():
                 del self._futures[run_id]
-                self._done += 1
                 error = future.exception()
                 ended.append((run_id, error if error is not None
                               else [Path(p) for p in future.result()]))
@@ -172,27 +166,27 @@ class FigureQueue:
         if self._folder is not None:
             shutil.rmtree(self._folder / run_id, ignore_errors=True)
 
-    def hurry(self) -> bool:
+    def hurry(self) -> None:
         """The trials have ended: give the drawing processes a normal priority, so that other
         work on the machine cannot starve them. Needs the right to raise a priority (root,
-        CAP_SYS_NICE or RLIMIT_NICE); without it they keep the cycles nobody else wants.
-        Returns whether every process was raised."""
-        raised = True
+        CAP_SYS_NICE or RLIMIT_NICE); without it they keep the cycles nobody else wants."""
         # ProcessPoolExecutor keeps its processes in _processes (pid -> Process); no public API.
         for pid in list(getattr(self._pool, "_processes", None) or {}):
             try:
                 os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
             except (AttributeError, OSError):
-                raised = False
-        return raised
+                pass
 
     def wait_all(self, log: Callable[[str, list[Path] | BaseException], None],
                  say: Callable[[str], None] = print, every_s: float = 30.0) -> int:
         """Wait for every drawing (at normal priority: :meth:`hurry`), logging each as it ends
         (``log``) and a progress line every ``every_s`` seconds; returns how many were drawn."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
         self.hurry()
         total, count, last = len(self._futures), 0, time.monotonic()
         while self._futures:
+            wait(list(self._futures.values()), timeout=every_s, return_when=FIRST_COMPLETED)
             for run_id, result in self.drawn():
                 log(run_id, result)
                 self.forget(run_id)
@@ -200,7 +194,6 @@ class FigureQueue:
             if self._futures and time.monotonic() - last >= every_s:
                 say(f"figures: {count} of {total} runs drawn")
                 last = time.monotonic()
-            time.sleep(0.2)
         return count
 
     def close(self) -> None:

@@ -79,8 +79,7 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
       reads as params; mark it RUNNING.
     * each result: its history rows' numeric keys as metrics at step = epoch (a trial gathers
       the rows of up to a second into one result); steps at or below the last logged one are
-      skipped, so a trial continued from a checkpoint never logs a step
-      twice.
+      skipped, so a trial continued from a checkpoint never logs a step twice.
     * trial end: the end values as tags (and numeric ones as metrics), the dataset statistics,
       the artifacts of the final checkpoint; the run is FINISHED. End values are logged at
       step 0, so the UI's charts draw one bar per run. A trial that failed after its
@@ -192,7 +191,6 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
         metrics = [Metric(k, v, now, epoch) for k, v in numeric(row).items() if k != "epoch"]
         self._last_step[run_id] = epoch
         self._store_rows(run_id, metrics)
-
 
     def tag_node(self, run_id: str, node: Mapping[str, str]) -> None:
         """Tags ``node_id``, ``node_ip``, ``hostname`` (where the trial runs, or ran last) and

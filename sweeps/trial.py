@@ -3,8 +3,9 @@
 What a trial reports to Tune (a "result"), for the evaluations of up to REPORT_EVERY_S seconds:
 every numeric key of the last history row, flat (so ``metric="test_acc"`` works),
 ``timesteps_total`` = epoch, that row under ``"row"``, every row since the last report under
-``"rows"`` (JSON text: :func:`rows_of`) and where the trial runs under ``"node"`` (:func:`node_info`). At the end one more
-result carries ``"end"``: the summary and dataset statistics.
+``"rows"`` (JSON text: :func:`rows_of`) and where the trial runs under ``"node"``
+(:func:`node_info`). At the end one more result carries ``"end"``: the summary and dataset
+statistics.
 Checkpoints: the trainer's state every ``checkpoint_every`` epochs (the runner makes that 10 x
 ``eval_every`` when it is 0); the last one also holds the artifacts (history.csv, model.pt,
 config.json, dataset_stats.json, summary.json and, when the sweep leaves them to the trial, the
