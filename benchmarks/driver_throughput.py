@@ -11,7 +11,9 @@ rows/s: the rows of all trials over the window from the first evaluation to the 
 end; ms per report: the time a trial's ``tune.report`` held it up, averaged (a trial waits until
 the driver has taken its previous result). The rows a trial of the demo produces per second at
 1 thread (about 4: an evaluation every 20 epochs of ~12 ms) divided into the rows/s gives the
-number of such trials one driver keeps up with.
+number of such trials one driver keeps up with. Trials report every row here
+(``GROK_REPORT_EVERY_S=0``): a sweep's trials send the rows of up to a second in one report,
+which this load is meant to outrun.
 
     python benchmarks/driver_throughput.py [--trials 16] [--epochs 200] [--cores 2]
         [--stores sqlite,server] [--modes plain,fast]
@@ -120,6 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    os.environ["GROK_REPORT_EVERY_S"] = "0"  # a report per row; the local Ray's workers inherit it
     print(f"{args.trials} concurrent trials, p=5, a row every epoch, {args.epochs} epochs, "
           f"{args.cores} cores; load average {os.getloadavg()[0]:.2f}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="driver_throughput_"))
