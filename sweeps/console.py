@@ -86,12 +86,18 @@ class ProgressPrinter:
         self.every_s = every_s
         self.sweep = sweep
         self._last: dict[str, float] = {}
-        self._done = 0
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_last"], state["_done"] = {}, 0
+        state["_last"] = {}
         return state
+
+    @staticmethod
+    def _ended(trials, trial) -> int:
+        """Trials ended so far, this one included. Counted from Tune's list, not by this printer,
+        so that a resumed sweep counts the trials that ended before the interruption."""
+        ended = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
+        return len(ended | {trial.trial_id})
 
     def _label(self, trial) -> str:
         key = key_of(trial.config, trial.trial_id, self.sweep)
@@ -126,15 +132,13 @@ class ProgressPrinter:
                   f"loss {row.get('train_loss', math.nan) + 0.0:.2e}")  # + 0.0: no "-0.00"
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._done += 1
         end = (trial.last_result or {}).get("end") or {}
         s = end.get("summary", {})
         grok = f"grok epoch {s.get('grok_epoch')}" if s.get("grokked") else "no grok"
         self._say(f"done     {self._label(trial)}: {s.get('status', '?')}, {grok}, "
                   f"{s.get('epochs_run')} epochs in {s.get('seconds', 0):.1f} s"
-                  f"  ({self._done}/{self.total or '?'})")
+                  f"  ({self._ended(trials, trial)}/{self.total or '?'})")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._done += 1
         self._say(f"FAILED   {self._label(trial)}: {one_line(error_text(trial))}"
-                  f"  ({self._done}/{self.total or '?'})")
+                  f"  ({self._ended(trials, trial)}/{self.total or '?'})")

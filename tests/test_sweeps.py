@@ -312,6 +312,8 @@ def test_interrupted_sweep_resumes(cluster, tmp_path):
     done = sweep(["--resume", *args, "--seeds", "0", "1", "2"], cwd=tmp_path, env=cluster.env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 trial(s) of the settings given now are not in it" in done.stdout, done.stdout
+    # The count of ended trials includes those that ended before the interruption.
+    assert max(int(n) for n in re.findall(r"\((\d+)/4\)", done.stdout)) == 4, done.stdout
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 4 and set(by_index(runs)) == {0, 1, 2, 3}
     for index, run in by_index(runs).items():
