@@ -32,6 +32,7 @@ MLflow logger in :mod:`sweeps.tracking` and the progress lines in :mod:`sweeps.c
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -137,8 +138,6 @@ def connect_ray(address: str | None) -> bool:
     ``RAY_AUTH_TOKEN`` variable, ``RAY_AUTH_TOKEN_PATH`` or ~/.ray/auth_token) and
     ``RAY_AUTH_MODE`` is not set. Returns True when this call started Ray (so it should stop it).
     """
-    import logging
-
     import ray
 
     if ray.is_initialized():
@@ -166,6 +165,21 @@ def connect_ray(address: str | None) -> bool:
 
 
 # ==== the sweep =================================================================================
+
+class _NoMissingMetricsWarning(logging.Filter):
+    """Drops Tune's "Failed to fetch metrics for N trial(s)" warning, one line per trial, which it
+    prints on a resume and after an interruption for every trial that has not started yet. Those
+    trials are not failures, and a trial that ran is reported from MLflow by the sweep itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to fetch metrics for")
+
+
+def quiet_unstarted_trials() -> None:
+    tune_analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    if not any(isinstance(f, _NoMissingMetricsWarning) for f in tune_analysis.filters):
+        tune_analysis.addFilter(_NoMissingMetricsWarning())
+
 
 def safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
@@ -279,6 +293,7 @@ def run_sweep(
     # Forced experiment snapshots (num_to_keep) are what makes a resume exact: no warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: only our progress lines
+    quiet_unstarted_trials()
     started_ray = connect_ray(address)
     try:
         experiment_id = ensure_experiment(tracking_uri, experiment)  # the store exists from here
