@@ -77,6 +77,23 @@ class Resources:
             raise ConfigError("need retries >= 0, cpus_per_trial > 0, gpus_per_trial >= 0 and "
                               "max_concurrent >= 0")
 
+    def describe(self, cluster: Mapping[str, float]) -> list[str]:
+        """What the sweep will use of ``cluster`` (Ray's cluster_resources()), as lines to print:
+        the resources, how many trials fit at once, and a hint where GPUs would stay idle."""
+        cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+        fit = [int(cpus // self.cpus_per_trial)]
+        if self.gpus_per_trial:
+            fit.append(int(gpus // self.gpus_per_trial))
+        if self.max_concurrent:
+            fit.append(self.max_concurrent)
+        gpu = f" and {self.gpus_per_trial:g} GPU" if self.gpus_per_trial else ""
+        lines = [f"Ray: {cpus:g} CPU, {gpus:g} GPU; each trial {self.cpus_per_trial:g} CPU{gpu}, "
+                 f"{min(fit)} at once"]
+        if gpus and not self.gpus_per_trial:
+            lines.append(f"note: the cluster's {gpus:g} GPU(s) stay idle: trials that reserve no GPU "
+                         "train on CPUs; --gpus-per-trial 0.25 lets four trials share each GPU")
+        return lines
+
 
 @dataclass
 class Search:
@@ -296,6 +313,12 @@ def run_sweep(
     quiet_unstarted_trials()
     started_ray = connect_ray(address)
     try:
+        import ray
+
+        trials = "" if resume else f", {search.num_samples if search else len(configs)} trials"
+        say(f"{'resuming' if resume else 'starting'} sweep {name!r}{trials}")
+        for line in resources.describe(ray.cluster_resources()):
+            say(line)
         experiment_id = ensure_experiment(tracking_uri, experiment)  # the store exists from here
         from mlflow.tracking import MlflowClient
 

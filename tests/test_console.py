@@ -34,3 +34,14 @@ def test_tunes_warning_about_unstarted_trials_is_dropped_and_others_kept():
         tune_analysis.removeHandler(handler)
     assert seen == ["Could not find best trial"]
     assert len(tune_analysis.filters) == 1
+
+
+def test_the_resources_line_says_how_many_trials_fit_and_when_gpus_stay_idle():
+    from sweeps.runner import Resources
+
+    assert Resources().describe({"CPU": 2.0}) == ["Ray: 2 CPU, 0 GPU; each trial 1 CPU, 2 at once"]
+    assert Resources(cpus_per_trial=2, gpus_per_trial=0.25, max_concurrent=3).describe(
+        {"CPU": 16.0, "GPU": 1.0}) == ["Ray: 16 CPU, 1 GPU; each trial 2 CPU and 0.25 GPU, 3 at once"]
+    assert Resources(gpus_per_trial=0.5).describe({"CPU": 16.0, "GPU": 1.0})[0].endswith("2 at once")
+    idle = Resources().describe({"CPU": 16.0, "GPU": 2.0})
+    assert len(idle) == 2 and idle[1].startswith("note: the cluster's 2 GPU(s) stay idle")

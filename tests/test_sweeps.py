@@ -303,6 +303,8 @@ def test_interrupted_sweep_resumes(cluster, tmp_path):
     killed_at_ms = time.time() * 1000
     output = "".join(seen)
     assert re.search(r"done\s+\[0\]", output), output
+    assert re.search(r"starting sweep '.+', 4 trials\n.*Ray: \d+ CPU, 0 GPU; each trial 1 CPU, 2 at once",
+                     output), output
     client, runs = mlflow_runs(tmp_path)
     assert by_index(runs)[2].info.status == "RUNNING"  # left behind by the kill
     first = by_index(runs)[0]
@@ -312,6 +314,7 @@ def test_interrupted_sweep_resumes(cluster, tmp_path):
     done = sweep(["--resume", *args, "--seeds", "0", "1", "2"], cwd=tmp_path, env=cluster.env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 trial(s) of the settings given now are not in it" in done.stdout, done.stdout
+    assert re.search(r"resuming sweep '.+'\n", done.stdout), done.stdout
     # The count of ended trials includes those that ended before the interruption.
     assert max(int(n) for n in re.findall(r"\((\d+)/4\)", done.stdout)) == 4, done.stdout
     client, runs = mlflow_runs(tmp_path)
