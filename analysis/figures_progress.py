@@ -170,13 +170,12 @@ def plot_residue_distribution(p: int, pairs: Sequence[tuple[int, int]], path) ->
     return _save(fig, path)
 
 
-def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str = "expmod") -> Path:
-    """Kaplan-Meier median grok epoch over (a, b) for one p (``analysis.grok_table.build_table``
-    output); grey where it is not reached (fewer than half the runs grokked) or not run, with
-    k/n grokked written in each cell, and what a cell shows when that is not grokking (its
-    ``shows``, e.g. lookup: the threshold was reached on test pairs with a training twin), hatched."""
-    import numpy as np
-
+def heatmap_cells(table: pd.DataFrame, p: int | None = None,
+                  task: str = "expmod") -> tuple[int, dict[str, pd.DataFrame]]:
+    """(p, the heat map's cells per split): for each split, one row per (a, b) with the KM
+    median grok epoch, runs grokked, runs, and what the rows show. Splits stay apart: a cell
+    merging a split that groks with one that does not would describe neither. The split with
+    the most rows comes first. ``p``: the most common p of the task's rows when None."""
     t = table[table["task"] == task]
     if p is None:
         p = int(t["p"].mode().iloc[0])
@@ -185,16 +184,44 @@ def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str
     if t.empty:
         raise ValueError(f"the table has no {task} rows for p={p}")
     shows = t["shows"] if "shows" in t else pd.Series("grokking", index=t.index)
-    cells = t.assign(shows=shows.astype(str)).groupby(["a", "b"]).agg(
+    split = t["split"].astype(str) if "split" in t else pd.Series("", index=t.index)
+    t = t.assign(shows=shows.astype(str), split=split)
+    return p, {name: rows.groupby(["a", "b"]).agg(
         epoch=("grok_km_median", "median"), grokked=("grokked", "sum"), runs=("runs", "sum"),
         shows=("shows", lambda words: ", ".join(sorted(set(words)))))
-    n = int(max(t["a"].max(), t["b"].max()))
+        for name, rows in sorted(t.groupby("split"), key=lambda kv: -len(kv[1]))}
+
+
+def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str = "expmod") -> Path:
+    """Kaplan-Meier median grok epoch over (a, b) for one p (``analysis.grok_table.build_table``
+    output), one panel per split, on one colour scale; grey where it is not reached (fewer than
+    half the runs grokked) or not run, with k/n grokked written in each cell, and what a cell
+    shows when that is not grokking (its ``shows``, e.g. lookup: the threshold was reached on
+    test pairs with a training twin), hatched."""
+    from matplotlib.colors import Normalize
+
+    p, panels = heatmap_cells(table, p, task)
+    n = int(max(max(c.index.get_level_values(0).max(), c.index.get_level_values(1).max())
+                for c in panels.values()))
+    epochs = pd.concat([c.epoch for c in panels.values()]).dropna()
+    norm = Normalize(*(epochs.min(), epochs.max()) if len(epochs) else (0, 1))
+    fig, axes = plt.subplots(1, len(panels), figsize=(1 + 0.7 * n * len(panels), 0.7 * n + 0.5),
+                             squeeze=False)
+    for ax, (split, cells) in zip(axes[0], panels.items()):
+        image = _heat_panel(ax, cells, n, norm)
+        ax.set_title(f"p = {p}" + (f", split by {split}" if split else ""))
+    fig.colorbar(image, ax=list(axes[0]), label="Kaplan-Meier median grok epoch")
+    return _save(fig, path)
+
+
+def _heat_panel(ax, cells: pd.DataFrame, n: int, norm):
+    import numpy as np
+
     grid = np.full((n, n), np.nan)
     for (a, b), row in cells.iterrows():
         grid[a - 1, b - 1] = row.epoch
-    fig, ax = plt.subplots(figsize=(1 + 0.7 * n, 0.7 * n + 0.5))
     cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, origin="lower",
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, origin="lower",
                       extent=(0.5, n + 0.5, 0.5, n + 0.5))
     for (a, b), row in cells.iterrows():
         text = f"{int(row.grokked)}/{int(row.runs)}"
@@ -205,11 +232,9 @@ def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str
         ax.text(b, a, text, ha="center", va="center", fontsize=6 if "\n" in text else 7,
                 color="w" if not np.isnan(grid[a - 1, b - 1]) else "k",
                 bbox=dict(facecolor="k", alpha=0.5, lw=0, pad=1) if "\n" in text else None)
-    fig.colorbar(image, ax=ax, label="Kaplan-Meier median grok epoch")
     ax.set_xlabel("b")
     ax.set_ylabel("a")
-    ax.set_title(f"grok epoch over (a, b), p = {p}")
-    return _save(fig, path)
+    return image
 
 
 def _sparse_ticks(ax, labels: list[str], every: int = 0) -> None:

@@ -3,7 +3,8 @@
     python -m analysis.grok_table --experiment NAME [--tracking-uri URI]     # from MLflow
     python -m analysis.grok_table --trials trials.csv                        # from a trials CSV
         [--format text|md|csv|latex] [--out FILE] [--write-trials FILE] [--reference A,B,P]
-        [--pairwise ROW ROW ...] [--plot-km FILE] [--plot-heatmap FILE] [--no-log]
+        [--pairwise ROW ROW ... | --compare FIELD] [--plot-km FILE] [--plot-heatmap FILE]
+        [--no-log]
 
 **Trials.** One line per trial run (``trials_from_runs``; ``--write-trials`` saves them, and
 ``--trials`` reads such a file back, so a committed CSV regenerates its table without MLflow).
@@ -22,7 +23,9 @@ band of that share contains 0.5; an empty upper end means unbounded: the data ca
 later median); ``grok_epoch_min``/``_max`` observed; ``logrank_p`` the two-sided log-rank test of
 the row's grok times against the reference row's (``--reference``, default the first row), and
 ``logrank_p_holm`` those p-values Holm-corrected over the rows. ``--pairwise`` tests chosen rows
-against each other instead (Holm over the pairs).
+against each other instead (Holm over the pairs), and ``--compare FIELD`` each row run with
+several values of one setting across those values (``--compare split``: pairs against classes
+for every (a, b, p) run with both; Holm over all the tests).
 
 **What a row shows** (``shows``): the trials' outcomes (``grokcore.signals``): ``grokking``
 (generalized at least ``grok_min_delay`` evaluations after memorizing), ``no delay`` (generalized
@@ -61,8 +64,8 @@ import pandas as pd
 
 from analysis.publish import publish, sweep_runs, table_files
 from analysis.runs import AnalysisError, client_for, fail, load_runs
-from analysis.table import build_table, pairwise
-from analysis.table_render import render, render_pairs
+from analysis.table import build_table, compare_by, pairwise
+from analysis.table_render import render, render_compare, render_pairs
 from analysis.trials import param_value, config_keys, read_trials, trials_from_runs
 from grokcore.cli import OneLineErrorParser
 from grokcore.records import DEFAULT_TRACKING_URI
@@ -111,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pairwise", type=_row_values, nargs="+", default=None, metavar="ROW",
                         help="instead of the table: log-rank tests between these rows, each "
                              "given as for --reference (Holm over the pairs)")
+    parser.add_argument("--compare", default=None, metavar="FIELD",
+                        help="instead of the table: for every row run with several values of "
+                             "FIELD (a setting that names rows, e.g. split), log-rank tests "
+                             "between those values (Holm over all the tests)")
     parser.add_argument("--plot-km", type=Path, default=None, metavar="FILE",
                         help="Kaplan-Meier figure (PNG): share of runs not yet grokked by epoch")
     parser.add_argument("--plot-heatmap", type=Path, default=None, metavar="FILE",
@@ -139,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write(args.write_trials, trials.to_csv(index=False))
         if args.pairwise:
             text = render_pairs(pairwise(trials, args.pairwise))
+            table = None
+        elif args.compare:
+            keys, tests = compare_by(trials, args.compare)
+            text = render_compare(keys, args.compare, tests)
             table = None
         else:
             table = build_table(trials, args.reference)
@@ -174,10 +185,6 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text)
     except OSError as err:
         raise AnalysisError(f"cannot write {path}: {err.strerror}") from None
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 if __name__ == "__main__":

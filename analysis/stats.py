@@ -19,6 +19,7 @@ Public API::
     survival_table(trials, keys, reference=None, confidence_level=0.95, method="log-log")
         -> DataFrame
     pairwise_logrank(trials, keys, rows) -> DataFrame
+    logrank_pairs(trials, keys, pairs) -> DataFrame
     group_trials(trials, keys) -> dict[key tuple, DataFrame]
     run_times(group) -> (times, grokked) of the runs that enter the estimates
 """
@@ -303,17 +304,23 @@ def pairwise_logrank(trials: pd.DataFrame, keys: Sequence[str], rows: Sequence[A
     single key), Holm-corrected over the pairs with a defined p. Columns PAIR_COLUMNS; row_i and
     row_j are key tuples, in the order given (i before j); p is NaN where the test is undefined.
     """
-    keys = list(keys)
-    groups = group_trials(trials, keys)
-    chosen = [_key(r, keys) for r in rows]
-    absent = [r for r in chosen if r not in groups]
-    if absent:
-        raise ValueError(f"rows {absent} are not in the trials")
+    chosen = [_key(r, list(keys)) for r in rows]
     if len(set(chosen)) != len(chosen):
         raise ValueError("rows are repeated")
-    times = {r: run_times(groups[r]) for r in chosen}
-    pairs = list(combinations(chosen, 2))
-    ps = [logrank_p(*times[a], *times[b]) for a, b in pairs]
+    return logrank_pairs(trials, keys, list(combinations(chosen, 2)))
+
+
+def logrank_pairs(trials: pd.DataFrame, keys: Sequence[str],
+                  pairs: Sequence[tuple[Any, Any]]) -> pd.DataFrame:
+    """Two-sided log-rank p of each given pair of rows (key tuples), Holm-corrected over the
+    pairs with a defined p; the columns and order as :func:`pairwise_logrank`."""
+    keys = list(keys)
+    groups = group_trials(trials, keys)
+    pairs = [(_key(a, keys), _key(b, keys)) for a, b in pairs]
+    absent = sorted({r for pair in pairs for r in pair if r not in groups}, key=str)
+    if absent:
+        raise ValueError(f"rows {absent} are not in the trials")
+    ps = [logrank_p(*run_times(groups[a]), *run_times(groups[b])) for a, b in pairs]
     return pd.DataFrame([{"row_i": a, "row_j": b, "p": _none_to_nan(p),
                           "p_holm": _none_to_nan(h)}
                          for (a, b), p, h in zip(pairs, ps, holm(ps))],

@@ -6,6 +6,7 @@ statistics. See ``analysis.grok_table`` for what each column means.
 from __future__ import annotations
 
 import math
+from itertools import combinations
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -130,17 +131,44 @@ def _same(value, wanted) -> bool:
     return str(param_value(value)) == str(param_value(wanted))
 
 
+def _one_task(trials: pd.DataFrame, option: str) -> str:
+    tasks = sorted(set(trials.task))
+    if len(tasks) != 1:
+        raise AnalysisError(f"{option} needs the trials of one task; these have {tasks}")
+    return tasks[0]
+
+
 def pairwise(trials: pd.DataFrame, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """Log-rank p of every pair of the chosen expmod-style rows (values of the task's
     table_keys), Holm-corrected over the pairs; the rows must belong to one task."""
-    tasks = sorted(set(trials.task))
-    if len(tasks) != 1:
-        raise AnalysisError(f"--pairwise needs the trials of one task; these have {tasks}")
-    task = tasks[0]
+    task = _one_task(trials, "--pairwise")
     keys = list(config_keys(task))
     chosen = [_reference_key(trials, keys, task, r) for r in rows]
     try:
         return stats.pairwise_logrank(trials, keys, chosen)
+    except ValueError as err:
+        raise AnalysisError(str(err)) from None
+
+
+def compare_by(trials: pd.DataFrame, field: str) -> tuple[list[str], pd.DataFrame]:
+    """For every row run with several values of ``field`` (a setting that names rows, e.g. the
+    split), the log-rank p between each two of its values, Holm-corrected over all the tests.
+    Returns the key columns and the tests (columns as ``stats.PAIR_COLUMNS``; the two keys of
+    a test differ in ``field`` only)."""
+    task = _one_task(trials, "--compare")
+    keys = list(config_keys(task))
+    if field not in keys[1:]:
+        raise AnalysisError(f"--compare {field}: {task} rows are named by "
+                            f"{', '.join(keys[1:])}; compare one of those")
+    at = keys.index(field)
+    alike: dict[tuple, list[tuple]] = {}
+    for key in stats.group_trials(trials, keys):  # sorted
+        alike.setdefault(key[:at] + key[at + 1:], []).append(key)
+    pairs = [pair for members in alike.values() for pair in combinations(members, 2)]
+    if not pairs:
+        raise AnalysisError(f"--compare {field}: no row was run with two values of {field}")
+    try:
+        return keys, stats.logrank_pairs(trials, keys, pairs)
     except ValueError as err:
         raise AnalysisError(str(err)) from None
 

@@ -164,3 +164,20 @@ def render_pairs(pairs: pd.DataFrame) -> str:
         lines.append(f"{name(r.row_i)} | {name(r.row_j)} | {_num(r.p, '{:.3g}')} | "
                      f"{_num(r.p_holm, '{:.3g}')}")
     return "\n".join(lines) + "\n"
+
+
+def render_compare(keys: list[str], field: str, tests: pd.DataFrame) -> str:
+    """One line per test of ``analysis.table.compare_by``: the row (its other table keys), the
+    two values of ``field``, and the log-rank p and its Holm correction."""
+    at = keys.index(field)
+    task = tests.row_i.iloc[0][0] if len(tests) else ""
+    named = [k for k in (TASKS[task].table_keys if task in TASKS else keys[1:]) if k != field]
+
+    def row(key: tuple) -> str:
+        return " ".join(f"{k}={key[keys.index(k)]}" for k in named)
+
+    lines = [f"row | {field} i | {field} j | log-rank p | Holm"]
+    for r in tests.itertuples():
+        lines.append(f"{row(r.row_i)} | {r.row_i[at]} | {r.row_j[at]} | {_num(r.p, '{:.3g}')} | "
+                     f"{_num(r.p_holm, '{:.3g}')}")
+    return "\n".join(lines) + "\n"

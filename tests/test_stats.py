@@ -241,3 +241,71 @@ def test_plot_km_writes_png(tmp_path):
     path = plot_km(_trials(), ["lr", "wd"], tmp_path / "km" / "km.png", title="test")
     data = path.read_bytes()
     assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _split_trials() -> pd.DataFrame:
+    """(3, 4) and (5, 4) at p = 113 under both splits, (1, 1) under one: what --compare split
+    reads in Table 1."""
+    rows = []
+
+    def add(a, b, split, times, grokked):
+        for t, g in zip(times, grokked):
+            rows.append(dict(task="expmod", a=a, b=b, p=113, split=split, dtype="float32",
+                             frac_train=0.3, status="grokked" if g else "not_grokked",
+                             outcome="grokked" if g else "not_generalized",
+                             grok_epoch=t if g else None, epochs_run=t + 400 if g else t))
+
+    add(1, 1, "pairs", [4200, 4900, 6100], [True] * 3)
+    add(3, 4, "pairs", [4400, 4700, 7500], [True] * 3)
+    add(3, 4, "classes", [20000] * 3, [False] * 3)
+    add(5, 4, "pairs", [4800, 5900, 8400], [True] * 3)
+    add(5, 4, "classes", [20000, 9000, 20000], [False, True, False])
+    return pd.DataFrame(rows)
+
+
+def test_compare_by_split_tests_each_row_across_its_splits():
+    from analysis.runs import AnalysisError
+    from analysis.table import compare_by
+    from analysis.table_render import render_compare
+
+    keys, tests = compare_by(_split_trials(), "split")
+    assert keys == ["task", "a", "b", "p", "split", "dtype", "frac_train"]
+    at = keys.index("split")
+    # one test per row run under both splits, (1, 1) has none; the keys differ in split only
+    assert [(r.row_i[1:3], r.row_i[at], r.row_j[at]) for r in tests.itertuples()] == [
+        ((3, 4), "classes", "pairs"), ((5, 4), "classes", "pairs")]
+
+    def scipy_p(times_a, grokked_a, times_b, grokked_b):
+        def data(times, grokked):
+            times, grokked = np.asarray(times, float), np.asarray(grokked)
+            return stats.CensoredData(uncensored=times[grokked], right=times[~grokked])
+        return stats.logrank(data(times_a, grokked_a), data(times_b, grokked_b)).pvalue
+
+    ps = [scipy_p([20000] * 3, [False] * 3, [4400, 4700, 7500], [True] * 3),
+          scipy_p([20000, 9000, 20000], [False, True, False], [4800, 5900, 8400], [True] * 3)]
+    np.testing.assert_allclose(tests.p, ps)
+    np.testing.assert_allclose(tests.p_holm, holm(ps))
+    lines = render_compare(keys, "split", tests).splitlines()
+    assert lines[0] == "row | split i | split j | log-rank p | Holm"
+    assert lines[1].startswith("a=3 b=4 p=113 | classes | pairs | ")
+
+    with pytest.raises(AnalysisError, match="compare one of those"):
+        compare_by(_split_trials(), "seed")
+    with pytest.raises(AnalysisError, match="no row was run with two values of split"):
+        compare_by(_split_trials().query("split == 'pairs'"), "split")
+
+
+def test_heatmap_keeps_the_splits_apart(tmp_path):
+    from analysis.figures_progress import heatmap_cells, plot_grok_heatmap
+    from analysis.table import build_table
+
+    table = build_table(_split_trials())
+    p, panels = heatmap_cells(table)
+    assert p == 113 and list(panels) == ["pairs", "classes"]  # the split with more rows first
+    pairs, classes = panels["pairs"], panels["classes"]
+    assert (pairs.loc[(3, 4), "grokked"], pairs.loc[(3, 4), "runs"]) == (3, 3)
+    assert (classes.loc[(3, 4), "grokked"], classes.loc[(3, 4), "runs"]) == (0, 3)
+    assert math.isnan(classes.loc[(3, 4), "epoch"]) and pairs.loc[(3, 4), "epoch"] == 4700
+    assert (1, 1) in pairs.index and (1, 1) not in classes.index
+    data = plot_grok_heatmap(table, tmp_path / "heat.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,7 +4,8 @@
 # Kaplan-Meier figure and the grok heat map. table1.csv is regenerated from trials.csv alone
 # (no MLflow), which is what anyone can check:
 #   .venv/bin/python -m analysis.grok_table --trials results/table1/trials.csv --format csv
-# SWEEP=table1-pairs takes only that sweep's trials (while the other one still runs).
+# SWEEP=table1-pairs takes only that sweep's trials (while the other one still runs). With both
+# sweeps, compare_split.txt holds the log-rank test of each row split by pairs against by classes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${GROK_RUNS:-$HOME/grok-runs/table1}
@@ -16,3 +17,7 @@ OUT=results/table1
     > /dev/null
 "$PY" -m analysis.grok_table --trials "$OUT/trials.csv" --format md --out "$OUT/table1.md" \
     --plot-km "$OUT/grok_km.png" --plot-heatmap "$OUT/grok_heatmap.png" > /dev/null
+if [ -z "${SWEEP:-}" ]; then
+    "$PY" -m analysis.grok_table --trials "$OUT/trials.csv" --compare split \
+        --out "$OUT/compare_split.txt" > /dev/null
+fi
