@@ -1,7 +1,9 @@
 """Kaplan-Meier figure of grok epochs: the share of runs not yet grokked against the epoch.
 
 One step curve per configuration (a group of trials by the key columns), with a '|' tick on the
-curve at every censored run (one that had not grokked when it stopped). Diverged, failed and
+curve at every censored run (one that had not grokked when it stopped). With a ``style_key``
+(the split, in Table 1) a configuration keeps its colour across that key's values, which differ
+by line style instead, so the two splits of one (a, b, p) are easy to tell and to match. Diverged, failed and
 unfinished runs are left out of the curves (the legend says how many). The numbers come from
 ``analysis.stats``; this module only draws (matplotlib, Agg backend).
 """
@@ -23,11 +25,31 @@ def _label(keys: Sequence[str], name: tuple, k: int, n: int, left_out: int) -> s
     return text + (f", {left_out} left out)" if left_out else ")")
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def curve_styles(names: Sequence[tuple], keys: Sequence[str], style_key: str | None = None
+                 ) -> dict[tuple, tuple[Any, str]]:
+    """(colour, line style) of each row name: one colour per row apart from ``style_key``, and
+    one line style per value of ``style_key`` (solid for the value with the most rows)."""
+    import matplotlib.pyplot as plt
+
+    at = list(keys).index(style_key) if style_key in keys else None
+    rest = [n if at is None else n[:at] + n[at + 1:] for n in names]
+    colour_of = {r: i for i, r in enumerate(dict.fromkeys(rest))}
+    palette = plt.get_cmap("tab10" if len(colour_of) <= 10 else "tab20")
+    values = [None if at is None else n[at] for n in names]
+    by_count = sorted(dict.fromkeys(values), key=lambda v: -values.count(v))
+    return {n: (palette(colour_of[r] % palette.N), LINE_STYLES[by_count.index(v) % 4])
+            for n, r, v in zip(names, rest, values)}
+
+
 def plot_km(trials: pd.DataFrame, keys: Sequence[str], path: str | Path,
-            title: str | None = None, rows: Sequence[Any] | None = None) -> Path:
+            title: str | None = None, rows: Sequence[Any] | None = None,
+            style_key: str | None = None) -> Path:
     """Draw one KM curve per row of ``trials`` grouped by ``keys`` (or only ``rows``, key tuples)
     and save a PNG at ``path``; returns the path. k/n in the legend: grokked runs out of the
-    runs in the estimate (grokked + not grokked)."""
+    runs in the estimate (grokked + not grokked). ``style_key``: see the module doc."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -37,18 +59,21 @@ def plot_km(trials: pd.DataFrame, keys: Sequence[str], path: str | Path,
     if rows is not None:
         wanted = [r if isinstance(r, tuple) else (r,) for r in rows]
         groups = {r: groups[r] for r in wanted if r in groups}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = curve_styles(list(groups), keys, style_key)
+    many = len(groups) > 6  # then the legend goes beside the axes, where it hides no curve
+    fig, ax = plt.subplots(figsize=(11 if many else 7, 4.5))
     for name, group in groups.items():
         times, grokked = run_times(group)
         left_out = len(group) - len(times)
         label = _label(keys, name, int(grokked.sum()), len(times), left_out)
+        colour, style = styles[name]
         if len(times) == 0:
-            ax.plot([], [], label=label)  # keeps the row in the legend
+            ax.plot([], [], label=label, color=colour, linestyle=style)  # keeps it in the legend
             continue
         curve = km_curve(times, grokked)
         x = [0.0, *curve.times]
         y = [1.0, *curve.survival]
-        (line,) = ax.step(x, y, where="post", label=label)
+        (line,) = ax.step(x, y, where="post", label=label, color=colour, linestyle=style)
         if curve.censored_times.size:
             ax.plot(curve.censored_times, curve.censored_survival, linestyle="none",
                     marker="|", markersize=10, color=line.get_color())
@@ -58,6 +83,9 @@ def plot_km(trials: pd.DataFrame, keys: Sequence[str], path: str | Path,
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.set_title(title or "Kaplan-Meier: runs not yet grokked ('|' censored)")
-    ax.legend(fontsize="small", loc="best")
+    if many:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
     return save_figure(fig, path, dpi=120)

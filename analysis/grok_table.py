@@ -83,7 +83,8 @@ def plot_km(trials: pd.DataFrame, path: Path, title: str | None = None) -> Path:
         keys = [k for k in config_keys(task) if k != "task"]
         varying = [k for k in keys if of_task[k].nunique(dropna=False) > 1] or keys[:1]
         target = path if i == 0 else path.with_name(f"{path.stem}_{task}{path.suffix}")
-        draw(of_task, varying, target, title=title or f"{task}: share of runs not yet grokked")
+        draw(of_task, varying, target, title=title or f"{task}: share of runs not yet grokked",
+             style_key="split" if "split" in varying else None)
         out = out or target
     return out
 

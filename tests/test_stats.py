@@ -309,3 +309,18 @@ def test_heatmap_keeps_the_splits_apart(tmp_path):
     assert (1, 1) in pairs.index and (1, 1) not in classes.index
     data = plot_grok_heatmap(table, tmp_path / "heat.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_km_curves_keep_a_rows_colour_across_splits():
+    from analysis.figures_km import curve_styles
+
+    keys = ["a", "b", "split"]
+    names = [(1, 1, "pairs"), (3, 4, "classes"), (3, 4, "pairs"), (5, 4, "classes"),
+             (5, 4, "pairs"), (9, 9, "pairs")]
+    styles = curve_styles(names, keys, "split")
+    assert styles[(3, 4, "classes")][0] == styles[(3, 4, "pairs")][0]
+    assert styles[(3, 4, "pairs")][1] == "-" and styles[(3, 4, "classes")][1] == "--"
+    colours = {styles[n][0] for n in names}
+    assert len(colours) == 4  # (1, 1), (3, 4), (5, 4), (9, 9)
+    assert {s for _, s in curve_styles(names, keys).values()} == {"-"}  # no style key: all solid
+    assert len({c for c, _ in curve_styles(names, keys).values()}) == 6
