@@ -37,7 +37,7 @@ from grokcore.trainer import Trainer
 QUICK = dict(p=31, frac_train=0.5, lr=3e-3, weight_decay=3.0, eval_every=10, epochs=3000,
              stop_after_grok=3)
 SEED = dict(p=113, a=1, b=1, frac_train=0.3)  # lr 1e-3, weight decay 1: the defaults
-EARLY_EVALS = 20  # the first 200 epochs: before chaotic growth of rounding differences
+EARLY_EVALS = 20  # the first 200 epochs of the quick config (an evaluation every 10)
 
 
 def run(cfg: RunConfig) -> tuple[dict, list[dict]]:
