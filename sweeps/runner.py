@@ -365,10 +365,13 @@ def run_sweep(
                      every_s=progress_every_s)
         close_sweep_run(client, parent_id, outcomes)
         table_note = publish_table(tracking_uri, experiment, name)
-        # A resume runs the stored grid; settings given now that it lacks are not run.
+        # A resume runs the stored grid; settings given now that it lacks are not run. Tune
+        # creates a grid's trials as they are about to start, so only a sweep that ran to its
+        # end has them all: after an interruption the note would name trials still to come.
         stored = {(r.config or {}).get("trial", {}).get("key") for r in results}
+        ran_to_end = not any(o.status == "unfinished" for o in outcomes)
         not_in_stored = [label for key, label in labels.items()
-                         if resume and search is None and key not in stored]
+                         if resume and search is None and ran_to_end and key not in stored]
     finally:
         close_shared_queue()
         if started_ray:
