@@ -300,6 +300,8 @@ def test_heatmap_keeps_the_splits_apart(tmp_path):
     from analysis.table import build_table
 
     table = build_table(_split_trials())
+    paper = {(r.a, r.b, r.split): r.paper_grok_epoch for r in table.itertuples()}
+    assert paper[(3, 4, "pairs")] == "70000" and paper[(3, 4, "classes")] == ""  # the paper split by pairs
     p, panels = heatmap_cells(table)
     assert p == 113 and list(panels) == ["pairs", "classes"]  # the split with more rows first
     pairs, classes = panels["pairs"], panels["classes"]
