@@ -40,18 +40,22 @@ SEED = dict(p=113, a=1, b=1, frac_train=0.3)  # lr 1e-3, weight decay 1: the def
 EARLY_EVALS = 20  # the first 200 epochs of the quick config (an evaluation every 10)
 
 
-def run(cfg: RunConfig) -> tuple[dict, list[dict]]:
-    trainer = Trainer(cfg)
+def run(cfg: RunConfig, trainer: Trainer | None = None) -> tuple[dict, list[dict]]:
+    """(summary, history) of training ``cfg`` (or the ``trainer`` given, built from it)."""
+    trainer = trainer or Trainer(cfg)
     summary = trainer.run()
     return summary, trainer.history
 
 
+def loss_differences(a: list[dict], b: list[dict]) -> list[tuple[int, float]]:
+    """(epoch, relative difference of the training losses) at each evaluation of both."""
+    return [(x["epoch"], abs(x["train_loss"] - y["train_loss"]) / max(abs(x["train_loss"]), 1e-30))
+            for x, y in zip(a, b)]
+
+
 def parting_epoch(a: list[dict], b: list[dict], rel: float = 1e-4) -> int | None:
     """The first evaluated epoch whose training losses differ by more than ``rel`` (relative)."""
-    for x, y in zip(a, b):
-        if abs(x["train_loss"] - y["train_loss"]) > rel * max(abs(x["train_loss"]), 1e-30):
-            return x["epoch"]
-    return None
+    return next((epoch for epoch, diff in loss_differences(a, b) if diff > rel), None)
 
 
 def nudged(cfg: RunConfig) -> tuple[dict, list[dict]]:
@@ -64,13 +68,11 @@ def nudged(cfg: RunConfig) -> tuple[dict, list[dict]]:
             flip = torch.randint(0, 2, param.shape, generator=gen).bool()
             up = torch.nextafter(param, torch.full_like(param, float("inf")))
             param.copy_(torch.where(flip, up, param))
-    summary = trainer.run()
-    return summary, trainer.history
+    return run(cfg, trainer)
 
 
 def early_diff(a: list[dict], b: list[dict]) -> float:
-    return max(abs(x["train_loss"] - y["train_loss"]) / max(abs(x["train_loss"]), 1e-30)
-               for x, y in zip(a[:EARLY_EVALS], b[:EARLY_EVALS]))
+    return max(diff for _, diff in loss_differences(a[:EARLY_EVALS], b[:EARLY_EVALS]))
 
 
 def agreement() -> tuple[list[dict], bool]:
@@ -127,15 +129,18 @@ def fast_path() -> list[dict]:
     return rows
 
 
+def synced_step(trainer: Trainer):
+    """The trainer's step, waiting for its kernels: times count the work, not its launch."""
+    def step():
+        trainer.train_step()
+        torch.cuda.synchronize()
+    return step
+
+
 def step_speed(dtype: str, steps: int, rounds: int) -> tuple[float, float]:
     cfg = RunConfig(**SEED, dtype=dtype, epochs=10 ** 9, compile="off")
     cpu, gpu = Trainer(cfg.replace(device="cpu")), Trainer(cfg.replace(device="cuda"))
-
-    def gpu_step():
-        gpu.train_step()
-        torch.cuda.synchronize()  # count the kernels, not their launch
-
-    return side_by_side(cpu.train_step, gpu_step, steps, rounds, warmup=3)
+    return side_by_side(cpu.train_step, synced_step(gpu), steps, rounds, warmup=3)
 
 
 def compile_speed(steps: int, rounds: int) -> tuple[float, float]:
@@ -145,14 +150,7 @@ def compile_speed(steps: int, rounds: int) -> tuple[float, float]:
     compiled.train_step()
     torch.cuda.synchronize()
     print(f"compile on cuda: first compiled step {time.perf_counter() - started:.1f} s", flush=True)
-
-    def timed(trainer):
-        def step():
-            trainer.train_step()
-            torch.cuda.synchronize()
-        return step
-
-    return side_by_side(timed(eager), timed(compiled), steps * 10, rounds, warmup=3)
+    return side_by_side(synced_step(eager), synced_step(compiled), steps * 10, rounds, warmup=3)
 
 
 def seed_run() -> dict:
