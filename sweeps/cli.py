@@ -116,7 +116,8 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
                         "sweep ends when all are logged); 'trial', the trial itself; 'none' "
                         "(default: after)")
     g.add_argument("--progress-every", type=float, default=30.0,
-                   help="seconds between progress lines of a running trial (default: 30)")
+                   help="seconds between progress lines of a running trial; 0 prints every "
+                        "evaluation (default: 30)")
     g.add_argument("--fail-at-epoch", type=int, default=0,
                    help="FOR TESTS: make trials raise at the first evaluation at or after this "
                         "epoch, on their first attempt only (default 0: never)")
@@ -143,6 +144,8 @@ def check_sweep_args(args: argparse.Namespace, n_trials: int) -> None:
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     if args.max_concurrent < 0:
         raise ConfigError("--max-concurrent must be >= 0 (0: no limit)")
+    if args.progress_every < 0:
+        raise ConfigError("--progress-every must be >= 0 seconds (0: a line per evaluation)")
     if args.fail_at_epoch < 0:
         raise ConfigError("--fail-at-epoch must be >= 0 (0: no fault injection)")
     bad = [i for i in args.fail_trials if not 0 <= i < n_trials]

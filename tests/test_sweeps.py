@@ -176,6 +176,13 @@ def test_replicates_vary_weight_and_split_seeds_and_the_dry_run_lists_them(tmp_p
     assert "give --replicates or several --seeds" in done.stderr
 
 
+def test_negative_progress_interval_is_one_line_error(tmp_path):
+    done = sweep(["--pairs", "1,1", "--progress-every", "-1"], cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: --progress-every must be >= 0")
+    assert done.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
 # ---- on the cluster ----------------------------------------------------------------------------
 
 def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
@@ -286,7 +293,7 @@ def test_interrupted_sweep_resumes(cluster, tmp_path):
     # Trials 0 and 1 (a = b = 3) grok at once and stop; 2 and 3 (a = b = 1) run the budget.
     args = [*QUICK, "--address", cluster.address, "--pairs", "3,3", "1,1", "--seeds", "0", "1",
             "--epochs", "400", "--checkpoint-every", "60", "--max-concurrent", "2",
-            *store_args(tmp_path)]
+            *store_args(tmp_path), "--progress-every", "0"]  # a line per evaluation
     proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=tmp_path, env=cluster.env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     seen = []
