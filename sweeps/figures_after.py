@@ -11,7 +11,7 @@ leave idle; once the last trial has ended, every core.
 A run's tag ``figures`` says where its figures are: ``pending`` (to be drawn), ``drawn``,
 ``in_trial`` (drawn by the trial, ``figures="trial"``), ``none`` (``figures="none"``) or
 ``failed`` (with ``figures_error``). A driver that dies before drawing them leaves ``pending``:
-``--resume`` draws them from the record files in MLflow.
+``--resume`` draws them from the record files in MLflow; the drawing processes end with it.
 """
 
 from __future__ import annotations
@@ -88,8 +88,10 @@ def draw_pending(client, experiment_id: str, sweep: str, say: Callable[[str], No
     return queue.wait_all(lambda run_id, drawn: log_drawn(client, run_id, drawn), say, every_s)
 
 
-def _lowest_priority() -> None:
-    """Pool initializer: run only on cycles nothing else wants, on one thread."""
+def _pool_process(folder: str) -> None:
+    """Pool initializer: end with the driver, and run only on cycles nothing else wants, on one
+    thread."""
+    _end_with_parent(folder)
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux
@@ -98,6 +100,24 @@ def _lowest_priority() -> None:
 
     torch.set_num_threads(1)
     import analysis.figures_progress  # noqa: F401  (matplotlib, torch, TransformerLens: once)
+
+
+def _end_with_parent(folder: str, every_s: float = 2.0) -> None:
+    """A driver killed outright (SIGKILL, the OOM killer) cannot shut its pool down, and the
+    pool's processes never see their queue close (each holds both ends of it): they would live
+    on, half a GB each. So a thread ends this process, and removes the queue's ``folder`` of
+    record copies, once the process that started it is gone."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        shutil.rmtree(folder, ignore_errors=True)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="end-with-driver", daemon=True).start()
 
 
 def draw_from_record(folder: str | Path) -> list[Path]:
@@ -142,7 +162,8 @@ class FigureQueue:
         if self._pool is None:
             self._folder = Path(tempfile.mkdtemp(prefix="grok_figures_"))
             self._pool = ProcessPoolExecutor(self.processes, multiprocessing.get_context("spawn"),
-                                             initializer=_lowest_priority)
+                                             initializer=_pool_process,
+                                             initargs=(str(self._folder),))
         folder = self._folder / run_id
         folder.mkdir(parents=True, exist_ok=True)
         for path in files:
@@ -186,7 +207,8 @@ class FigureQueue:
         self.hurry()
         total, count, last = len(self._futures), 0, time.monotonic()
         while self._futures:
-            wait(list(self._futures.values()), timeout=every_s, return_when=FIRST_COMPLETED)
+            wait(list(self._futures.values()), timeout=max(every_s, 1.0),
+                 return_when=FIRST_COMPLETED)
             for run_id, result in self.drawn():
                 log(run_id, result)
                 self.forget(run_id)

@@ -134,6 +134,19 @@ def test_node_loss_trials_continue_on_the_surviving_node(tmp_path):
           f"{time.monotonic() - started:.0f} s")
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def loss_counts(client, runs, n_trials: int) -> dict[str, int]:
     """What a sweep lost: trials of the grid without a FINISHED run, trial keys with more than
     one run, runs left RUNNING, and runs with an epoch logged twice (or out of order)."""
@@ -154,7 +167,10 @@ def test_driver_killed_mid_sweep_then_resumed_loses_nothing(tmp_path):
     others are part-way; the same command with --resume completes the sweep: 0 trials lost,
     0 duplicated runs, 0 runs left RUNNING, no epoch logged twice."""
     started = time.monotonic()
-    env = sweep_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    # Trials report every evaluation (not every second, with a checkpoint at 100): the epochs
+    # between the checkpoint and the end are then seen, however fast the machine.
+    env = sweep_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
+                    GROK_REPORT_EVERY_S="0")
     n_trials, epochs = 20, 200
     head = start_node(env, num_cpus=2)
     try:
@@ -173,11 +189,17 @@ def test_driver_killed_mid_sweep_then_resumed_loses_nothing(tmp_path):
                 if done >= 6 and re.search(r"running .* epoch 1[2-8]\d ", line):
                     break
                 assert time.monotonic() < deadline, "".join(seen)
+            children = child_pids(proc.pid)  # the figure drawers, at least (6 runs ended)
         finally:
             proc.kill()  # SIGKILL: the driver cannot close its MLflow runs
             proc.wait()
         output = "".join(seen)
         assert "running" in seen[-1], "the sweep ended before the kill:\n" + output
+        assert children, "the driver had started no process of its own"
+        deadline = time.monotonic() + 60  # the processes the driver started end with it
+        while any(Path(f"/proc/{pid}").exists() for pid in children):
+            assert time.monotonic() < deadline, f"{children} outlived the killed driver"
+            time.sleep(0.5)
         client, runs = mlflow_runs(tmp_path)
         before = loss_counts(client, runs, n_trials)
         assert before["running"] >= 1 and before["lost"] >= 1, (before, output)
