@@ -94,7 +94,7 @@ def one_load(uri: str, mode: str, args, folder: Path, n: int) -> dict:
         result = run_sweep(configs, experiment=f"throughput_{n}", name=f"load_{n}_{mode}",
                            tracking_uri=uri, storage=str(folder / "ray"),
                            resources=Resources(cpus_per_trial=args.cores / args.trials,
-                                               retries=0),
+                                               gpus_per_trial=0, retries=0),
                            progress_every_s=3600)
     finally:
         ray.shutdown()

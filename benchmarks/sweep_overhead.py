@@ -103,7 +103,7 @@ def one_sweep(mode: str, args, work: Path) -> dict:
         started = time.time()
         result = run_sweep(configs, experiment="overhead", name=f"overhead_{mode}",
                            tracking_uri=uri, storage=str(folder / "ray"),
-                           resources=Resources(cpus_per_trial=1, retries=0),
+                           resources=Resources(cpus_per_trial=1, gpus_per_trial=0, retries=0),
                            progress_every_s=3600, figures=figures)
         wall = time.time() - started
     finally:

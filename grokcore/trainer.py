@@ -52,6 +52,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def device_name(device: torch.device) -> str:
+    """Where a run trains, for its record: ``cpu`` or e.g. ``cuda:0 NVIDIA H100 80GB HBM3``."""
+    if device.type != "cuda":
+        return device.type
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, callbacks: Sequence[Callback] = (),
                  dataset: Dataset | None = None):

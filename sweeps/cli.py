@@ -104,9 +104,11 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
                    help="times a crashed trial is restarted from its last checkpoint (default: 2)")
     g.add_argument("--cpus-per-trial", type=float, default=1.0,
                    help="CPUs reserved per trial; torch uses that many threads (default: 1)")
-    g.add_argument("--gpus-per-trial", type=float, default=0.0,
+    g.add_argument("--gpus-per-trial", type=gpu_share, default=None, metavar="GPUS",
                    help="GPUs per trial, fractions allowed (0.25: four trials share a GPU); "
-                        "with device auto a trial then trains on cuda (default: 0)")
+                        "with device auto a trial then trains on cuda. Default auto: when every "
+                        "node has a GPU, a share that lets as many trials use a node's GPUs as "
+                        "its CPUs run (1 GPU, 16 CPUs: 0.0625); else 0, trials train on CPUs")
     g.add_argument("--max-concurrent", type=int, default=0,
                    help="at most this many trials at once (default 0: as many as the "
                         "resources allow)")
@@ -126,6 +128,19 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
                         "(default: 0)")
 
 
+def gpu_share(text: str) -> float | None:
+    """--gpus-per-trial: ``auto`` (None, settled from the cluster) or a number >= 0."""
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is not auto or a number of GPUs >= 0")
+    return value
+
+
 def values_from_args(args: argparse.Namespace) -> dict[str, list[Any]]:
     """The value list of every RunConfig option that was given or has a default."""
     values = {}
@@ -140,8 +155,8 @@ def values_from_args(args: argparse.Namespace) -> dict[str, list[Any]]:
 def check_sweep_args(args: argparse.Namespace, n_trials: int) -> None:
     if args.retries < 0:
         raise ConfigError(f"--retries {args.retries} is negative")
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-        raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if args.cpus_per_trial <= 0:
+        raise ConfigError("--cpus-per-trial must be > 0")
     if args.max_concurrent < 0:
         raise ConfigError("--max-concurrent must be >= 0 (0: no limit)")
     if args.progress_every < 0:

@@ -40,7 +40,8 @@ def with_replicates(configs: Sequence[RunConfig], replicates: int) -> list[RunCo
             for cfg in configs for i in range(replicates)]
 
 
-def prepare_configs(configs: Sequence[RunConfig], gpus_per_trial: float = 0.0) -> list[RunConfig]:
+def prepare_configs(configs: Sequence[RunConfig],
+                    gpus_per_trial: float | None = None) -> list[RunConfig]:
     """Validate every config and settle the sweep's conventions; raise ConfigError (one line).
 
     * ``checkpoint_every`` 0 becomes 10 x ``eval_every`` (a restarted trial loses at most ten
@@ -62,14 +63,24 @@ def prepare_configs(configs: Sequence[RunConfig], gpus_per_trial: float = 0.0) -
         if cfg.checkpoint_every % cfg.eval_every:
             raise ConfigError(f"checkpoint_every={cfg.checkpoint_every} is not a multiple of "
                               f"eval_every={cfg.eval_every}; checkpoints are taken at evaluations")
-        if cfg.device.startswith("cuda") and gpus_per_trial <= 0:
-            raise ConfigError(f"device={cfg.device} needs --gpus-per-trial > 0 (Ray hides GPUs "
-                              "from trials that reserve none)")
         key = cfg.to_json()
         if key not in seen:
             seen.add(key)
             out.append(cfg)
+    if gpus_per_trial is not None:  # None: settled from the cluster, checked then
+        check_devices(out, gpus_per_trial)
     return out
+
+
+def check_devices(configs: Sequence[RunConfig], gpus_per_trial: float) -> None:
+    """A trial set to train on cuda must reserve a GPU: Ray hides the GPUs from one that does
+    not. ConfigError (one line) otherwise."""
+    for i, cfg in enumerate(configs):
+        if cfg.device.startswith("cuda") and gpus_per_trial <= 0:
+            raise ConfigError(f"grid entry {i} ({describe(cfg)}): device={cfg.device} needs "
+                              "--gpus-per-trial > 0 (Ray hides GPUs from trials that reserve "
+                              "none; by default a trial reserves a share only when every node "
+                              "has a GPU)")
 
 
 def varying_fields(configs: Sequence[RunConfig]) -> list[str]:

@@ -32,7 +32,9 @@ MLflow logger in :mod:`sweeps.tracking` and the progress lines in :mod:`sweeps.c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -45,7 +47,7 @@ from grokcore.config import ConfigError, RunConfig
 from grokcore.records import DEFAULT_TRACKING_URI
 from sweeps.console import ProgressPrinter, one_line, say
 from sweeps.figures_after import check_mode, close_shared_queue, draw_pending
-from sweeps.grid import FIELD_NAMES, prepare_configs, varying_fields
+from sweeps.grid import FIELD_NAMES, check_devices, prepare_configs, varying_fields
 from sweeps.sweep_run import (close_sweep_run, command_line, open_sweep_run, publish_table,
                               runs_url, ui_command)
 from sweeps.run_names import run_name
@@ -62,20 +64,38 @@ class SweepError(RuntimeError):
 @dataclass(frozen=True)
 class Resources:
     """What each trial gets and how many run: Ray resources of one trial (GPUs may be
-    fractional), at most ``max_concurrent`` trials at once (0: as many as fit), and ``retries``
-    restarts of a crashed trial, each from its last checkpoint (after that the trial is recorded
-    ``failed`` and the others go on)."""
+    fractional; ``None``: settled from the cluster, see :meth:`settle`), at most
+    ``max_concurrent`` trials at once (0: as many as fit), and ``retries`` restarts of a crashed
+    trial, each from its last checkpoint (after that the trial is recorded ``failed`` and the
+    others go on)."""
 
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | None = None
     max_concurrent: int = 0
     retries: int = 2
 
     def check(self) -> None:
-        if (self.retries < 0 or self.cpus_per_trial <= 0 or self.gpus_per_trial < 0
+        if (self.retries < 0 or self.cpus_per_trial <= 0 or (self.gpus_per_trial or 0) < 0
                 or self.max_concurrent < 0):
             raise ConfigError("need retries >= 0, cpus_per_trial > 0, gpus_per_trial >= 0 and "
                               "max_concurrent >= 0")
+
+    def settle(self, nodes: Sequence[Mapping[str, float]]) -> "Resources":
+        """These resources with ``gpus_per_trial`` settled, from the Ray resources of the
+        cluster's live ``nodes``. Given, it stays. ``None`` (auto): 0 unless every node has a
+        GPU, else the share that lets as many trials use a node's GPUs as its CPUs run, so that
+        no node idles (a trial that reserves a GPU runs only on a node with one, and Ray hides
+        the GPUs from a trial that reserves none)."""
+        if self.gpus_per_trial is not None:
+            return self
+        shares = []
+        for node in nodes:
+            trials = int(node.get("CPU", 0.0) // self.cpus_per_trial)
+            if trials:  # a node that cannot hold a trial does not count
+                shares.append(min(1.0, node.get("GPU", 0.0) / trials))
+        share = min(shares, default=0.0)
+        # Ray counts fractions of a GPU in ten-thousandths: round down, so that they all fit.
+        return dataclasses.replace(self, gpus_per_trial=math.floor(share * 1e4) / 1e4)
 
     def describe(self, cluster: Mapping[str, float]) -> list[str]:
         """What the sweep will use of ``cluster`` (Ray's cluster_resources()), as lines to print:
@@ -90,8 +110,10 @@ class Resources:
         lines = [f"Ray: {cpus:g} CPU, {gpus:g} GPU; each trial {self.cpus_per_trial:g} CPU{gpu}, "
                  f"{min(fit)} at once"]
         if gpus and not self.gpus_per_trial:
-            lines.append(f"note: the cluster's {gpus:g} GPU(s) stay idle: trials that reserve no GPU "
-                         "train on CPUs; --gpus-per-trial 0.25 lets four trials share each GPU")
+            lines.append(f"note: the cluster's {gpus:g} GPU(s) stay idle: trials that reserve no "
+                         "GPU train on CPUs (by default they reserve a share only when every node "
+                         "has a GPU); --gpus-per-trial 0.25 lets four trials share each GPU, and "
+                         "runs trials only on nodes with one")
         return lines
 
 
@@ -316,6 +338,8 @@ def run_sweep(
         import ray
 
         trials = "" if resume else f", {search.num_samples if search else len(configs)} trials"
+        resources = resources.settle([n["Resources"] for n in ray.nodes() if n["Alive"]])
+        check_devices([base] if search is not None else configs, resources.gpus_per_trial)
         say(f"{'resuming' if resume else 'starting'} sweep {name!r}{trials}")
         for line in resources.describe(ray.cluster_resources()):
             say(line)

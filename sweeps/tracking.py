@@ -193,8 +193,9 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
         self._store_rows(run_id, metrics)
 
     def tag_node(self, run_id: str, node: Mapping[str, str]) -> None:
-        """Tags ``node_id``, ``node_ip``, ``hostname`` (where the trial runs, or ran last) and
-        ``nodes`` (every node id it ran on, in order), when the trial starts on a node."""
+        """Tags ``node_id``, ``node_ip``, ``hostname``, ``gpu_ids`` (Ray's, or ``none``),
+        ``device`` (where the trial runs, or ran last) and ``nodes`` (every node id it ran on,
+        in order), when the trial starts on a node."""
         from mlflow.entities import RunTag
 
         node_id = str(node.get("node_id", ""))
@@ -202,7 +203,8 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             return
         self._nodes[run_id] = node_id
         nodes = [n for n in self.client.get_run(run_id).data.tags.get("nodes", "").split(",") if n]
-        tags = {k: str(node[k]) for k in ("node_id", "node_ip", "hostname") if k in node}
+        tags = {k: str(node[k]) for k in ("node_id", "node_ip", "hostname", "gpu_ids", "device")
+                if k in node}
         tags["nodes"] = ",".join(nodes if node_id in nodes else [*nodes, node_id])
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 

@@ -60,12 +60,15 @@ class RayNode:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def start_node(env: dict[str, str], num_cpus: int, head_address: str | None = None) -> RayNode:
-    """A head (``head_address`` None) or a node joining ``head_address``, with ``num_cpus`` CPUs,
-    on free ports, in a new temp dir under /tmp; returns once it is up."""
+def start_node(env: dict[str, str], num_cpus: int, head_address: str | None = None,
+               num_gpus: int | None = None) -> RayNode:
+    """A head (``head_address`` None) or a node joining ``head_address``, with ``num_cpus`` CPUs
+    (and ``num_gpus`` GPUs: Ray's count, whatever the machine has), on free ports, in a new temp
+    dir under /tmp; returns once it is up."""
     temp_dir = tempfile.mkdtemp(prefix="rn", dir="/tmp")  # short: Ray's socket paths are long
     node_manager_port = free_port()
-    args = [str(RAY), "start", "--block", "--num-cpus", str(num_cpus), "--temp-dir", temp_dir,
+    gpus = [] if num_gpus is None else ["--num-gpus", str(num_gpus)]
+    args = [str(RAY), "start", "--block", "--num-cpus", str(num_cpus), *gpus, "--temp-dir", temp_dir,
             "--disable-usage-stats", "--node-manager-port", str(node_manager_port),
             "--object-manager-port", str(free_port()), "--metrics-export-port", str(free_port()),
             "--dashboard-agent-listen-port", str(free_port()),

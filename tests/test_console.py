@@ -1,3 +1,5 @@
+import pytest
+
 from grokcore.config import RunConfig
 from sweeps.console import format_outcomes
 from sweeps.tracking import TrialOutcome
@@ -45,3 +47,31 @@ def test_the_resources_line_says_how_many_trials_fit_and_when_gpus_stay_idle():
     assert Resources(gpus_per_trial=0.5).describe({"CPU": 16.0, "GPU": 1.0})[0].endswith("2 at once")
     idle = Resources().describe({"CPU": 16.0, "GPU": 2.0})
     assert len(idle) == 2 and idle[1].startswith("note: the cluster's 2 GPU(s) stay idle")
+
+
+def test_gpus_per_trial_auto_shares_the_gpus_only_when_every_node_has_one():
+    from sweeps.runner import Resources
+
+    gpu_node, cpu_node = {"CPU": 16.0, "GPU": 1.0}, {"CPU": 8.0}
+    assert Resources().settle([gpu_node]).gpus_per_trial == 0.0625  # 16 trials share the GPU
+    assert Resources().settle([gpu_node, cpu_node]).gpus_per_trial == 0  # the CPU node would idle
+    assert Resources().settle([cpu_node]).gpus_per_trial == 0
+    assert Resources().settle([{"CPU": 2.0, "GPU": 4.0}]).gpus_per_trial == 1  # never above 1
+    assert Resources(cpus_per_trial=2).settle([{"CPU": 8.0, "GPU": 2.0}]).gpus_per_trial == 0.5
+    # The smallest node's share, rounded down to what Ray counts, so every node's trials fit.
+    share = Resources().settle([{"CPU": 3.0, "GPU": 1.0}, {"CPU": 4.0, "GPU": 2.0}]).gpus_per_trial
+    assert share == 0.3333 and int(1 // share) == 3
+    assert Resources().settle([gpu_node, {"GPU": 1.0}]).gpus_per_trial == 0.0625  # no CPU: no trial
+    assert Resources(gpus_per_trial=0).settle([gpu_node]).gpus_per_trial == 0  # given: kept
+    assert Resources(gpus_per_trial=0.5).settle([cpu_node]).gpus_per_trial == 0.5
+
+
+def test_gpus_per_trial_option_takes_auto_or_a_number():
+    import argparse
+
+    from sweeps.cli import gpu_share
+
+    assert gpu_share("auto") is None and gpu_share("0.25") == 0.25 and gpu_share("0") == 0
+    for bad in ("-1", "nan", "half"):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not auto or a number of GPUs"):
+            gpu_share(bad)

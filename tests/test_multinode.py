@@ -223,3 +223,30 @@ def test_driver_killed_mid_sweep_then_resumed_loses_nothing(tmp_path):
         assert run.data.tags["status"] in ("grokked", "not_grokked")
         epochs_run = int(run.data.metrics["epochs_run"])
         assert steps(client, run) == list(range(0, epochs_run + 1, 20))
+
+
+def test_a_node_with_a_gpu_shares_it_among_its_trials_by_default(tmp_path):
+    """A head that declares 2 CPUs and 1 GPU: with the default --gpus-per-trial (auto) each
+    trial reserves half of the GPU, so both trials run at once and Ray gives each GPU 0. A
+    machine without CUDA (this one) still trains them on the CPU, and the runs say so."""
+    import torch
+
+    env = sweep_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    head = start_node(env, num_cpus=2, num_gpus=1)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), *QUICK, "--address", f"127.0.0.1:{head.port}",
+             "--pairs", "3,3", "--seeds", "0", "1", "--epochs", "100", "--figures", "none",
+             *store_args(tmp_path)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        head.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Ray: 2 CPU, 1 GPU; each trial 1 CPU and 0.5 GPU, 2 at once" in done.stdout, done.stdout
+    assert "stay idle" not in done.stdout
+    _, runs = mlflow_runs(tmp_path)
+    assert len(runs) == 2
+    for run in runs:
+        assert run.data.tags["gpu_ids"] == "0"
+        device = run.data.tags["device"]
+        assert device == "cpu" if not torch.cuda.is_available() else device.startswith("cuda:0 ")

@@ -52,14 +52,16 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A 2-CPU Ray head with token authentication, on free ports, in its own temp dir."""
+    """A 2-CPU Ray head without GPUs, with token authentication, on free ports, in its own
+    temp dir."""
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are long
     env = _env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     port = _free_port()
     log = open(Path(temp_dir) / "head.log", "w")
     proc = subprocess.Popen(
         [str(RAY), "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
-         "--include-dashboard", "false", "--temp-dir", temp_dir, "--disable-usage-stats"],
+         "--num-gpus", "0", "--include-dashboard", "false", "--temp-dir", temp_dir,
+         "--disable-usage-stats"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -176,6 +178,16 @@ def test_replicates_vary_weight_and_split_seeds_and_the_dry_run_lists_them(tmp_p
     assert "give --replicates or several --seeds" in done.stderr
 
 
+def test_cuda_without_a_gpu_share_is_one_line_error(tmp_path):
+    done = sweep(["--pairs", "1,1", "--device", "cuda", "--gpus-per-trial", "0"], cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1
+    assert "device=cuda needs --gpus-per-trial > 0" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+    done = sweep(["--pairs", "1,1", "--gpus-per-trial", "half"], cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "'half' is not auto or a number of GPUs >= 0" in done.stderr
+
+
 def test_negative_progress_interval_is_one_line_error(tmp_path):
     done = sweep(["--pairs", "1,1", "--progress-every", "-1"], cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
@@ -287,6 +299,16 @@ def test_a_cli_run_and_a_sweep_trial_leave_the_same_files(cluster, tmp_path):
             "curves.png", "progress_measures.png", "neuron_fourier.png"} <= logged
     summary = json.loads((out / "summary.json").read_text())
     assert {"outcome", "final_test_acc_unseen", "phase_memorization_end"} <= set(summary)
+
+
+def test_cuda_trials_on_a_cluster_without_gpus_are_one_line_error(cluster, tmp_path):
+    # --gpus-per-trial auto settles to 0 on this cluster, once connected, before MLflow.
+    done = sweep(["--pairs", "1,1", "--device", "cuda", "--address", cluster.address,
+                  *store_args(tmp_path)], cwd=tmp_path, env=cluster.env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "device=cuda needs --gpus-per-trial > 0" in errors[0], done.stderr
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_interrupted_sweep_resumes(cluster, tmp_path):
