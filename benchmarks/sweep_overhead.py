@@ -60,11 +60,13 @@ PHASES = (  # (label, start key, end key) in a trial's timing
 )
 
 
-def grid(trials: int, p: int, epochs: int, eval_every: int, measure_every: int):
+def grid(trials: int, p: int, epochs: int, eval_every: int, measure_every: int,
+         checkpoint_every: int = 0):
     from grokcore.config import RunConfig
 
     base = RunConfig(p=p, frac_train=0.5, lr=3e-3, weight_decay=3.0, epochs=epochs,
-                     eval_every=eval_every, measure_every=measure_every, device="cpu")
+                     eval_every=eval_every, measure_every=measure_every, device="cpu",
+                     checkpoint_every=checkpoint_every)
     return [base.replace(seed=seed) for seed in range(trials)]
 
 
@@ -99,7 +101,8 @@ def one_sweep(mode: str, args, work: Path) -> dict:
              _temp_dir=tempfile.mkdtemp(prefix="ro", dir="/tmp"), logging_level="WARNING",
              configure_logging=False)
     try:
-        configs = grid(args.trials, args.p, args.epochs, args.eval_every, args.measure_every)
+        configs = grid(args.trials, args.p, args.epochs, args.eval_every, args.measure_every,
+                       args.checkpoint_every)
         started = time.time()
         result = run_sweep(configs, experiment="overhead", name=f"overhead_{mode}",
                            tracking_uri=uri, storage=str(folder / "ray"),
@@ -149,6 +152,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1500)
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--measure-every", type=int, default=500)
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="epochs between a trial's checkpoints (default 0: the sweep's, "
+                             "10 evaluations)")
     parser.add_argument("--cores", type=int, default=2, help="Ray CPUs; one trial per CPU")
     parser.add_argument("--modes", default="plain,after",
                         help=f"comma-separated, of: {', '.join(MODES)} (see above)")
