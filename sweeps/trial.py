@@ -19,10 +19,12 @@ without loading them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -193,8 +195,6 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
 def node_info(device) -> dict[str, str]:
     """Where this worker runs: Ray node id, node IP, host name, the ids of the GPUs Ray gave
     the trial and the trainer's torch ``device`` (every result carries it)."""
-    import socket
-
     import ray
 
     from grokcore.trainer import device_name
@@ -210,6 +210,36 @@ def trainable_with_resources(cpus_per_trial: float = 1.0, gpus_per_trial: float 
     from ray import tune
 
     return tune.with_resources(grok_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+
+
+SCRATCH_PREFIX = "grok_scratch_"
+
+
+@functools.cache
+def scratch_folder() -> Path:
+    """This worker process's folder (in the temp dir) for the checkpoints it hands to Tune, each
+    removed once reported. A worker killed in between (its node lost, its driver killed) leaves
+    one behind, megabytes each; so the first call in a worker also removes the folders of this
+    host's processes that are gone."""
+    root = Path(tempfile.gettempdir())
+    host = socket.gethostname()
+    for folder in root.glob(f"{SCRATCH_PREFIX}{host}_*"):
+        pid = folder.name.rsplit("_", 1)[1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    mine = root / f"{SCRATCH_PREFIX}{host}_{os.getpid()}"
+    mine.mkdir(exist_ok=True)
+    return mine
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: it exists
+        return True
+    return True
 
 
 # A report is a round trip to the driver, which takes one result of a trial at a time; at the
@@ -274,7 +304,7 @@ class TuneReporter:
         if not checkpoint:
             tune.report(result)
             return
-        folder = tempfile.mkdtemp(prefix="grok_ckpt_")
+        folder = tempfile.mkdtemp(prefix="ckpt_", dir=scratch_folder())
         try:
             records.save_checkpoint(trainer, folder)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
@@ -288,7 +318,7 @@ class TuneReporter:
 
         self.clock["loop_seconds"] = summary.get("seconds", 0.0)  # summed over resumptions
         self.clock["end_started"], self.clock["cpu_end_started"] = time.time(), time.process_time()
-        folder = Path(tempfile.mkdtemp(prefix="grok_final_"))
+        folder = Path(tempfile.mkdtemp(prefix="final_", dir=scratch_folder()))
         try:
             records.save_checkpoint(trainer, folder)
             records.write_run_folder(trainer, summary, folder, figures=self.figures_in_trial)

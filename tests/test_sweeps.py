@@ -418,3 +418,22 @@ def test_trial_logger_unpickles_state_of_the_version_before_parent_runs():
     new = pickle.loads(pickle.dumps(MLflowTrialLogger("sqlite:///x.db", "e", "s", "abc",
                                                       {"k": "a1b1 p31 f0.5 f32 s0"})))
     assert (new.parent_run_id, new.names) == ("abc", {"k": "a1b1 p31 f0.5 f32 s0"})
+
+
+def test_a_new_worker_removes_the_checkpoint_scratch_of_workers_that_are_gone(tmp_path, monkeypatch):
+    from sweeps.trial import SCRATCH_PREFIX, scratch_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a pid whose process is gone
+    host = socket.gethostname()
+    folders = {name: tmp_path / f"{SCRATCH_PREFIX}{name}" for name in
+               (f"{host}_{ended.pid}", f"{host}_{os.getppid()}", f"otherhost_{ended.pid}")}
+    for folder in folders.values():  # a checkpoint left in each, as by a killed worker
+        (folder / "ckpt_x").mkdir(parents=True)
+        (folder / "ckpt_x" / "checkpoint.pt").write_bytes(b"weights")
+    mine = scratch_folder.__wrapped__()  # uncached: what a new worker's first call does
+    assert mine == tmp_path / f"{SCRATCH_PREFIX}{host}_{os.getpid()}" and mine.is_dir()
+    assert not folders[f"{host}_{ended.pid}"].exists()
+    assert (folders[f"{host}_{os.getppid()}"] / "ckpt_x" / "checkpoint.pt").exists()  # alive
+    assert (folders[f"otherhost_{ended.pid}"] / "ckpt_x").exists()  # not this host's to judge
