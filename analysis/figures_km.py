@@ -3,9 +3,9 @@
 One step curve per configuration (a group of trials by the key columns), with a '|' tick on the
 curve at every censored run (one that had not grokked when it stopped). With a ``style_key``
 (the split, in Table 1) a configuration keeps its colour across that key's values, which differ
-by line style instead, so the two splits of one (a, b, p) are easy to tell and to match. Diverged, failed and
-unfinished runs are left out of the curves (the legend says how many). The numbers come from
-``analysis.stats``; this module only draws (matplotlib, Agg backend).
+by line style instead, so the two splits of one (a, b, p) are easy to tell and to match.
+Diverged, failed and unfinished runs are left out of the curves (the legend says how many).
+The numbers come from ``analysis.stats``; this module only draws (matplotlib, Agg backend).
 """
 
 from __future__ import annotations

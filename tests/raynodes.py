@@ -68,8 +68,9 @@ def start_node(env: dict[str, str], num_cpus: int, head_address: str | None = No
     temp_dir = tempfile.mkdtemp(prefix="rn", dir="/tmp")  # short: Ray's socket paths are long
     node_manager_port = free_port()
     gpus = [] if num_gpus is None else ["--num-gpus", str(num_gpus)]
-    args = [str(RAY), "start", "--block", "--num-cpus", str(num_cpus), *gpus, "--temp-dir", temp_dir,
-            "--disable-usage-stats", "--node-manager-port", str(node_manager_port),
+    args = [str(RAY), "start", "--block", "--num-cpus", str(num_cpus), *gpus,
+            "--temp-dir", temp_dir, "--disable-usage-stats",
+            "--node-manager-port", str(node_manager_port),
             "--object-manager-port", str(free_port()), "--metrics-export-port", str(free_port()),
             "--dashboard-agent-listen-port", str(free_port()),
             "--dashboard-agent-grpc-port", str(free_port()),
