@@ -15,6 +15,7 @@ import pandas as pd
 from analysis import stats
 from analysis.runs import AnalysisError
 from analysis.trials import EXPMOD_STATS, param_value, config_keys, task_metrics
+from grokcore.provenance import PROVENANCE_FIELDS
 from grokcore.tasks import TASKS
 
 
@@ -59,7 +60,8 @@ def _row_columns(task: str, group: pd.DataFrame, key: dict, seed: pd.DataFrame) 
            "memorization_epoch_median": _median(group.memorization_epoch),
            "grok_delay_median": _median(reached.grok_delay),
            "spikes": int(group.n_spikes.fillna(0).sum()),
-           "test_acc_median": _median(group.final_test_acc)}
+           "test_acc_median": _median(group.final_test_acc),
+           "provenance_mixed": mixed_provenance(group)}
     if task == "expmod":
         row.update({
             "unseen_acc": _median(group.final_test_acc_unseen),
@@ -175,6 +177,21 @@ def compare_by(trials: pd.DataFrame, field: str) -> tuple[list[str], pd.DataFram
         return keys, stats.logrank_pairs(trials, keys, pairs)
     except ValueError as err:
         raise AnalysisError(str(err)) from None
+
+
+def mixed_provenance(group: pd.DataFrame) -> str:
+    """The provenance fields (``grokcore.provenance``) whose values differ among a row's trials,
+    e.g. ``compiled on|off; code_commit 2 values``; "" when its runs ran alike (or trials from
+    before provenance was recorded say nothing)."""
+    parts = []
+    for name in PROVENANCE_FIELDS:
+        if name not in group:
+            continue
+        values = sorted({v for cell in group[name].dropna().astype(str) for v in cell.split("|")})
+        if len(values) > 1:
+            shown = "|".join(values) if name not in ("code_commit",) else f"{len(values)} values"
+            parts.append(f"{name} {shown}")
+    return "; ".join(parts)
 
 
 def _median(values: pd.Series):

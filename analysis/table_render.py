@@ -61,7 +61,8 @@ def columns(task: str, full: bool) -> list[tuple[str, Any]]:
                  ("spikes", lambda r: str(r["spikes"])),
                  ("diverged", lambda r: str(r["diverged"])),
                  ("failed", lambda r: str(r["failed"])),
-                 ("unfinished", lambda r: str(r["unfinished"]))]
+                 ("unfinished", lambda r: str(r["unfinished"])),
+                 ("mixes", lambda r: r.get("provenance_mixed") or "-")]
     if task == "expmod":
         cols += [("test acc", lambda r: _num(r["test_acc_median"], "{:.3f}")),
                  ("unseen", lambda r: _num(r["unseen_acc"], "{:.3f}")),
@@ -96,8 +97,18 @@ def render(table: pd.DataFrame, fmt: str) -> str:
         elif fmt == "latex":
             parts.append(_latex(head, cells))
         else:
-            parts.append(_text(task, head, cells))
+            parts.append(_text(task, head, cells) + _mixes_note(task, rows))
     return "\n".join(parts)
+
+
+def _mixes_note(task: str, rows: list[dict]) -> str:
+    """Below a text table: the rows whose runs ran with different code, torch, device, compiled
+    step or threads (their spread may be partly that)."""
+    keys = [k for k in config_keys(task) if k != "task"]
+    lines = [f"  {', '.join(f'{k} {r[k]}' for k in keys)}: {r['provenance_mixed']}"
+             for r in rows if r.get("provenance_mixed")]
+    return ("rows whose runs differ in what they ran with:\n" + "\n".join(lines) + "\n"
+            if lines else "")
 
 
 def _shared(head: list[str], rows: list[list[str]]) -> list[int]:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis import stats
 from analysis.runs import AnalysisError, tag_value
+from grokcore.provenance import PROVENANCE_FIELDS
 from grokcore.records import OUTCOME_VALUES
 from grokcore.tasks import TASKS
 
@@ -25,7 +26,7 @@ EXPMOD_STATS = ("label_entropy", "label_chi2_pvalue", "leakage", "n_test_unseen"
 # What a trial line holds beside its task's keys (and the task metrics of its task).
 TRIAL_COLUMNS = ("split", "dtype", "frac_train", "seed", "data_seed", "status", "outcome",
                  *OUTCOME_VALUES, "epochs_run", "final_test_acc", "final_test_acc_unseen",
-                 *EXPMOD_STATS, "seconds", "run_name")
+                 *EXPMOD_STATS, "seconds", *PROVENANCE_FIELDS, "run_name")
 
 
 def config_keys(task: str) -> tuple[str, ...]:
@@ -87,6 +88,8 @@ def trials_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
     for name, metric in metrics.items():
         trials[name] = pd.to_numeric(_column(runs, f"metrics.{metric}", math.nan),
                                      errors="coerce")
+    for name in PROVENANCE_FIELDS:  # what the run ran with (runs from before: empty)
+        trials[name] = _column(runs, f"tags.{name}")
     trials["run_name"] = _column(runs, "tags.mlflow.runName", "")
     first = ["task", *sorted(params - {"task"} - set(TRIAL_COLUMNS))]
     return trials[first + [c for c in trials if c not in first]].reset_index(drop=True)

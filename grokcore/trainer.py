@@ -20,6 +20,7 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from grokcore.config import ConfigError, RunConfig
+from grokcore.provenance import provenance
 from grokcore.optim import GradientTransform, make_optimizer, make_scheduler, total_grad_norm
 from grokcore.signals import SignalTracker, measure_phases, softmax_collapse_fraction
 from grokcore.tasks import TASKS, Dataset, build_dataset, validate
@@ -215,6 +216,8 @@ class Trainer:
             "signal_metric": self.task.signal_metric,
             "epochs_run": self.epoch,
             "seconds": round(self.training_seconds(), 3),
+            # What produced these numbers (code, torch, device, compiled step, threads).
+            "provenance": provenance(self),
         })
         summary.update(measure_phases(self.history, self.cfg.memorize_acc, self.cfg.grok_acc))
         return summary

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 from ray import tune
 
 from grokcore.config import ConfigError, RunConfig
+from grokcore.provenance import PROVENANCE_FIELDS, merged
 from grokcore.records import (DONE_STATUSES, END_VALUES, OUTCOME_VALUES, PARENT_RUN_TAG,
                               RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG, TRIAL_KEY_TAG,
                               record_files, tag_text)
@@ -202,10 +203,12 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
         if not node_id or self._nodes.get(run_id) == node_id:
             return
         self._nodes[run_id] = node_id
-        nodes = [n for n in self.client.get_run(run_id).data.tags.get("nodes", "").split(",") if n]
+        before = self.client.get_run(run_id).data.tags
+        nodes = [n for n in before.get("nodes", "").split(",") if n]
         tags = {k: str(node[k]) for k in ("node_id", "node_ip", "hostname", "gpu_ids", "device")
                 if k in node}
         tags["nodes"] = ",".join(nodes if node_id in nodes else [*nodes, node_id])
+        tags.update(provenance_tags(before, node))
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def finish(self, key: str, run_id: str, end: Mapping[str, Any] | None, checkpoint,
@@ -222,6 +225,8 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
         tags = {name: tag_text(summary.get(name)) for name in END_VALUES}
         if end:
             tags["resumed_from_epoch"] = str(end.get("start_epoch", 0))
+            tags.update(provenance_tags(client.get_run(run_id).data.tags,
+                                        summary.get("provenance") or {}))
         if error is not None:
             tags["error"] = error[-4000:]
         metrics = []  # one value per run, at step 0: the charts draw them as bars
@@ -356,6 +361,13 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             if run.data.tags.get(TRIAL_KEY_TAG) not in seen:
                 self.client.set_terminated(run.info.run_id, "KILLED")
         return [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
+
+
+def provenance_tags(before: Mapping[str, str], ran_with: Mapping[str, Any]) -> dict[str, str]:
+    """The provenance tags (``grokcore.provenance``) of a run that ``ran_with`` these values,
+    merged with the ones it had: a run resumed under another commit or torch keeps both."""
+    return {name: merged(before.get(name), str(ran_with[name]))
+            for name in PROVENANCE_FIELDS if name in ran_with}
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -183,7 +183,7 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
     marker = (Path(entry["fault_dir"]) / f"{entry['key']}.{FAULT_MARKER}"
               if entry.get("fail_at_epoch") else None)
     reporter = TuneReporter(start_epoch=trainer.epoch, fail_at_epoch=entry.get("fail_at_epoch", 0),
-                            fault_marker=marker, node=node_info(trainer.device), clock=clock,
+                            fault_marker=marker, node=node_info(trainer), clock=clock,
                             figures_in_trial=figures_mode(tune_config) == "trial")
     trainer.callbacks = [reporter]
     if finished:
@@ -192,17 +192,18 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
         trainer.run()
 
 
-def node_info(device) -> dict[str, str]:
-    """Where this worker runs: Ray node id, node IP, host name, the ids of the GPUs Ray gave
-    the trial and the trainer's torch ``device`` (every result carries it)."""
+def node_info(trainer) -> dict[str, str]:
+    """Where and with what this worker runs: Ray node id, node IP, host name, the ids of the
+    GPUs Ray gave the trial and the trainer's provenance (``grokcore.provenance``: device,
+    torch, threads, compiled step, code commit); every result carries it."""
     import ray
 
-    from grokcore.trainer import device_name
+    from grokcore.provenance import provenance
 
     return {"node_id": ray.get_runtime_context().get_node_id(),
             "node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
             "gpu_ids": ",".join(str(i) for i in ray.get_gpu_ids()) or "none",
-            "device": device_name(device)}
+            **provenance(trainer)}
 
 
 def trainable_with_resources(cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0):

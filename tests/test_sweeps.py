@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,6 +224,10 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
     assert "a" not in parent.data.params and "seed" not in parent.data.params  # they vary
     assert {"grid.json", "grok_table.md", "trials.csv"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id)}
+    # The sweep's trials CSV carries what each trial ran with.
+    table_trials = pd.read_csv(client.download_artifacts(parent.info.run_id, "trials.csv",
+                                                         str(tmp_path)))
+    assert set(table_trials.compiled) == {"off"} and table_trials.code_commit.notna().all()
     note = parent.data.tags["mlflow.note.content"]
     assert note.startswith("**Grok table** of sweep") and "| 3 | 3 |" in note
     experiment = client.get_experiment_by_name("test")
@@ -251,6 +256,11 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
             assert "grok_epoch" not in metrics
         for name in ("memorization_epoch", "grok_delay", "n_spikes"):
             assert name in tags
+        # What the trial ran with (grokcore.provenance): eager, 1 thread, this torch, a commit.
+        assert (tags["compiled"], tags["torch_threads"], tags["device"]) == ("off", "1", "cpu")
+        assert tags["torch_version"] == torch.__version__
+        assert re.fullmatch(r"[0-9a-f]{40}", tags["code_commit"])
+        assert tags["code_dirty"] in ("true", "false")
         for name in METRICS:
             history = steps(client, run, name)
             assert history == list(range(0, epochs_run + 1, 20)), name

@@ -1,0 +1,59 @@
+"""What a run actually ran with: the code, the library, the device and how its step was run.
+
+Two runs of "the same config" can differ in what produced them: another commit of this code, a
+tree with uncommitted edits, another torch, a GPU instead of the CPU, a compiled step instead of
+an eager one, more threads. :func:`provenance` names these for one trainer; a run's summary holds
+them (``summary["provenance"]``), a sweep tags them on the trial's MLflow run and the trials CSV
+carries them (``analysis.trials``), so a table can say when a row mixes them.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+
+# The provenance fields, in the order a trials CSV lists them. Each is an MLflow tag of the same
+# name; ``device`` is also a node tag (it is where the trial runs).
+PROVENANCE_FIELDS = ("compiled", "torch_version", "device", "torch_threads", "code_commit",
+                     "code_dirty")
+UNKNOWN = "unknown"
+
+
+@functools.cache
+def code_version() -> tuple[str, str]:
+    """(commit, dirty) of the checkout this package was imported from: the commit's full hash
+    and "true"/"false" for uncommitted changes to tracked files; ("unknown", "unknown") when the
+    package is not in a git checkout (an installed copy, a Ray worker given the code as files)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        changes = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                  "--untracked-files=no"], capture_output=True, text=True,
+                                 timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return UNKNOWN, UNKNOWN
+    return commit or UNKNOWN, "true" if changes else "false"
+
+
+def provenance(trainer) -> dict[str, str]:
+    """The provenance of ``trainer``'s run, as text (tag values)."""
+    import torch
+
+    from grokcore.trainer import device_name
+
+    commit, dirty = code_version()
+    return {"compiled": "on" if trainer.compiled else "off",
+            "torch_version": torch.__version__,
+            "device": device_name(trainer.device),
+            "torch_threads": str(torch.get_num_threads()),
+            "code_commit": commit,
+            "code_dirty": dirty}
+
+
+def merged(before: str | None, now: str) -> str:
+    """A tag's value after a run (resumed elsewhere, or under other code) ran with ``now``: the
+    distinct values in the order seen, joined by "|", so a run that changed is visible."""
+    seen = [v for v in (before or "").split("|") if v]
+    return "|".join(seen if now in seen else [*seen, now])
