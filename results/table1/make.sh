@@ -6,13 +6,17 @@
 #   .venv/bin/python -m analysis.grok_table --trials results/table1/trials.csv --format csv
 # SWEEP=table1-pairs takes only that sweep's trials (while the other one still runs). With both
 # sweeps, compare_split.txt holds the log-rank test of each row split by pairs against by classes.
+# NO_MLFLOW=1 rebuilds everything from the committed trials.csv alone (tests/test_results.py
+# checks that this reproduces the committed tables byte for byte); OUT=DIR writes elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${GROK_RUNS:-$HOME/grok-runs/table1}
 PY=${PYTHON:-.venv/bin/python}
-OUT=results/table1
-"$PY" -m analysis.grok_table --experiment table1 --tracking-uri "sqlite:///$RUNS/mlflow.db" \
-    ${SWEEP:+--sweep "$SWEEP"} --write-trials "$OUT/trials.csv" --format text
+OUT=${OUT:-results/table1}
+if [ -z "${NO_MLFLOW:-}" ]; then
+    "$PY" -m analysis.grok_table --experiment table1 --tracking-uri "sqlite:///$RUNS/mlflow.db" \
+        ${SWEEP:+--sweep "$SWEEP"} --write-trials "$OUT/trials.csv" --format text
+fi
 "$PY" -m analysis.grok_table --trials "$OUT/trials.csv" --format csv --out "$OUT/table1.csv" \
     > /dev/null
 "$PY" -m analysis.grok_table --trials "$OUT/trials.csv" --format md --out "$OUT/table1.md" \
