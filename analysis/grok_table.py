@@ -146,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.out:
             _write(args.out, text)
         figures = _figures(args, trials, table)
-        if client is not None and table is not None and not args.no_log:
+        if client is not None and table is not None and not args.no_log and not args.only:
+            # (a table of some of the sweep's trials, --only, is not the sweep's table)
             publish(client, args.experiment, args.sweep, table_files(table, trials, figures),
                     source="`python -m analysis.grok_table`")
     except AnalysisError as err:

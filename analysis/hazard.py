@@ -94,20 +94,6 @@ def hazard_frame(trials: pd.DataFrame, lookup: str = "censored") -> pd.DataFrame
     return frame
 
 
-def restrict(trials: pd.DataFrame, only: Sequence[str]) -> pd.DataFrame:
-    """The trials whose setting KEY has VALUE, for each ``KEY=VALUE`` of ``only``."""
-    for item in only:
-        key, sep, value = item.partition("=")
-        if not sep or key not in trials:
-            known = ", ".join(c for c in trials.columns if c in (*COVARIATES, "seed", "data_seed"))
-            raise AnalysisError(f"--only {item}: give KEY=VALUE with KEY a trials column "
-                                f"({known})")
-        trials = trials[trials[key].map(lambda v: str(param_value(v))) == str(param_value(value))]
-        if trials.empty:
-            raise AnalysisError(f"--only {item}: no trial has {key} = {value}")
-    return trials
-
-
 def check_formula(formula: str, frame: pd.DataFrame) -> list[str]:
     """The covariates ``formula`` reads; AnalysisError naming an unknown one."""
     from formulaic import Formula
@@ -225,9 +211,6 @@ def build_parser():
     add_source_arguments(parser)
     parser.add_argument("--formula", default=DEFAULT_FORMULA,
                         help=f"the covariates, as a formula (default: {DEFAULT_FORMULA!r})")
-    parser.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
-                        help="keep only the trials with this setting, e.g. split=pairs "
-                             "(repeatable)")
     parser.add_argument("--lookup", choices=LOOKUP_CHOICES, default="censored",
                         help="lookup runs: censored at their end (default; the cause-specific "
                              "hazard of grokking), or a competing event (kept at risk to the "
@@ -241,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         trials, _ = load_trials(args)
-        frame = hazard_frame(restrict(trials, args.only), args.lookup)
+        frame = hazard_frame(trials, args.lookup)
         model, data, notes = fit(frame, args.formula)
         text = report(model, frame, args.formula, args.lookup, notes, ph_check(model, data))
         if args.plot:
