@@ -90,9 +90,9 @@ def columns(task: str, full: bool) -> list[tuple[str, Any]]:
                      ("paper p (Holm)", lambda r: "-" if _missing(r.get("paper_p")) else
                       f"{_num(r['paper_p'], '{:.2g}')} ({_num(r['paper_p_holm'], '{:.2g}')})")]
             cols += [("paper vs runs", lambda r: r.get("paper_vs_runs") or "-")]
-        else:  # the reason a test is not possible is in the full formats
-            cols += [("vs runs", lambda r: "-" if not r.get("paper_vs_runs") else "untestable"
-                      if r["paper_vs_runs"].startswith("not testable") else r["paper_vs_runs"])]
+        else:  # why a figure is not testable is said in the full formats
+            cols += [("vs runs", lambda r: "-" if not r.get("paper_vs_runs") or
+                      r["paper_vs_runs"].startswith("not testable") else r["paper_vs_runs"])]
     else:
         cols += [(f"final {m}", (lambda r, m=m: _num(r[f"final_{m}"], "{:.4g}")))
                  for m in task_metrics(task)]
