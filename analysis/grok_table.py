@@ -4,7 +4,7 @@
     python -m analysis.grok_table --trials trials.csv                        # from a trials CSV
         [--format text|md|csv|latex] [--out FILE] [--write-trials FILE] [--reference A,B,P]
         [--pairwise ROW ROW ... | --compare FIELD] [--plot-km FILE] [--plot-heatmap FILE]
-        [--no-log]
+        [--only KEY=VALUE ...] [--no-log]
 
 **Trials.** One line per trial run (``trials_from_runs``; ``--write-trials`` saves them, and
 ``--trials`` reads such a file back, so a committed CSV regenerates its table without MLflow).
@@ -25,7 +25,12 @@ the row's grok times against the reference row's (``--reference``, default the f
 ``logrank_p_holm`` those p-values Holm-corrected over the rows. ``--pairwise`` tests chosen rows
 against each other instead (Holm over the pairs), and ``--compare FIELD`` each row run with
 several values of one setting across those values (``--compare split``: pairs against classes
-for every (a, b, p) run with both; Holm over all the tests).
+for every (a, b, p) run with both; Holm over all the tests), then pooled over those rows in one
+log-rank test stratified by row (``analysis.logrank``). The paper's single-run figure is tested
+as one new run of its row (``analysis.lognormal``): ``paper_pi_low``-``paper_pi_high`` the 95%
+prediction interval from the row's runs, ``paper_p`` and ``paper_p_holm`` (Holm over the rows
+tested), ``paper_vs_runs`` in words. ``--only KEY=VALUE`` keeps the trials with that setting
+(``analysis.source``).
 
 **What a row shows** (``shows``): the trials' outcomes (``grokcore.signals``): ``grokking``
 (generalized at least ``grok_min_delay`` evaluations after memorizing), ``no delay`` (generalized
@@ -50,7 +55,7 @@ the experiment's latest sweep), and the Markdown table the descriptions that the
 the experiment's (all its trials) and the sweep run's (that sweep's trials). ``--sweep`` also
 limits the table to that sweep's trials. An experiment whose sweeps have no parent run (written
 before they had one) gets a run named ``grok_table`` tagged ``run_kind=analysis`` instead, which
-readers of trials skip. The sweeps publish their table themselves when they end.
+readers of trials skip. A table of some trials (``--only``) is not stored. The sweeps publish their table themselves when they end.
 """
 
 from __future__ import annotations

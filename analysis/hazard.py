@@ -160,7 +160,7 @@ def report(model, frame: pd.DataFrame, formula: str, lookup: str, notes: list[st
     """The printed result: counts, hazard ratios, concordance, the PH check, notes."""
     summary = model.summary
     n_lookup = int(frame.lookup.sum())
-    held = ("censored at their end" if lookup == "censored" else
+    held = ("censored at their end" if lookup == "censored" or not n_lookup else
             f"a competing event: kept at risk to epoch {frame.duration[frame.lookup].max():g}")
     lines = [f"Cox proportional hazards of the grok epoch (lifelines CoxPHFitter): {formula}",
              f"runs: {len(frame)}; grok events (outcome grokked): {int(frame.event.sum())}; "
@@ -189,6 +189,7 @@ def plot_forest(model, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 0.5 * len(model.summary) + 1.5))
     model.plot(hazard_ratios=True, ax=ax)
+    ax.set_xscale("log")  # ratios: 1/10 and 10 are as far from 1
     ax.set_title("hazard ratio of grokking (95% CI)")
     fig.tight_layout()
     try:
