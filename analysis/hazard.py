@@ -206,7 +206,7 @@ def build_parser():
     parser = OneLineErrorParser(
         prog="python -m analysis.hazard",
         description="Cox proportional-hazards model of the grok epoch (outcome grokked) on "
-                    "per-run covariates: hazard ratios with 95%% intervals and p-values, the "
+                    "per-run covariates: hazard ratios with 95% intervals and p-values, the "
                     "concordance, the proportional-hazards check. Covariates: "
                     + ", ".join(COVARIATES) + ".")
     add_source_arguments(parser)

@@ -32,6 +32,7 @@ changes little; closer to the budget it lowers the power.
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from dataclasses import dataclass
@@ -244,17 +245,25 @@ def build_parser():
     return parser
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
 def _share(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0 < value < 1:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
     return value
 
 
 def _above_one(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not value > 1:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"give a ratio above 1 (the slower row's median over "
+                                         f"the faster's), not {text}")
     return value
 
 
