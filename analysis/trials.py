@@ -97,7 +97,7 @@ def trials_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 def read_trials(path: Path) -> pd.DataFrame:
     try:
-        trials = pd.read_csv(path)
+        trials = pd.read_csv(path, float_precision="round_trip")  # floats back bit for bit
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise AnalysisError(f"cannot read trials from {path}: {err}") from None
     missing = [c for c in ("task", "status", "grok_epoch", "epochs_run") if c not in trials]

@@ -268,7 +268,7 @@ def test_compare_by_split_tests_each_row_across_its_splits():
     from analysis.table import compare_by
     from analysis.table_render import render_compare
 
-    keys, tests = compare_by(_split_trials(), "split")
+    keys, tests, _ = compare_by(_split_trials(), "split")
     assert keys == ["task", "a", "b", "p", "split", "dtype", "frac_train"]
     at = keys.index("split")
     # one test per row run under both splits, (1, 1) has none; the keys differ in split only
