@@ -37,11 +37,19 @@ def code_version() -> tuple[str, str]:
     return commit or UNKNOWN, "true" if changes else "false"
 
 
+def device_name(device: torch.device) -> str:
+    """Where a run trains, for its record: ``cpu`` or e.g. ``cuda:0 NVIDIA H100 80GB HBM3``."""
+    import torch
+
+    if device.type != "cuda":
+        return device.type
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+
+
 def provenance(trainer) -> dict[str, str]:
     """The provenance of ``trainer``'s run, as text (tag values)."""
     import torch
-
-    from grokcore.trainer import device_name
 
     commit, dirty = code_version()
     return {"compiled": "on" if trainer.compiled else "off",

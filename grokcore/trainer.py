@@ -20,7 +20,7 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from grokcore.config import ConfigError, RunConfig
-from grokcore.provenance import provenance
+from grokcore.provenance import device_name, provenance  # noqa: F401 (device_name: re-exported)
 from grokcore.optim import GradientTransform, make_optimizer, make_scheduler, total_grad_norm
 from grokcore.signals import SignalTracker, measure_phases, softmax_collapse_fraction
 from grokcore.tasks import TASKS, Dataset, build_dataset, validate
@@ -51,14 +51,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def device_name(device: torch.device) -> str:
-    """Where a run trains, for its record: ``cpu`` or e.g. ``cuda:0 NVIDIA H100 80GB HBM3``."""
-    if device.type != "cuda":
-        return device.type
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
 
 
 class Trainer:
