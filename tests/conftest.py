@@ -14,14 +14,14 @@ def quick_config() -> RunConfig:
     return RunConfig(**QUICK, epochs=3000, stop_after_grok=3)
 
 
-# ---- the fast subset ------------------------------------------------------------------------------
+# ---- the fast subset -----------------------------------------------------------------------------
 # `pytest -m "not slow"` is the inner loop: at most 3 minutes on 2 cores. The tests marked `slow`
 # are listed here, in one place, rather than decorated in every file: whole modules that start
 # Ray clusters, services or a browser, and single tests that train for long or start Ray. The full
 # suite (`pytest`, what CI runs) still runs all of them.
 SLOW_MODULES = {
     "test_multinode.py",  # a two-node Ray cluster, nodes and a driver killed
-    "test_sweeps.py",  # a Ray cluster and real sweeps (its parser checks start Ray-importing scripts)
+    "test_sweeps.py",  # a Ray cluster and real sweeps; its parser checks start the sweep script
     "test_tasks_sweeps.py",  # a sweep of each task on a Ray cluster
     "test_tracking_server.py",  # PostgreSQL and `mlflow server`
     "test_ui.py",  # a sweep, `mlflow ui` and headless Chromium

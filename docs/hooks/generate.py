@@ -185,7 +185,7 @@ def record_names() -> str:
     return "\n".join(out)
 
 
-# ---- the committed Table 1 ------------------------------------------------------------------------
+# ---- the committed Table 1 -----------------------------------------------------------------------
 def table1() -> str:
     """The committed Table 1 (results/table1/table1.md, built by its make.sh from the committed
     trials.csv), with the columns that the results page discusses."""
