@@ -76,7 +76,7 @@ def write_run_folder(trainer, summary: Mapping[str, Any], folder: str | Path,
                      figures: bool = True) -> Path:
     """Write what a finished run leaves behind into ``folder``: the history, the summary (end
     values, measured phases, final metrics), the dataset statistics, the config, the final
-    weights and, with ``figures``, the figures (``analysis.figures_progress.write_run_figures``).
+    weights and, with ``figures``, the figures (``grokcore.figures.write_run_figures``).
 
     The command line's ``--out`` folder and a sweep trial's final checkpoint (whose files the
     driver logs to MLflow) are both written here, so both hold the same files. A sweep may leave
@@ -94,7 +94,7 @@ def write_run_folder(trainer, summary: Mapping[str, Any], folder: str | Path,
     (folder / DATASET_STATS_FILE).write_text(json.dumps(jsonable(trainer.dataset.stats), indent=2))
     torch.save(trainer.model.state_dict(), folder / WEIGHTS_FILE)
     if figures:
-        from analysis.figures_progress import write_run_figures
+        from grokcore.figures import write_run_figures
 
         write_run_figures(trainer.cfg, trainer.history, summary, trainer.model, trainer.dataset,
                           folder)

@@ -14,12 +14,13 @@ import scipy.stats
 import torch
 
 from analysis import grok_table, inspect as inspect_cmd, residues
-from analysis.figures_progress import (
-    plot_attention_patterns, plot_embedding_fourier, plot_grok_heatmap, plot_loss_curves,
-    plot_neuron_fourier, plot_progress_measures, plot_residue_distribution, plot_unembed_fourier,
-)
+from analysis.figures_progress import plot_grok_heatmap, plot_loss_curves, plot_residue_distribution
 from analysis.runs import client_for, load_model, load_runs, tag_value
 from grokcore.config import RunConfig
+from grokcore.figures import (
+    plot_attention_patterns, plot_embedding_fourier, plot_neuron_fourier, plot_progress_measures,
+    plot_unembed_fourier,
+)
 from grokcore.progress import progress_measures
 from grokcore.signals import measure_phases
 from grokcore.records import END_VALUES, OUTCOME_VALUES, tag_text, write_history_csv
