@@ -76,17 +76,22 @@ def heatmap_cells(table: pd.DataFrame, p: int | None = None,
 
 def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str = "expmod") -> Path:
     """Kaplan-Meier median grok epoch over (a, b) for one p (``analysis.grok_table.build_table``
-    output), one panel per split, on one colour scale; grey where it is not reached (fewer than
-    half the runs grokked) or not run, with k/n grokked written in each cell, and what a cell
-    shows when that is not grokking (its ``shows``, e.g. lookup: the threshold was reached on
-    test pairs with a training twin), hatched."""
-    from matplotlib.colors import Normalize
+    output), one panel per split, on one logarithmic colour scale. Coloured only where every run
+    of the cell generalized (grokking or no delay); grey where the median is not reached (fewer
+    than half the runs reached the threshold), where the runs reached it by lookup (the
+    threshold was reached on test pairs with a training twin: not a time to generalize, so not
+    coloured as fast) or where the cell was not run. Each cell says k/n runs reaching the
+    threshold and, hatched, what it shows when that is not grokking."""
+    from matplotlib.colors import LogNorm, Normalize
 
     p, panels = heatmap_cells(table, p, task)
     n = int(max(max(c.index.get_level_values(0).max(), c.index.get_level_values(1).max())
                 for c in panels.values()))
+    panels = {split: cells.assign(epoch=coloured_epochs(cells)) for split, cells in panels.items()}
     epochs = pd.concat([c.epoch for c in panels.values()]).dropna()
-    norm = Normalize(*(epochs.min(), epochs.max()) if len(epochs) else (0, 1))
+    # Grok epochs span decades (tens to tens of thousands): a log scale keeps both ends apart.
+    norm = LogNorm(*(epochs.min(), max(epochs.max(), epochs.min() * 1.01))) if len(epochs) \
+        else Normalize(0, 1)
     fig, axes = plt.subplots(1, len(panels), figsize=(1 + 0.7 * n * len(panels), 0.7 * n + 0.5),
                              squeeze=False)
     for ax, (split, cells) in zip(axes[0], panels.items()):
@@ -94,6 +99,23 @@ def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str
         ax.set_title(f"p = {p}" + (f", split by {split}" if split else ""))
     fig.colorbar(image, ax=list(axes[0]), label="Kaplan-Meier median grok epoch")
     return _save(fig, path)
+
+
+# What a cell's runs show when its median is a time to generalize (``analysis.table.SHOWS``).
+GENERALIZED = {"grokking", "no delay"}
+
+
+def generalized(shows: str) -> bool:
+    """Whether every run of a cell generalized (grokking or no delay), not lookup or none."""
+    words = {part.strip().rsplit(" ", 1)[0] if part.strip()[-1:].isdigit() else part.strip()
+             for part in shows.split(",")}
+    return bool(words) and words <= GENERALIZED
+
+
+def coloured_epochs(cells: pd.DataFrame) -> pd.Series:
+    """The cells' median epochs where they are a time to generalize; NaN (grey) elsewhere: a
+    median of lookup crossings is no grok time, and colouring it would show it as fast."""
+    return cells.epoch.where(cells.shows.map(generalized))
 
 
 def _heat_panel(ax, cells: pd.DataFrame, n: int, norm):
@@ -111,9 +133,11 @@ def _heat_panel(ax, cells: pd.DataFrame, n: int, norm):
             text += f"\n{row.shows}"
             ax.add_patch(plt.Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, hatch="//",
                                        edgecolor=(1, 1, 1, 0.45), lw=0))
+        coloured = not np.isnan(grid[a - 1, b - 1])
         ax.text(b, a, text, ha="center", va="center", fontsize=6 if "\n" in text else 7,
-                color="w" if not np.isnan(grid[a - 1, b - 1]) else "k",
-                bbox=dict(facecolor="k", alpha=0.5, lw=0, pad=1) if "\n" in text else None)
+                color="w" if coloured else "k",
+                bbox=dict(facecolor="k" if coloured else "w", alpha=0.5, lw=0, pad=1)
+                if "\n" in text else None)
     ax.set_xlabel("b")
     ax.set_ylabel("a")
     return image

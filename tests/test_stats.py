@@ -313,6 +313,19 @@ def test_heatmap_keeps_the_splits_apart(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_heatmap_colours_only_cells_whose_runs_generalized():
+    import pandas as pd
+
+    from analysis.figures_progress import coloured_epochs
+
+    cells = pd.DataFrame({"epoch": [100.0, 200.0, 300.0, 400.0, 500.0, None],
+                          "shows": ["grokking", "lookup", "grokking 2, lookup 1", "no delay",
+                                    "grokking 1, no delay 2", "none"]})
+    kept = coloured_epochs(cells)
+    assert kept.tolist()[0] == 100 and kept.tolist()[3:5] == [400, 500]
+    assert kept.isna().tolist() == [False, True, True, False, False, True]
+
+
 def test_km_curves_keep_a_rows_colour_across_splits():
     from analysis.figures_km import curve_styles
 
