@@ -82,7 +82,7 @@ def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str
     threshold was reached on test pairs with a training twin: not a time to generalize, so not
     coloured as fast) or where the cell was not run. Each cell says k/n runs reaching the
     threshold and, hatched, what it shows when that is not grokking."""
-    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.colors import LogNorm
 
     p, panels = heatmap_cells(table, p, task)
     n = int(max(max(c.index.get_level_values(0).max(), c.index.get_level_values(1).max())
@@ -90,14 +90,16 @@ def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str
     panels = {split: cells.assign(epoch=coloured_epochs(cells)) for split, cells in panels.items()}
     epochs = pd.concat([c.epoch for c in panels.values()]).dropna()
     # Grok epochs span decades (tens to tens of thousands): a log scale keeps both ends apart.
-    norm = LogNorm(*(epochs.min(), max(epochs.max(), epochs.min() * 1.01))) if len(epochs) \
-        else Normalize(0, 1)
+    low, high = (epochs.min(), epochs.max()) if len(epochs) else (1, 10)
+    norm = LogNorm(low, high) if high > low else LogNorm(low / 2, low * 2)
     fig, axes = plt.subplots(1, len(panels), figsize=(1 + 0.7 * n * len(panels), 0.7 * n + 0.5),
                              squeeze=False)
     for ax, (split, cells) in zip(axes[0], panels.items()):
         image = _heat_panel(ax, cells, n, norm)
         ax.set_title(f"p = {p}" + (f", split by {split}" if split else ""))
     fig.colorbar(image, ax=list(axes[0]), label="Kaplan-Meier median grok epoch")
+    fig.text(0.01, 0.01, f"k/n: runs reaching the threshold; {SHORT_LEGEND}; grey: not reached,"
+             " lookup or not run", fontsize=7)
     return _save(fig, path)
 
 
@@ -110,6 +112,22 @@ def generalized(shows: str) -> bool:
     words = {part.strip().rsplit(" ", 1)[0] if part.strip()[-1:].isdigit() else part.strip()
              for part in shows.split(",")}
     return bool(words) and words <= GENERALIZED
+
+
+# Short words for a cell's outcomes (the heat map's legend spells them out).
+SHORT = {"grokking": "G", "no delay": "D", "lookup": "L", "none": "N", "diverged": "X"}
+SHORT_LEGEND = "G grokking, D no delay, L lookup, N none, X diverged"
+
+
+def short_shows(shows: str) -> str:
+    """``grokking 2, lookup 1`` -> ``2G 1L``; ``lookup`` -> ``L``: fits in a cell."""
+    parts = []
+    for part in shows.split(","):
+        word, _, count = part.strip().rpartition(" ")
+        if not count.isdigit():
+            word, count = part.strip(), ""
+        parts.append(f"{count}{SHORT.get(word, word)}")
+    return " ".join(parts)
 
 
 def coloured_epochs(cells: pd.DataFrame) -> pd.Series:
@@ -130,7 +148,7 @@ def _heat_panel(ax, cells: pd.DataFrame, n: int, norm):
     for (a, b), row in cells.iterrows():
         text = f"{int(row.grokked)}/{int(row.runs)}"
         if row.shows != "grokking":
-            text += f"\n{row.shows}"
+            text += f"\n{short_shows(row.shows)}"
             ax.add_patch(plt.Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, hatch="//",
                                        edgecolor=(1, 1, 1, 0.45), lw=0))
         coloured = not np.isnan(grid[a - 1, b - 1])

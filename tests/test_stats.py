@@ -324,6 +324,9 @@ def test_heatmap_colours_only_cells_whose_runs_generalized():
     kept = coloured_epochs(cells)
     assert kept.tolist()[0] == 100 and kept.tolist()[3:5] == [400, 500]
     assert kept.isna().tolist() == [False, True, True, False, False, True]
+    from analysis.figures_progress import short_shows
+
+    assert [short_shows(s) for s in cells.shows] == ["G", "L", "2G 1L", "D", "1G 2D", "N"]
 
 
 def test_km_curves_keep_a_rows_colour_across_splits():
