@@ -1,6 +1,6 @@
 """The parts of the documentation site that are generated when it is built, so they cannot go
 stale: the run options from RunConfig's field metadata, every command's ``--help``, the names of
-``grokcore/records.py``, and the committed Table 1 and its figures.
+``grokcore/records.py``, the columns of a trials CSV, and the committed Table 1 and its figures.
 
 MkDocs loads this file as a hook (``hooks:`` in mkdocs.yml). A page asks for a generated part
 with a marker line ``<!-- generated: NAME -->``, which :func:`on_page_markdown` replaces with
@@ -32,6 +32,7 @@ MARKER = re.compile(r"^<!-- generated: (\w+) -->$", re.M)
 RESULT_FIGURES = {
     "results/table1/grok_km.png": ROOT / "results/table1/grok_km.png",
     "results/table1/grok_heatmap.png": ROOT / "results/table1/grok_heatmap.png",
+    "results/table1/hazard_forest.png": ROOT / "results/table1/hazard_forest.png",
 }
 
 # The commands whose --help the Commands page shows, run from the project root.
@@ -44,13 +45,16 @@ COMMANDS = (
     ("python sweeps/sorting.py", ["sweeps/sorting.py"]),
     ("python -m sweeps.search", ["-m", "sweeps.search"]),
     ("python -m analysis.grok_table", ["-m", "analysis.grok_table"]),
+    ("python -m analysis.hazard", ["-m", "analysis.hazard"]),
+    ("python -m analysis.power", ["-m", "analysis.power"]),
     ("python -m analysis.inspect", ["-m", "analysis.inspect"]),
     ("python -m analysis.residues", ["-m", "analysis.residues"]),
 )
 
 # Table 1's columns shown on the results page (the full table is results/table1/table1.md).
 TABLE1_COLUMNS = ("a", "b", "p", "split", "shows", "grokked", "KM median [95% CI]", "p (Holm)",
-                  "observed", "test acc", "unseen", "leakage", "paper")
+                  "observed", "test acc", "unseen", "leakage", "paper", "95% PI, one run",
+                  "paper p (Holm)", "paper vs runs")
 
 
 # ---- MkDocs events -------------------------------------------------------------------------------
@@ -185,6 +189,48 @@ def record_names() -> str:
     return "\n".join(out)
 
 
+# ---- the columns of a trials CSV ----------------------------------------------------------------
+# The trial columns that no group of names in the code describes (analysis/trials.py reads them).
+TRIAL_COLUMN_TEXT = {
+    "status": "how the trial ended: its tag `status`, else `failed` or `unfinished` (from MLflow's "
+              "run status: failed before reporting, or interrupted and not resumed yet)",
+    "outcome": "what its test accuracy measured (tag `outcome`); empty for a failed or "
+               "unfinished trial",
+    "epochs_run": "epochs trained (metric `epochs_run`): where a censored run's time is cut",
+    "final_test_acc": "test accuracy at the end (metric `test_acc`, last value)",
+    "final_test_acc_unseen": "expmod: accuracy on the unseen-class test pairs at the end "
+                             "(metric `test_acc_unseen`)",
+    "seconds": "the run's time in seconds (metric `seconds`)",
+    "run_name": "the MLflow run's name",
+}
+
+
+def trial_columns() -> str:
+    """The columns of a trials CSV beside the task's own (``analysis.trials.TRIAL_COLUMNS``),
+    each described by the group of names it belongs to in the code (settings, end values,
+    dataset statistics, provenance) or by TRIAL_COLUMN_TEXT."""
+    from dataclasses import fields
+
+    from analysis.trials import EXPMOD_STATS, TRIAL_COLUMNS
+    from grokcore.config import RunConfig
+    from grokcore.provenance import PROVENANCE_FIELDS
+    from grokcore.records import END_VALUES
+
+    # provenance first: its `device` (where the run trained) is also a setting (`--device auto`)
+    groups = ((TRIAL_COLUMN_TEXT, None),
+              (PROVENANCE_FIELDS, "what the run ran with (the run's tag of that name; empty "
+                                  "for runs from before it was recorded)"),
+              ({f.name for f in fields(RunConfig)}, "a setting (the run's param of that name)"),
+              (END_VALUES, "an end value (the run's tag of that name)"),
+              (EXPMOD_STATS, "expmod: a dataset statistic (the run's metric of that name)"))
+    out = ["| column | what it is |", "|---|---|"]
+    for name in TRIAL_COLUMNS:
+        text = next((TRIAL_COLUMN_TEXT.get(name, kind) for names, kind in groups
+                     if name in names), "see `analysis/trials.py`")
+        out.append(f"| `{name}` | {cell(text)} |")
+    return "\n".join(out)
+
+
 # ---- the committed Table 1 -----------------------------------------------------------------------
 def table1() -> str:
     """The committed Table 1 (results/table1/table1.md, built by its make.sh from the committed
@@ -202,4 +248,4 @@ def table1() -> str:
 
 
 GENERATORS = {"run_options": run_options, "task_defaults": task_defaults, "commands": commands,
-              "record_names": record_names, "table1": table1}
+              "record_names": record_names, "trial_columns": trial_columns, "table1": table1}
