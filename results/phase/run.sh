@@ -27,20 +27,8 @@ CPUS=${CPUS:-1}
 PORT=${RAY_PORT:-6392}
 PARTS=${PARTS:-pairs-31 pairs-37 pairs-41 pairs-43 classes-31 classes-41 float64-31 frac-31}
 PY=${PYTHON:-.venv/bin/python}
-RAY="$(dirname "$PY")/ray"
-mkdir -p "$RUNS"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-[ -s "$RUNS/ray_token" ] || "$PY" -c "import secrets; print(secrets.token_hex(16))" > "$RUNS/ray_token"
-export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat "$RUNS/ray_token")"
-setsid nice -n "${NICE:-10}" "$RAY" start --head --block --port "$PORT" --num-cpus "$CPUS" \
-    --include-dashboard false --temp-dir /tmp/ray-phase --disable-usage-stats \
-    > "$RUNS/ray_head.log" 2>&1 &
-HEAD=$!
-trap 'kill -TERM -- -$HEAD 2>/dev/null; wait $HEAD 2>/dev/null' EXIT
-until grep -q "block forever" "$RUNS/ray_head.log"; do
-    kill -0 $HEAD 2>/dev/null || { cat "$RUNS/ray_head.log"; exit 1; }
-    sleep 1
-done
+source results/ray_head.sh
+start_ray_head /tmp/ray-phase
 
 RECIPE=(--a 1 2 3 4 5 6 7 8 9 --b 1 2 3 4 5 6 7 8 9 --fracs 0.5 --lr 3e-3 --weight-decay 3
         --epochs 5000 --eval-every 10 --checkpoint-every 1000 --replicates 3 --seed 0 --data-seed 0 --figures none)
