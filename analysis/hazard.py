@@ -227,9 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         trials, _ = load_trials(args)
         frame = hazard_frame(trials, args.lookup)
         model, data, notes = fit(frame, args.formula)
-        text = report(model, frame, args.formula, args.lookup, notes, ph_check(model, data))
-        if args.plot:
-            plot_forest(model, args.plot)
+        # an interval that overflows is printed "-" (the report's point); numpy's warning about
+        # it would only add a line naming a file path of this machine
+        with np.errstate(over="ignore", invalid="ignore"):
+            text = report(model, frame, args.formula, args.lookup, notes, ph_check(model, data))
+            if args.plot:
+                plot_forest(model, args.plot)
     except AnalysisError as err:
         return fail(str(err))
     sys.stdout.write(text)

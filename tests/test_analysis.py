@@ -125,7 +125,7 @@ def test_grok_table_rows_match_the_runs_tags(store, tmp_path, capsys):
     assert printed == out.read_text()
     import pandas as pd
 
-    table = pd.read_csv(out)
+    table = pd.read_csv(out, float_precision="round_trip")
     assert len(table) == 3  # (1,1,23), (2,2,23), (7,7,113)
     # expected values straight from the runs' own tags and params
     exp = client.get_experiment_by_name(EXPERIMENT)
@@ -315,7 +315,7 @@ def test_the_trials_csv_regenerates_the_table(store, tmp_path, capsys):
     assert first.read_text() == again.read_text()
     import pandas as pd
 
-    lines = pd.read_csv(trials)
+    lines = pd.read_csv(trials, float_precision="round_trip")
     assert len(lines) == len(store["runs"])
     assert {"a", "b", "p", "split", "seed", "data_seed", "status", "grok_epoch",
             "memorization_epoch", "epochs_run", "final_test_acc", "final_test_acc_unseen",
@@ -357,7 +357,7 @@ def test_censored_statistics_reference_and_pairwise(tmp_path, capsys):
     assert grok_table.main(["--trials", str(trials), "--format", "csv", "--out", str(out),
                             "--plot-km", str(tmp_path / "km.png")]) == 0
     capsys.readouterr()
-    table = pd.read_csv(out)
+    table = pd.read_csv(out, float_precision="round_trip")
     assert {"grok_km_median", "grok_km_ci_low", "grok_km_ci_high", "logrank_p",
             "logrank_p_holm"} <= set(table.columns)
     rows = {(r.a, r.p): r for r in table.itertuples()}
@@ -384,7 +384,7 @@ def test_censored_statistics_reference_and_pairwise(tmp_path, capsys):
     assert grok_table.main(["--trials", str(trials), "--format", "csv", "--out", str(out),
                             "--reference", "7,7,113"]) == 0
     capsys.readouterr()
-    table = pd.read_csv(out).set_index(["a", "p"])
+    table = pd.read_csv(out, float_precision="round_trip").set_index(["a", "p"])
     assert table.loc[(7, 113), "reference"] and math.isnan(table.loc[(7, 113), "logrank_p"])
     # pairwise
     assert grok_table.main(["--trials", str(trials), "--pairwise", "1,1,113", "3,3,113",
