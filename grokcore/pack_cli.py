@@ -73,6 +73,11 @@ def train_replicates(cfg: RunConfig, args: argparse.Namespace) -> int:
     configs = replicate_configs(cfg, args.replicates)
     folders = replicate_folders(args.out, args.replicates)
     try:
+        if not args.no_pack:
+            from grokcore.pack_size import check_fits
+            from grokcore.trainer import resolve_device
+
+            check_fits(cfg, args.replicates, resolve_device(cfg.device))
         members, finished = load_members(configs, folders, args.resume)
         pack = None if args.no_pack else Pack(members, engine=args.pack_engine,
                                               finished=finished)

@@ -70,3 +70,15 @@ def test_replicates_that_cannot_be_stacked_exit_2(tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1 and "examples" in err
     assert not out.exists()
     assert cli.main(["train", "--replicates", "0"]) == 2
+
+
+def test_a_pack_that_does_not_fit_in_memory_exit_2(tmp_path, capsys):
+    """p = 113 needs tens of MiB a member (its 3,830 training examples' activations): a million
+    members need terabytes. One line with the figures, exit 2, nothing written."""
+    out = tmp_path / "out"
+    code = cli.main(["train", "--p", "113", "--device", "cpu", "--replicates", "1000000",
+                     "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "GiB" in err and "MiB each" in err and "at most" in err
+    assert not out.exists()
