@@ -110,9 +110,11 @@ def main() -> None:
             cfg = base_config(p, dtype, args.device, args.epochs, args.eval_every)
             single_s = timed(Trainer(cfg).run, args.device)
             for engine in engines:
+                last = (1, single_s)  # (K, seconds of its pack's run): the next K's estimate
                 for k in args.ks:
-                    if k * single_s > args.budget_s:
-                        print(f"  skip {engine} p={p} {dtype} K={k}: about {k * single_s:.0f} s "
+                    estimate = last[1] * k / last[0]  # linear in K: an upper bound on a GPU
+                    if estimate > args.budget_s:
+                        print(f"  skip {engine} p={p} {dtype} K={k}: about {estimate:.0f} s "
                               f"a round (--budget-s {args.budget_s:g})", flush=True)
                         continue
                     try:
@@ -126,6 +128,7 @@ def main() -> None:
                            "run_speedup": statistics.median(runs), "member_epochs_per_s": rate,
                            "step_rounds": steps, "run_rounds": runs}
                     figures.append(row)
+                    last = (k, k * cfg.epochs / rate)
                     print(f"  {engine:7s} p={p} {dtype} K={k}: {rate:.1f} member-epochs/s; "
                           f"step speedup {row['step_speedup']:.2f} (rounds "
                           f"{', '.join(f'{x:.2f}' for x in steps)}); run speedup "

@@ -26,6 +26,7 @@ the stack, which is rebuilt from the members still training, so they run faster.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Protocol, Sequence
 
@@ -112,7 +113,7 @@ class LoopSteps:
 
         return torch.stack([m.train_step() for m in self.members])
 
-    def sync(self, slot: int) -> None:
+    def sync(self, slot: int, full: bool = True) -> None:
         """The members hold their own state: nothing to write."""
 
 
@@ -190,8 +191,15 @@ class Pack:
         if self.engine == "stacked":
             from grokcore.stacked import StackedSteps
 
+            # An evaluation syncs what it reads; reading a member's state (a checkpoint) syncs
+            # the rest (optimizer moments...) first.
+            for i in indices:
+                self.members[i].state_source = functools.partial(self._sync_member, i)
             return StackedSteps(members)
         return LoopSteps(members)
+
+    def _sync_member(self, index: int) -> None:
+        self.steps.sync(self.active.index(index))
 
     # ---- the loop -------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
@@ -231,7 +239,7 @@ class Pack:
         from the engine, and tell the pack callbacks."""
         ended = []
         for i in due:
-            self.steps.sync(self.active.index(i))
+            self.steps.sync(self.active.index(i), full=False)
             if self.members[i]._record_eval():
                 ended.append(i)
         checkpoint = bool(ended) or any(
@@ -241,6 +249,8 @@ class Pack:
             self.summaries[i] = self.members[i].finish()
         if ended:
             self.sync_all()  # the engine is rebuilt from the members' own state
+            for i in ended:
+                self.members[i].state_source = None  # frozen: its own state is final
             self.active = [i for i in self.active if i not in ended]
             self.steps = self._engine_for(self.active)
         for cb in self.callbacks:

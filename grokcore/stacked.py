@@ -94,16 +94,24 @@ class StackedSteps:
         return losses.detach()
 
     @torch.no_grad()
-    def sync(self, slot: int) -> None:
+    def sync(self, slot: int, full: bool = True) -> None:
         """Write member ``slot``'s part of the stack into its own trainer: weights, gradients,
-        optimizer moments, scheduler and gradient-transform state, so that what it evaluates,
-        measures and saves is its own run's state."""
+        learning rate and raw gradient norm (what an evaluation reads), and with ``full`` its
+        optimizer moments, scheduler and gradient-transform state (what a checkpoint holds), so
+        that what it evaluates, measures and saves is its own run's state."""
         member = self.members[slot]
         own = dict(member.model.named_parameters())
         for name in self.trained:
             own[name].copy_(self.params[name][slot])
             grad = self.params[name].grad
             own[name].grad = None if grad is None else grad[slot].clone()
+        for group in member.optimizer.param_groups:
+            group["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.grad_transform is not None and not full:
+            norm = self.grad_transform.raw_grad_norm
+            member.grad_transform.raw_grad_norm = None if norm is None else norm[slot]
+        if not full:
+            return
         stacked = self.optimizer.state_dict()
         member.optimizer.load_state_dict({
             "state": {i: {k: (v[slot] if k != "step" else v).clone() for k, v in s.items()}

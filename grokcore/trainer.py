@@ -89,6 +89,9 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.epoch = 0
         self.pack_size = 1  # members of a pack that trained together (grokcore/pack.py)
+        # In a stacked pack: brings this trainer's optimizer state up to date before it is read
+        # (grokcore/pack.py); None for a run trained alone.
+        self.state_source = None
         self.seconds = 0.0  # training time, summed over resumptions (see training_seconds)
         self._run_started: float | None = None  # perf_counter() at the start of run(), while it runs
         ds = self.dataset
@@ -236,6 +239,8 @@ class Trainer:
 
     # ---- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        if self.state_source is not None:
+            self.state_source()
         return {
             "config": self.cfg.to_dict(),
             "epoch": self.epoch,

@@ -108,10 +108,24 @@ def plan_packs(configs: Sequence[RunConfig], pack: str | int, slots: int, on_cud
         sizes = cpu_pack_sizes(configs, groups, slots)
     else:
         sizes = [int(pack)] * len(groups)
+        check_cpu_memory(configs, groups, sizes, slots)
     packs = [chunk for group, size in zip(groups, sizes) for chunk in balanced_chunks(group, size)]
     if pack == "auto" and all(len(p) == 1 for p in packs):
         return None  # nothing to share
     return packs
+
+
+def check_cpu_memory(configs: Sequence[RunConfig], groups: Sequence[Sequence[int]],
+                     sizes: Sequence[int], slots: int) -> None:
+    """ConfigError (one line, with the figures) when the largest packs, as many at once as
+    trials run, would not fit this machine's memory (``grokcore.pack_size``)."""
+    import torch
+
+    from grokcore.pack_size import check_fits
+
+    for group, size in zip(groups, sizes):
+        members = min(size, len(group)) * min(slots, math.ceil(len(group) / size))
+        check_fits(configs[group[0]], members, torch.device("cpu"))
 
 
 def measure_on_gpu(firsts: list[RunConfig], members: int | None) -> list[int]:

@@ -175,6 +175,17 @@ def test_pack_options_and_plans():
     assert plan_packs(long, "auto", slots=2, on_cuda=False) is None
 
 
+def test_packs_that_do_not_fit_in_memory_are_refused():
+    """10,000 p = 113 runs in one pack need over 500 GiB (tens of MiB each): ConfigError naming
+    the figures, before anything runs."""
+    from grokcore.config import ConfigError
+    from sweeps.packing import plan_packs
+
+    grid = [RunConfig(seed=s, device="cpu", epochs=100) for s in range(10_000)]
+    with pytest.raises(ConfigError, match=r"a pack of 10000 members needs about .* GiB"):
+        plan_packs(grid, 10_000, slots=1, on_cuda=False)
+
+
 def test_bad_pack_option_is_one_line_error(tmp_path):
     done = sweep([*GRID, "--pack", "0", *store_args(tmp_path)], tmp_path)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
