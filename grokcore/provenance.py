@@ -2,7 +2,8 @@
 
 Two runs of "the same config" can differ in what produced them: another commit of this code, a
 tree with uncommitted edits, another torch, a GPU instead of the CPU, a compiled step instead of
-an eager one, more threads. :func:`provenance` names these for one trainer; a run's summary holds
+an eager one, more threads, a pack of runs trained as one model (``pack_size``: 1 alone, K in a
+pack of K, ``grokcore.pack``). :func:`provenance` names these for one trainer; a run's summary holds
 them (``summary["provenance"]``), a sweep tags them on the trial's MLflow run and the trials CSV
 carries them (``analysis.trials``), so a table can say when a row mixes them.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 # The provenance fields, in the order a trials CSV lists them. Each is an MLflow tag of the same
 # name; ``device`` is also a node tag (it is where the trial runs).
 PROVENANCE_FIELDS = ("compiled", "torch_version", "device", "torch_threads", "code_commit",
-                     "code_dirty")
+                     "code_dirty", "pack_size")
 UNKNOWN = "unknown"
 
 
@@ -57,7 +58,9 @@ def provenance(trainer) -> dict[str, str]:
             "device": device_name(trainer.device),
             "torch_threads": str(torch.get_num_threads()),
             "code_commit": commit,
-            "code_dirty": dirty}
+            "code_dirty": dirty,
+            # 1 for a run trained alone; K for a member of a pack (grokcore/pack.py)
+            "pack_size": str(getattr(trainer, "pack_size", 1))}
 
 
 def merged(before: str | None, now: str) -> str:

@@ -80,6 +80,10 @@ class Trainer:
         self.measures = self.task.progress_measures(cfg, self.dataset) if cfg.measure_every else None
         self.history: list[dict[str, float]] = []
         self.epoch = 0
+        self.pack_size = 1  # members of a pack that trained together (grokcore/pack.py)
+        # In a stacked pack: brings this trainer's optimizer state up to date before it is read
+        # (grokcore/pack.py); None for a run trained alone.
+        self.state_source = None
         self.seconds = 0.0  # training time, summed over resumptions (see training_seconds)
         self._run_started: float | None = None  # perf_counter() at the start of run(), while it runs
         ds = self.dataset
@@ -158,13 +162,24 @@ class Trainer:
         while not stop and self.epoch < cfg.epochs:
             losses.append(self.train_step())
             self.epoch += 1
-            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+            if self.eval_due():
                 # Losses stay on the device until here: no host sync per step on a GPU.
-                first = self.epoch - len(losses)
-                for offset, loss in enumerate(torch.stack(losses).tolist()):
-                    self.signals.observe_step(first + offset, loss)
+                self.observe_losses(self.epoch - len(losses), torch.stack(losses).tolist())
                 losses = []
                 stop = self._record_eval()
+        return self.finish()
+
+    def eval_due(self) -> bool:
+        """Whether the epoch just trained is evaluated (the cadence, and the last epoch)."""
+        return self.epoch % self.cfg.eval_every == 0 or self.epoch == self.cfg.epochs
+
+    def observe_losses(self, first_epoch: int, losses: Sequence[float]) -> None:
+        """The training losses of epochs first_epoch, first_epoch + 1, ... to the signals."""
+        for offset, loss in enumerate(losses):
+            self.signals.observe_step(first_epoch + offset, loss)
+
+    def finish(self) -> dict[str, Any]:
+        """End the run: its training time, its summary, the callbacks' on_end."""
         self.seconds, self._run_started = self.training_seconds(), None
         summary = self.summary()
         for cb in self.callbacks:
@@ -216,6 +231,8 @@ class Trainer:
 
     # ---- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        if self.state_source is not None:
+            self.state_source()
         return {
             "config": self.cfg.to_dict(),
             "epoch": self.epoch,

@@ -23,6 +23,7 @@ from grokcore.records import DEFAULT_TRACKING_URI
 from sweeps.console import format_grid, format_outcomes
 from sweeps.figures_after import FIGURE_MODES
 from sweeps.grid import FIELD_NAMES, common_settings, prepare_configs, with_replicates
+from sweeps.packing import pack_option
 
 # Plural spellings for the fields a grid usually spans; the field's own name works too.
 PLURAL = {"p": "primes", "dtype": "dtypes", "frac_train": "fracs", "seed": "seeds"}
@@ -74,8 +75,9 @@ def _add_field_options(group: argparse._ArgumentGroup, fields: Sequence[dataclas
                            help=f"{f.metadata['help']} (default: {shown})")
 
 
-def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
-    """Where and how the grid runs: Ray, MLflow, resources, resume, faults."""
+def add_sweep_options(parser: argparse.ArgumentParser, experiment: str, grid: bool = True) -> None:
+    """Where and how the grid runs: Ray, MLflow, resources, resume, faults (and, for a grid
+    rather than a search, packs)."""
     g = parser.add_argument_group("sweep")
     g.add_argument("--address", default=None,
                    help="Ray cluster to run on: 'auto' (the cluster started on this machine with "
@@ -117,6 +119,15 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
                         "driver, at the lowest CPU priority, so no trial waits for them (the "
                         "sweep ends when all are logged); 'trial', the trial itself; 'none' "
                         "(default: after)")
+    if grid:
+        g.add_argument("--pack", type=pack_option, default="off", metavar="K|auto|off",
+                       help="train up to K runs of the grid together as one trial (a pack; each "
+                            "run is still its own MLflow run): on a GPU as one stacked model, "
+                            "on CPUs sharing a trial's overhead; runs go to the same pack only "
+                            "where grokcore.pack allows (same shapes and optimizer settings). "
+                            "auto: on cuda the size measured to help on the GPU, on CPUs small "
+                            "runs two packs per concurrent trial (sweeps/packing.py) "
+                            "(default: off)")
     g.add_argument("--progress-every", type=float, default=30.0,
                    help="seconds between progress lines of a running trial; 0 prints every "
                         "evaluation (default: 30)")
@@ -228,7 +239,7 @@ def sweep_main(parser: argparse.ArgumentParser,
             configs, experiment=args.experiment, name=args.name, tracking_uri=args.tracking_uri,
             storage=args.storage, address=args.address, resume=args.resume,
             resources=resources_from_args(args), fault=fault,
-            progress_every_s=args.progress_every, figures=args.figures)
+            progress_every_s=args.progress_every, figures=args.figures, pack=args.pack)
     except (ConfigError, SweepError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

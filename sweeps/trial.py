@@ -151,8 +151,13 @@ def grok_trainable(tune_config: dict[str, Any]) -> None:
     """Ray Tune function trainable: train one RunConfig, report every evaluation, checkpoint.
 
     A restarted trial continues from ``tune.get_checkpoint()``; a trial whose last checkpoint is
-    its final one (the run had ended) only reports its end again.
+    its final one (the run had ended) only reports its end again. A pack of runs
+    (``sweeps.pack_trial``) trains as one trial.
     """
+    if "pack" in tune_config.get("trial", {}):
+        from sweeps.pack_trial import pack_trainable
+
+        return pack_trainable(tune_config)
     entered = time.time()
     import logging
 
