@@ -24,9 +24,8 @@ import time
 import torch
 
 from grokcore.config import RunConfig
-from grokcore.pack import Pack
+from grokcore.pack import Pack, pack_groups
 from grokcore.records import jsonable
-from sweeps.packing import group_runs
 
 ROWS = [(1, 1, 113), (3, 3, 113), (3, 4, 113), (5, 4, 113), (5, 5, 113), (7, 7, 113),
         (7, 7, 101), (9, 9, 113), (4, 5, 113), (8, 9, 113)]
@@ -58,7 +57,7 @@ def main() -> None:
     configs = [RunConfig(a=a, b=b, p=p, **{**SETTINGS, "epochs": args.epochs},
                          device=args.device, seed=999 + i, data_seed=598 + i)
                for a, b, p in ROWS for i in range(args.replicates)]
-    groups = group_runs(configs, stacked=args.device.startswith("cuda"))
+    groups = pack_groups(configs, stacked=args.device.startswith("cuda"))
     where = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else args.device
     print(f"{len(configs)} runs ({len(ROWS)} rows x {args.replicates}) in {len(groups)} packs "
           f"of {', '.join(str(len(g)) for g in groups)} on {where}; budget {args.budget_s:g} s",

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from grokcore import records
 from grokcore.config import ConfigError, RunConfig, fields_by_section
 from grokcore.pack import ENGINES
+from grokcore.pack_grid import add_grid_parser, grid_main
 
 # torch, the model and the trainer are imported inside main(), after the settings are validated:
 # a typo is reported in well under a second, not after the seconds that the imports take.
@@ -86,26 +87,6 @@ class ProgressBar:
         self.bar.close()
 
 
-class RunDirectory:
-    """The ``--out`` folder: the checkpoint at the checkpoint cadence, and at the end what every
-    run leaves behind (``grokcore.records.write_run_folder``: the same files as a sweep trial)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / records.CHECKPOINT_FILE
-
-    def on_eval(self, trainer, row: dict[str, float], checkpoint: bool) -> None:
-        if checkpoint:
-            records.save_checkpoint(trainer, self.path)
-
-    def on_end(self, trainer, summary: dict[str, Any]) -> None:
-        records.write_run_folder(trainer, summary, self.path)
-
-
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"status              {summary['status']}",
@@ -151,11 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "nothing from stacking) or auto (stacked on cuda, else loop; "
                             "grokcore/pack.py)")
     sub.add_parser("tasks", help="list the tasks")
+    add_grid_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "grid":
+        return grid_main(args)
     if args.command == "tasks":
         from grokcore.tasks import TASKS
 
@@ -180,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         callbacks: list[Any] = []
         trainer = Trainer(cfg)
-        run_dir = RunDirectory(args.out) if args.out else None
+        run_dir = records.RunDirectory(args.out) if args.out else None
         if args.resume and run_dir.checkpoint.exists():
             trainer.load_state_dict(torch.load(run_dir.checkpoint, weights_only=False))
         if not args.no_progress:

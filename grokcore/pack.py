@@ -48,6 +48,24 @@ def pack_key(cfg: RunConfig) -> str:
     return repr(sorted((k, v) for k, v in values.items() if k not in PACK_FREE_FIELDS))
 
 
+def pack_groups(configs: Sequence[RunConfig], stacked: bool) -> list[list[int]]:
+    """Indices of the runs that may share a pack, grouped, in order of first appearance; with
+    ``stacked``, also by number of training examples (a stacked step's shapes)."""
+    groups: dict[str, list[int]] = {}
+    for i, cfg in enumerate(configs):
+        key = pack_key(cfg)
+        if stacked:
+            key += f" n_train={_n_train(cfg)}"
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def _n_train(cfg: RunConfig) -> int:
+    from grokcore.tasks import build_dataset
+
+    return len(build_dataset(cfg).train_labels)
+
+
 def check_pack_configs(configs: Sequence[RunConfig], label: str = "run") -> None:
     """ConfigError (one line, naming the field) unless the configs may share a pack."""
     if not configs:
@@ -195,6 +213,9 @@ class Pack:
             # the rest (optimizer moments...) first.
             for i in indices:
                 self.members[i].state_source = functools.partial(self._sync_member, i)
+                # the stacked step is eager (vmap); a member's own compiled step is not used,
+                # and its provenance must not say it was
+                self.members[i].compiled = False
             return StackedSteps(members)
         return LoopSteps(members)
 
@@ -238,14 +259,18 @@ class Pack:
         """Evaluate the members due (each on its own model), end those that stop, drop them
         from the engine, and tell the pack callbacks."""
         ended = []
-        for i in due:
-            self.steps.sync(self.active.index(i), full=False)
-            if self.members[i]._record_eval():
+        slots = [self.active.index(i) for i in due]
+        rows = self.steps.evaluate(slots) if getattr(self.steps, "batched_eval", False) else None
+        for j, i in enumerate(due):
+            if rows is None:
+                self.steps.sync(slots[j], full=False)  # it evaluates its own model
+            if self.members[i]._record_eval(None if rows is None else rows[j]):
                 ended.append(i)
         checkpoint = bool(ended) or any(
             self.members[i].cfg.checkpoint_every
             and self.members[i].epoch % self.members[i].cfg.checkpoint_every == 0 for i in due)
         for i in ended:
+            self.steps.sync(self.active.index(i))  # its record holds its own final state
             self.summaries[i] = self.members[i].finish()
         if ended:
             self.sync_all()  # the engine is rebuilt from the members' own state

@@ -67,7 +67,7 @@ def load_members(configs: Sequence[RunConfig], folders: Sequence[Path | None], r
 
 def train_replicates(cfg: RunConfig, args: argparse.Namespace) -> int:
     """Train the replicates; print one line each, and with --json the list of summaries."""
-    from grokcore.cli import RunDirectory
+    from grokcore.records import RunDirectory
     from grokcore.pack import Pack
 
     configs = replicate_configs(cfg, args.replicates)

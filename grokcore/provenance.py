@@ -11,6 +11,7 @@ carries them (``analysis.trials``), so a table can say when a row mixes them.
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 from pathlib import Path
 
@@ -25,8 +26,12 @@ UNKNOWN = "unknown"
 def code_version() -> tuple[str, str]:
     """(commit, dirty) of the checkout this package was imported from: the commit's full hash
     and "true"/"false" for uncommitted changes to tracked files; ("unknown", "unknown") when the
-    package is not in a git checkout (an installed copy, a Ray worker given the code as files)."""
+    package is not in a git checkout (an installed copy, a Ray worker given the code as files),
+    unless whoever copied it there named the commit in GROK_CODE_COMMIT (a copy of a clean
+    checkout: results/gpu_runs.sh on a machine the tree is copied to without its .git)."""
     root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists() and os.environ.get("GROK_CODE_COMMIT"):
+        return os.environ["GROK_CODE_COMMIT"], "false"
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()

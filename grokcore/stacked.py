@@ -47,6 +47,33 @@ class _MemberLoss(nn.Module):
         return self.objective.loss(self.model, inputs, labels)
 
 
+class _MemberLogits(nn.Module):
+    """``model.forward_last(x)`` as a module's forward, so functional_call can run it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_last(inputs)
+
+
+def batched_eval_problem(members: Sequence[Any]) -> str | None:
+    """Why these members' evaluations cannot be computed on the stack (None: they can)."""
+    from grokcore.objectives import LastPosition
+    from grokcore.tasks.base import TaskBase
+
+    first = members[0]
+    if type(first.objective) is not LastPosition or first.objective.balanced:
+        return "the objective is not plain last-position accuracy"
+    if getattr(type(first.task), "extra_metrics", None) is not TaskBase.extra_metrics:
+        return f"task {first.cfg.task} adds metrics of its own to each evaluation"
+    for m in members:
+        if m.test_x.shape != first.test_x.shape or list(m.test_groups) != list(first.test_groups):
+            return "the members' test sets differ in size or groups"
+    return None
+
+
 class StackedSteps:
     """The batched step of the members ``members`` (Trainers with the same shapes and optimizer
     settings, see ``grokcore.pack``), built from their current state."""
@@ -76,11 +103,94 @@ class StackedSteps:
         self.grad_transform = StackedGradientTransform.for_members(
             [self.params[n] for n in self.trained], members)
         self._losses = vmap(self._member_loss, in_dims=(0, 0, 0))
+        # Evaluations on the stack (one batched forward for all members, one host sync for all
+        # their numbers) where the members allow it, else each member evaluates its own model.
+        self.batched_eval = batched_eval_problem(members) is None
+        if self.batched_eval:
+            self.logits_module = _MemberLogits(self.loss_module.model)
+            self._logits = vmap(self._member_logits, in_dims=(0, 0))
+            self._loss_of = vmap(first.objective.loss_fn, in_dims=(0, 0))
+            self.test_x = torch.stack([m.test_x for m in members])
+            self.test_y = torch.stack([m.test_y for m in members])
+            # each member's test groups as indices (the masks never change: the host syncs of
+            # boolean indexing happen here once, not at every evaluation); None: empty
+            self.group_rows = [{name: (mask.nonzero().squeeze(1) if bool(mask.any()) else None)
+                                for name, mask in m.test_groups.items()} for m in members]
 
     def _member_loss(self, params: dict[str, torch.Tensor], inputs: torch.Tensor,
                      labels: torch.Tensor) -> torch.Tensor:
         named = {f"model.{n}": t for n, t in params.items()}
         return functional_call(self.loss_module, (named, self.buffers), (inputs, labels))
+
+    def _member_logits(self, params: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        named = {f"model.{n}": t for n, t in params.items()}
+        return functional_call(self.logits_module, (named, self.buffers), (inputs,))
+
+    @torch.no_grad()
+    def evaluate(self, slots: Sequence[int]) -> list[dict[str, float]]:
+        """The evaluation rows of members ``slots`` (epoch left to the member), computed on the
+        stack: the numbers ``Trainer.evaluate`` computes on each member's own model, in the same
+        order and the same dtypes (equal up to the rounding of a batched matrix product; a
+        test checks it), for all members in one batched forward and one host sync."""
+        first = self.members[0]
+        params = {n: t.detach() for n, t in self.params.items()}
+        train = self._logits(params, self.train_x)  # [members, n_train, classes]
+        test = self._logits(params, self.test_x)  # [members, n_test, classes]
+        grads = [self.params[n].grad for n in self.trained if self.params[n].grad is not None]
+        if self.grad_transform is not None and self.grad_transform.raw_grad_norm is not None:
+            grad_norm = self.grad_transform.raw_grad_norm
+        elif grads:
+            grad_norm = member_norms(grads)
+        else:
+            grad_norm = torch.zeros(len(self.members), dtype=torch.float64, device=train.device)
+        z = train.to(first.loss_dtype)  # softmax collapse: grokcore.signals
+        collapse = ((z - z.max(dim=-1, keepdim=True).values).exp().sum(dim=-1) == 1.0)
+        sq = [(self.params[n].detach().double() ** 2).flatten(1).sum(dim=1) for n in
+              [name for name, _ in first.model.named_parameters()]]
+        columns = {
+            "train_loss": self._loss_of(train, self.train_y),
+            "test_loss": self._loss_of(test, self.test_y),
+            "train_acc": (train.argmax(dim=-1) == self.train_y).double().mean(dim=1),
+            "test_acc": (test.argmax(dim=-1) == self.test_y).double().mean(dim=1),
+            "grad_norm": grad_norm,
+            "sum_sq_weights": torch.stack(sq).sum(dim=0),
+            "unembed_norm": torch.linalg.vector_norm(
+                self.params["W_U"].detach().double().flatten(1), dim=1),
+            "softmax_collapse": collapse.double().mean(dim=1),
+        }
+        groups = self._group_columns(test, slots)
+        names = list(columns)
+        values = torch.stack([columns[n][list(slots)].double() for n in names]).T.tolist()
+        lr = self.optimizer.param_groups[0]["lr"]
+        rows = []
+        for j, slot in enumerate(slots):
+            row = dict(zip(names, values[j]))
+            row["lr"] = lr
+            row.update(groups[j])
+            rows.append(row)
+        return rows
+
+    def _group_columns(self, test: torch.Tensor, slots: Sequence[int]) -> list[dict[str, Any]]:
+        """Each member's (loss, accuracy) on its test groups (``Trainer.test_groups``), None
+        where a group is empty: the masks differ between members, so member by member, with
+        the numbers left on the device until one sync."""
+        first, out, pending = self.members[0], [], []
+        for slot in slots:
+            row = {}
+            for name, rows in self.group_rows[slot].items():
+                if rows is None:
+                    row[f"test_loss_{name}"] = row[f"test_acc_{name}"] = None
+                    continue
+                logits, labels = test[slot].index_select(0, rows), self.test_y[slot][rows]
+                pending.append((row, name, first.objective.loss_fn(logits, labels),
+                                (logits.argmax(dim=-1) == labels).double().mean()))
+            out.append(row)
+        if pending:
+            numbers = torch.stack([torch.stack([loss.double(), acc]) for *_, loss, acc in
+                                   pending]).tolist()
+            for (row, name, _, _), (loss, acc) in zip(pending, numbers):
+                row[f"test_loss_{name}"], row[f"test_acc_{name}"] = loss, acc
+        return out
 
     def step(self) -> torch.Tensor:
         """One epoch of every member: their losses before the step, [members], not synced."""

@@ -81,8 +81,10 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.epoch = 0
         self.pack_size = 1  # members of a pack that trained together (grokcore/pack.py)
-        # In a stacked pack: brings this trainer's optimizer state up to date before it is read
-        # (grokcore/pack.py); None for a run trained alone.
+        # In a stacked pack: brings this trainer's model and optimizer state up to date from the
+        # stack before they are read (grokcore/pack.py); None for a run trained alone. A pack
+        # evaluates its members on the stack, so a callback reads a member's current weights
+        # through synced_model() or state_dict(), which call it, not through .model.
         self.state_source = None
         self.seconds = 0.0  # training time, summed over resumptions (see training_seconds)
         self._run_started: float | None = None  # perf_counter() at the start of run(), while it runs
@@ -186,9 +188,10 @@ class Trainer:
             cb.on_end(self, summary)
         return summary
 
-    def _record_eval(self) -> bool:
-        """Evaluate, update the signals, call back; True when the run should stop."""
-        row = self.evaluate()
+    def _record_eval(self, row: dict[str, float] | None = None) -> bool:
+        """Evaluate (or take ``row``, this model's evaluation computed elsewhere: a pack's
+        stacked evaluation), update the signals, call back; True when the run should stop."""
+        row = self.evaluate() if row is None else {"epoch": self.epoch, **row}
         self.history.append(row)
         train_key, test_key = self.task.signal_keys(self.cfg)  # acc, bacc or unseen-class acc
         self.signals.observe_eval(self.epoch, row[train_key], row[test_key])
@@ -230,9 +233,14 @@ class Trainer:
         return summary
 
     # ---- checkpoints --------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def synced_model(self):
+        """This run's model, brought up to date first where a stacked pack holds its weights."""
         if self.state_source is not None:
             self.state_source()
+        return self.model
+
+    def state_dict(self) -> dict[str, Any]:
+        self.synced_model()  # (and the optimizer state, in a stacked pack)
         return {
             "config": self.cfg.to_dict(),
             "epoch": self.epoch,

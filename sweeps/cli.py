@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from grokcore.config import (ConfigError, RunConfig, fields_by_section,
@@ -102,6 +104,11 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str, grid: bo
                         "stored one)")
     g.add_argument("--dry-run", action="store_true",
                    help="validate, print the grid and its size, and launch nothing")
+    g.add_argument("--write-grid", type=Path, default=None, metavar="FILE",
+                   help="write the validated grid (a JSON list of RunConfigs, as the sweep "
+                        "would run them) to FILE and launch nothing: for `python -m grokcore "
+                        "grid FILE` on a machine without Ray or MLflow, then "
+                        "`python -m sweeps.import_runs`")
     g.add_argument("--retries", type=int, default=2,
                    help="times a crashed trial is restarted from its last checkpoint (default: 2)")
     g.add_argument("--cpus-per-trial", type=float, default=1.0,
@@ -221,6 +228,11 @@ def sweep_main(parser: argparse.ArgumentParser,
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.write_grid:
+        args.write_grid.parent.mkdir(parents=True, exist_ok=True)
+        args.write_grid.write_text(json.dumps([c.to_dict() for c in configs], indent=1))
+        print(f"{len(configs)} runs written to {args.write_grid}")
+        return 0
     if args.dry_run:
         print(format_grid(configs, always))
         if replicates > 1:

@@ -26,6 +26,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from grokcore.config import ConfigError, RunConfig
+from grokcore.pack import pack_groups
 
 CPU_PACKS_PER_SLOT = 2
 CPU_MOST = 32
@@ -47,25 +48,6 @@ def pack_option(text: str) -> str | int:
 
 def trains_on_cuda(configs: Sequence[RunConfig], gpus_per_trial: float) -> bool:
     return bool(gpus_per_trial) and all(c.device != "cpu" for c in configs)
-
-
-def group_runs(configs: Sequence[RunConfig], stacked: bool) -> list[list[int]]:
-    """Indices of the runs that may share a pack, grouped, in grid order."""
-    from grokcore.pack import pack_key
-
-    groups: dict[str, list[int]] = {}
-    for i, cfg in enumerate(configs):
-        key = pack_key(cfg)
-        if stacked:
-            key += f" n_train={_n_train(cfg)}"
-        groups.setdefault(key, []).append(i)
-    return list(groups.values())
-
-
-def _n_train(cfg: RunConfig) -> int:
-    from grokcore.tasks import build_dataset
-
-    return len(build_dataset(cfg).train_labels)
 
 
 def is_small(cfg: RunConfig) -> bool:
@@ -99,7 +81,7 @@ def plan_packs(configs: Sequence[RunConfig], pack: str | int, slots: int, on_cud
 
     if pack == "off":
         return None
-    groups = group_runs(configs, stacked=on_cuda)
+    groups = pack_groups(configs, stacked=on_cuda)
     if on_cuda:
         if gpu_plan is None:
             raise ConfigError("packs on cuda need a GPU to measure them on")

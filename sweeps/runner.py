@@ -56,8 +56,9 @@ from sweeps.packing import describe_packs, sweep_packs, write_packs
 from sweeps.tracking import (MLflowTrialLogger, TrialOutcome, ensure_experiment,
                              normalize_tracking_uri)
 from sweeps.pack_trial import pack_param_space, run_keys
-from sweeps.trial import (BASE_RUN, FIGURES_KEY, FaultInjection, grid_param_space,
-                          trainable_with_resources, trial_dirname, trial_key)
+from sweeps.trainable import trainable_with_resources
+from sweeps.trial import (BASE_RUN, FIGURES_KEY, FaultInjection, grid_param_space, trial_dirname,
+                          trial_key)
 
 
 class SweepError(RuntimeError):

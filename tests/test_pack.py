@@ -75,8 +75,9 @@ def test_adamw_on_a_stacked_parameter_is_independent_optimizations():
 def test_members_equal_their_single_runs_float64():
     """Three members differing in seed, data seed and (a, b), trained as one stacked model until
     each stops: every history value within 1e-9 of the single run's, the same memorization and
-    grok epochs, outcome and epochs run; the same final weights."""
-    base = QUICK64.replace(epochs=1500, stop_after_grok=3)
+    grok epochs, outcome and epochs run; the same final weights. The evaluations are the
+    stack's (one batched forward), the progress measures each member's own synced model's."""
+    base = QUICK64.replace(epochs=1500, stop_after_grok=3, measure_every=500)
     configs = [base, base.replace(seed=1, data_seed=7), base.replace(a=3, b=3, seed=2)]
     pack = Pack.from_configs(configs, engine="stacked")
     assert pack.engine == "stacked"
@@ -89,6 +90,10 @@ def test_members_equal_their_single_runs_float64():
                     "n_spikes"):
             assert summary[key] == alone[key], (cfg.seed, key)
         assert worst_relative(member.history, single.history) <= 1e-9
+        measured = [r for r in member.history if r.get("key_freqs") is not None]
+        assert len(measured) >= 2 and \
+            [r["key_freqs"] for r in measured] == [r.get("key_freqs") for r in single.history
+                                                   if r.get("key_freqs") is not None]
         assert weights_relative(member.model, single.model) <= 1e-9
         assert summary["provenance"]["pack_size"] == "3"
         assert alone["provenance"]["pack_size"] == "1"
@@ -121,9 +126,9 @@ def test_a_stopped_member_is_frozen_while_the_others_train_on():
 
     class Snapshot:
         def on_eval(self, trainer, row, checkpoint):
-            if row["epoch"] == 40:
-                at_end[trainer.cfg.seed] = (copy.deepcopy(trainer.model.state_dict()),
-                                            copy.deepcopy(trainer.optimizer.state_dict()))
+            if row["epoch"] == 40:  # state_dict(): a stacked member's state, brought up to date
+                state = copy.deepcopy(trainer.state_dict())
+                at_end[trainer.cfg.seed] = (state["model"], state["optimizer"])
 
         def on_end(self, trainer, summary):
             pass
@@ -190,3 +195,33 @@ def test_runs_that_cannot_share_a_pack_are_named():
         Pack.from_configs([classes, classes.replace(data_seed=1)], engine="stacked")
     with pytest.raises(ConfigError, match="several positions"):
         Pack.from_configs([config_for("sorting", epochs=2, device="cpu")] * 2, engine="stacked")
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_stacked_evaluation_equals_each_members_own(dtype, tol):
+    """The stacked engine evaluates every member on the stack in one batched forward: each
+    member's row equals the row its own trainer computes on its own synced model (accuracies
+    exactly; the rest within the rounding of a batched product), every key in the same order,
+    the test groups ('unseen': test pairs whose class no training pair has) included, also
+    after steps."""
+    from grokcore.stacked import StackedSteps
+
+    base = QUICK64.replace(dtype=dtype, epochs=50)
+    members = [Trainer(c) for c in (base, base.replace(seed=1, data_seed=5),
+                                    base.replace(a=3, b=5, seed=2, data_seed=9))]
+    steps = StackedSteps(members)
+    assert steps.batched_eval
+    for _ in range(3):
+        steps.step()
+    rows = steps.evaluate([0, 1, 2])
+    for slot, member in enumerate(members):
+        steps.sync(slot, full=False)
+        own = member.evaluate()
+        own.pop("epoch")
+        assert list(rows[slot]) == list(own)
+        for key, value in own.items():
+            if value is None or key.endswith("_acc") or key.startswith("test_acc"):
+                assert rows[slot][key] == value, key
+            else:
+                assert rows[slot][key] == pytest.approx(value, rel=tol, abs=1e-300), key
+    assert any(r.get("test_acc_unseen") is not None for r in rows)

@@ -342,3 +342,21 @@ def test_km_curves_keep_a_rows_colour_across_splits():
     assert len(colours) == 4  # (1, 1), (3, 4), (5, 4), (9, 9)
     assert {s for _, s in curve_styles(names, keys).values()} == {"-"}  # no style key: all solid
     assert len({c for c, _ in curve_styles(names, keys).values()}) == 6
+
+
+def test_a_setting_trained_twice_with_the_same_seeds_is_one_replicate():
+    """Runs of the same row and the same (seed, data_seed), say a GPU rerun of a configuration
+    an interrupted CPU sweep had started, count once: the ended one, else the earliest."""
+    import pandas as pd
+
+    from analysis.trials import one_run_per_setting
+
+    trials = pd.DataFrame({
+        "task": ["expmod"] * 5, "a": [1, 1, 1, 1, 3], "b": [1] * 5, "p": [31] * 5,
+        "split": ["pairs"] * 5, "dtype": ["float32"] * 5, "frac_train": [0.5] * 5,
+        "seed": [0, 0, 1, 1, 0], "data_seed": [0, 0, 1, 1, 0],
+        "status": ["unfinished", "grokked", "grokked", "not_grokked", "grokked"],
+        "run_name": ["cpu-killed", "gpu", "cpu-early", "gpu-late", "other-row"]})
+    kept = one_run_per_setting(trials, pd.Series([1, 5, 2, 6, 3]))
+    assert list(kept.run_name) == ["gpu", "cpu-early", "other-row"]
+    assert kept.attrs["duplicates"] == 2
