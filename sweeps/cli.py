@@ -127,6 +127,14 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str, grid: bo
                         "sweep ends when all are logged); 'trial', the trial itself; 'none' "
                         "(default: after)")
     if grid:
+        g.add_argument("--from-grid", type=Path, nargs="+", default=None, metavar="FILE",
+                       help="run the RunConfigs of these grid files (--write-grid's, or a "
+                            "sweep's grid.json), in order, instead of a grid built from the "
+                            "options above (give none of those)")
+        g.add_argument("--skip-ended", action="store_true",
+                       help="leave out the runs whose configuration already has an ended run in "
+                            "the experiment (the same config_hash: trained by another sweep, or "
+                            "elsewhere and logged with python -m sweeps.import_runs)")
         g.add_argument("--pack", type=pack_option, default="off", metavar="K|auto|off",
                        help="train up to K runs of the grid together as one trial (a pack; each "
                             "run is still its own MLflow run): on a GPU as one stacked model, "
@@ -168,6 +176,40 @@ def values_from_args(args: argparse.Namespace) -> dict[str, list[Any]]:
             continue
         values[name] = value if isinstance(value, list) else [value]
     return values
+
+
+def grid_of(args: argparse.Namespace, parser: argparse.ArgumentParser,
+            build_grid: Callable[[argparse.Namespace], list[RunConfig]],
+            replicates: int) -> list[RunConfig]:
+    """The grid: the options' product (``build_grid``), or the RunConfigs of --from-grid."""
+    files = getattr(args, "from_grid", None)
+    if not files:
+        return with_replicates(build_grid(args), replicates)
+    given = [name for name in [*FIELD_NAMES, "replicates", "pairs"]
+             if hasattr(args, name) and getattr(args, name) != parser.get_default(name)]
+    if given:
+        raise ConfigError(f"--from-grid runs the grid files as they are; leave out "
+                          f"--{given[0].replace('_', '-')} (or write a new grid with it)")
+    from grokcore.pack_grid import load_grid
+
+    return [cfg for path in files for cfg in load_grid(path)]
+
+
+def without_ended(configs: Sequence[RunConfig], tracking_uri: str,
+                  experiment: str) -> list[RunConfig]:
+    """``configs`` less those with an ended run of the same config_hash in the experiment;
+    ConfigError when none is left (nothing to run)."""
+    from sweeps.tracking import ended_config_hashes
+    from sweeps.trial import config_hash
+
+    ended = ended_config_hashes(tracking_uri, experiment)
+    left = [c for c in configs if config_hash(c) not in ended]
+    print(f"--skip-ended: {len(configs) - len(left)} of {len(configs)} runs already ended in "
+          f"experiment {experiment!r}; {len(left)} to run")
+    if not left:
+        raise ConfigError(f"every run of the grid has an ended run in experiment {experiment!r}: "
+                          "nothing to run")
+    return left
 
 
 def check_sweep_args(args: argparse.Namespace, n_trials: int) -> None:
@@ -222,9 +264,11 @@ def sweep_main(parser: argparse.ArgumentParser,
             if replicates > 1 and len(getattr(args, name, None) or []) > 1:
                 raise ConfigError(f"give --replicates or several {flag}, not both (replicate i "
                                   f"uses {flag.strip('-').rstrip('s')} + i)")
-        configs = prepare_configs(with_replicates(build_grid(args), replicates),
+        configs = prepare_configs(grid_of(args, parser, build_grid, replicates),
                                   args.gpus_per_trial)
         check_sweep_args(args, len(configs))
+        if getattr(args, "skip_ended", False) and not args.resume:
+            configs = without_ended(configs, args.tracking_uri, args.experiment)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

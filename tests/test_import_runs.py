@@ -100,3 +100,25 @@ def test_bad_grid_and_empty_folder_are_one_line_errors(tmp_path):
                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "mlflow.db").exists()  # nothing written
+
+
+def test_skip_ended_leaves_out_what_was_imported(tmp_path):
+    """A grid imported from elsewhere, then a sweep of a larger grid with --skip-ended: only the
+    runs without an ended run of the same configuration remain; none left is an error."""
+    small, large = tmp_path / "small.json", tmp_path / "large.json"
+    quick = ["--primes", "13", "--a", "1", "--b", "1", "--frac", "0.5", "--epochs", "30",
+             "--eval-every", "10"]
+    assert sweep([*quick, "--replicates", "2", "--write-grid", str(small)], tmp_path).returncode == 0
+    assert sweep([*quick, "--replicates", "3", "--write-grid", str(large)], tmp_path).returncode == 0
+    assert grokcore("grid", str(small), "--out", str(tmp_path / "out")).returncode == 0
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert import_runs(str(tmp_path / "out"), "--experiment", "e", "--name", "gpu",
+                       "--tracking-uri", uri).returncode == 0
+    store = ["--experiment", "e", "--tracking-uri", uri, "--skip-ended", "--dry-run"]
+    done = sweep(["--from-grid", str(large), *store], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 of 3 runs already ended" in done.stdout and "\n1 trials;" in done.stdout
+    done = sweep(["--from-grid", str(small), *store], tmp_path)
+    assert done.returncode == 2 and "nothing to run" in done.stderr
+    done = sweep(["--from-grid", str(small), "--a", "3", "--dry-run"], tmp_path)
+    assert done.returncode == 2 and "leave out --a" in done.stderr

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The rest of a decisive-runs grid on this machine's CPUs: the runs of results/NAME/grid*.json
+# (NAME: table1_15 or phase; the grids run.sh and gpu_runs.sh run) that have no ended run in
+# NAME's MLflow store yet, whoever trained the others (a GPU through import_gpu_runs.sh, the
+# run.sh sweeps), as ONE resumable sweep NAME-rest (sweeps/expmod_grid.py --from-grid
+# --skip-ended). Start it in the background, and after an interruption the same way with RESUME=1:
+#   nohup bash results/rest.sh table1_15 >> ~/grok-runs/table1_15/rest.log 2>&1 &
+#   RESUME=1 nohup bash results/rest.sh table1_15 >> ~/grok-runs/table1_15/rest.log 2>&1 &
+# Everything it writes is under $GROK_RUNS (default ~/grok-runs/NAME), outside the work tree.
+# CPUS trials at once (default 2), NICE (default 10); PACK (default auto: the phase's small runs
+# share a trial, sweeps/packing.py). Then results/NAME/make.sh.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+NAME=${1:?give table1_15 or phase}
+[ -f "results/$NAME/grid.json" ] || ls results/"$NAME"/grid-*.json > /dev/null 2>&1 \
+    || { echo "error: results/$NAME has no grid*.json"; exit 2; }
+RUNS=${GROK_RUNS:-$HOME/grok-runs/$NAME}
+CPUS=${CPUS:-2}
+PORT=${RAY_PORT:-$([ "$NAME" = phase ] && echo 6392 || echo 6391)}
+PY=${PYTHON:-.venv/bin/python}
+# The grid files in their order of priority (phase: the parts of gpu_runs.sh's PARTS order).
+if [ "$NAME" = phase ]; then
+    GRIDS=()
+    for part in pairs-31 pairs-37 pairs-41 pairs-43 float64-31 frac-31 classes-31 classes-41; do
+        GRIDS+=("results/phase/grid-$part.json")
+    done
+else
+    GRIDS=("results/$NAME/grid.json")
+fi
+source results/ray_head.sh
+start_ray_head "/tmp/ray-$NAME"
+# A new sweep leaves out what has ended; a resumed one runs its stored grid.
+how=(--skip-ended)
+[ -n "${RESUME:-}" ] && [ -d "$RUNS/ray/$NAME-rest" ] && how=(--resume)
+"$PY" sweeps/expmod_grid.py --from-grid "${GRIDS[@]}" "${how[@]}" --name "$NAME-rest" \
+    --address "127.0.0.1:$PORT" --experiment "$NAME" --tracking-uri "sqlite:///$RUNS/mlflow.db" \
+    --storage "$RUNS/ray" --progress-every 600 --pack "${PACK:-auto}" --figures none \
+    || echo "$NAME-rest did not finish every trial (exit $?)"
