@@ -89,3 +89,49 @@ def plot_km(trials: pd.DataFrame, keys: Sequence[str], path: str | Path,
         ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
     return save_figure(fig, path, dpi=120)
+
+
+def covariate_classes(frame: pd.DataFrame, names: Sequence[str]) -> pd.Series:
+    """Each run's class over the covariates ``names``: a covariate of whole or non-numeric
+    values (bijective, p, dtype...) by its value, a fractional one (leakage, label_entropy...)
+    as above zero or at zero."""
+    parts = []
+    for name in names:
+        column = frame[name]
+        numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+        if not numeric or not (column.dropna() % 1 != 0).any():
+            parts.append(column.map(lambda v, n=name: f"{n}={v:g}" if isinstance(v, float)
+                                    else f"{n}={v}"))
+        else:
+            parts.append(column.map(lambda v, n=name: f"{n}>0" if v > 0 else f"{n}=0"))
+    return pd.concat(parts, axis=1).agg(", ".join, axis=1)
+
+
+def plot_km_classes(frame: pd.DataFrame, names: Sequence[str], path: str | Path,
+                    event_name: str = "grokked") -> Path:
+    """One KM curve per class of the covariates ``names`` (``covariate_classes``) over a frame
+    of ``duration`` and ``event`` (``analysis.hazard.hazard_frame``: the event is the outcome
+    grokked, a lookup is censored); '|' marks a censored run. Saves a PNG at ``path``."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    classes = covariate_classes(frame, names)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label in sorted(classes.unique()):
+        part = frame[classes == label]
+        curve = km_curve(part["duration"], part["event"])
+        text = f"{label} ({int(part['event'].sum())}/{len(part)} {event_name})"
+        (line,) = ax.step([0.0, *curve.times], [1.0, *curve.survival], where="post", label=text)
+        if curve.censored_times.size:
+            ax.plot(curve.censored_times, curve.censored_survival, linestyle="none", marker="|",
+                    markersize=8, color=line.get_color())
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"share of runs not yet {event_name}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Kaplan-Meier by {', '.join(names)} ('|' censored; lookup censored)")
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=120)

@@ -202,6 +202,18 @@ def plot_forest(model, path: Path) -> Path:
     return path
 
 
+def plot_km_by(frame: pd.DataFrame, covariates: str, path: str) -> Path:
+    """``--plot-km-by``: the KM curves of the model's runs by class of ``covariates``."""
+    from analysis.figures_km import plot_km_classes
+
+    names = [n.strip() for n in covariates.split(",") if n.strip()]
+    unknown = [n for n in names if n not in frame]
+    if not names or unknown:
+        raise AnalysisError(f"--plot-km-by: {', '.join(unknown) or 'no covariate'} is not a "
+                            f"covariate of these runs; choose from {', '.join(COVARIATES)}")
+    return plot_km_classes(frame, names, Path(path))
+
+
 def build_parser():
     parser = OneLineErrorParser(
         prog="python -m analysis.hazard",
@@ -218,6 +230,10 @@ def build_parser():
                              "end of follow-up: the subdistribution hazard)")
     parser.add_argument("--plot", type=Path, default=None, metavar="FILE",
                         help="forest plot of the hazard ratios (PNG)")
+    parser.add_argument("--plot-km-by", nargs=2, default=None, metavar=("COVARIATES", "FILE"),
+                        help="Kaplan-Meier curves of the same runs and events, one per class of "
+                             "the comma-separated COVARIATES (e.g. bijective_a,bijective_b; a "
+                             "continuous one as >0 or =0), drawn to FILE (PNG)")
     return parser
 
 
@@ -226,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trials, _ = load_trials(args)
         frame = hazard_frame(trials, args.lookup)
+        if args.plot_km_by:
+            plot_km_by(frame, *args.plot_km_by)
         model, data, notes = fit(frame, args.formula)
         # an interval that overflows is printed "-" (the report's point); numpy's warning about
         # it would only add a line naming a file path of this machine

@@ -278,3 +278,27 @@ def test_hazard_and_power_on_a_sweep_in_mlflow(small_sweep, tmp_path, capsys):
     sd = math.sqrt(np.mean([np.var(y, ddof=1) for y in logs]))  # 1 df each
     assert f"pooled within-row sd: {sd:.3f} (2 rows, 2 degrees of freedom" in out
     assert "(Holm over 2 tests)" in out  # three rows: two tests against the reference
+
+
+def test_km_by_covariate_class_groups_as_documented(tmp_path):
+    """--plot-km-by: few-valued covariates keep their values, a continuous one splits at zero;
+    one curve per class, the PNG written; an unknown covariate is one line, exit 2."""
+    import pandas as pd
+
+    from analysis import hazard
+    from analysis.figures_km import covariate_classes
+
+    frame = pd.DataFrame({"duration": [100.0, 200, 300, 400, 500, 600, 700, 800],
+                          "event": [True, False, True, True, False, True, False, True],
+                          "bijective_a": [1, 1, 0, 0, 1, 1, 0, 0],
+                          "leakage": [0.0, 0.25, 0.5, 0.0, 0.75, 0.125, 0.0, 0.375]})
+    classes = covariate_classes(frame, ["bijective_a", "leakage"])
+    assert list(classes) == ["bijective_a=1, leakage=0", "bijective_a=1, leakage>0",
+                             "bijective_a=0, leakage>0", "bijective_a=0, leakage=0",
+                             "bijective_a=1, leakage>0", "bijective_a=1, leakage>0",
+                             "bijective_a=0, leakage=0", "bijective_a=0, leakage>0"]
+    path = hazard.plot_km_by(frame, "bijective_a,leakage", str(tmp_path / "km.png"))
+    assert path.stat().st_size > 10_000
+    trials = tmp_path / "trials.csv"
+    pd.read_csv(TABLE1).to_csv(trials, index=False)
+    assert hazard.main(["--trials", str(trials), "--plot-km-by", "nope", str(tmp_path / "x.png")]) == 2

@@ -33,17 +33,22 @@ RESULT_FIGURES = {
     "results/table1/grok_km.png": ROOT / "results/table1/grok_km.png",
     "results/table1/grok_heatmap.png": ROOT / "results/table1/grok_heatmap.png",
     "results/table1/hazard_forest.png": ROOT / "results/table1/hazard_forest.png",
+    "results/phase/km_by_bijective_a_bijective_b.png":
+        ROOT / "results/phase/km_by_bijective_a_bijective_b.png",
+    "results/phase/heatmap_p31.png": ROOT / "results/phase/heatmap_p31.png",
 }
 
 # The commands whose --help the Commands page shows, run from the project root.
 COMMANDS = (
     ("python -m grokcore train", ["-m", "grokcore", "train"]),
     ("python -m grokcore tasks", ["-m", "grokcore", "tasks"]),
+    ("python -m grokcore grid", ["-m", "grokcore", "grid"]),
     ("python sweeps/expmod_grid.py", ["sweeps/expmod_grid.py"]),
     ("python sweeps/primality.py", ["sweeps/primality.py"]),
     ("python sweeps/gcd.py", ["sweeps/gcd.py"]),
     ("python sweeps/sorting.py", ["sweeps/sorting.py"]),
     ("python -m sweeps.search", ["-m", "sweeps.search"]),
+    ("python -m sweeps.import_runs", ["-m", "sweeps.import_runs"]),
     ("python -m analysis.grok_table", ["-m", "analysis.grok_table"]),
     ("python -m analysis.hazard", ["-m", "analysis.hazard"]),
     ("python -m analysis.power", ["-m", "analysis.power"]),

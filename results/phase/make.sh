@@ -9,6 +9,8 @@
 #                                  each row run under both values, and pooled (stratified by row)
 #   hazard.txt, hazard_forest.png  the Cox model of grok time over the pairs-split float32 frac 0.5
 #                                  runs (lookup censored)
+#   km_by_<covariates>.png         Kaplan-Meier curves of those runs by covariate class
+#                                  (bijective_a and bijective_b, leakage, p)
 # NO_MLFLOW=1 skips the first step; OUT=DIR writes elsewhere (tests/test_results.py rebuilds
 # into a temporary folder and compares with the committed files).
 set -euo pipefail
@@ -39,3 +41,10 @@ rm -f "$OUT/hazard_forest.png"
 "$PY" -m analysis.hazard --trials "$T" "${BASE[@]}" --only split=pairs \
     --formula "bijective_a + bijective_b + leakage + label_entropy" \
     --plot "$OUT/hazard_forest.png" > "$OUT/hazard.txt" 2>&1 || true
+# Kaplan-Meier curves of the same runs by covariate class (event: the outcome grokked; lookup
+# censored, as in the model): by which exponents are bijective, by leakage, by prime.
+for by in bijective_a,bijective_b leakage p; do
+    "$PY" -m analysis.hazard --trials "$T" "${BASE[@]}" --only split=pairs \
+        --formula "bijective_a + bijective_b + leakage" \
+        --plot-km-by "$by" "$OUT/km_by_${by//,/_}.png" > /dev/null 2>&1 || true
+done
