@@ -10,6 +10,19 @@ QUICK = dict(p=31, frac_train=0.5, lr=3e-3, weight_decay=3.0, eval_every=10)
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread, as a sweep trial trains: on a busy 2-core machine more threads spin
+    against other processes and take many times as long. (A module uses it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``.)"""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def quick_config() -> RunConfig:
     return RunConfig(**QUICK, epochs=3000, stop_after_grok=3)
 

@@ -14,13 +14,7 @@ from grokcore.trainer import Trainer
 SMALL = dict(p=23, d_model=32, d_head=8, d_mlp=128)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, more threads are many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # ---- orthogonal gradient ----------------------------------------------------------------------

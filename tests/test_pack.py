@@ -15,14 +15,7 @@ from grokcore.pack import Pack, check_pack_configs
 from grokcore.tasks import config_for
 from grokcore.trainer import Trainer
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread, as a sweep trial trains: on a busy 2-core machine two threads spin against
-    other processes and take ten times as long."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # The quick config (README, "A run that groks fast") in float64, eager, on the CPU.

@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from grokcore import cli, records
 
@@ -14,12 +13,7 @@ SMALL = ["train", "--p", "13", "--dtype", "float64", "--epochs", "40", "--eval-e
          "--device", "cpu", "--no-progress", "--json"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def summaries(capsys, argv) -> list[dict]:
