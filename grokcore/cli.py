@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="continue from OUT/checkpoint.pt (needs --out and the same settings)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch threads on the CPU (default: torch's, one per core; on a "
+                            "machine busy with other work, 1 can be many times faster)")
     packs = train.add_argument_group("replicates (a pack: several runs trained as one model)")
     packs.add_argument("--replicates", type=int, default=1, metavar="K",
                        help="train K replicates: replicate i with seed SEED+i and data seed "
@@ -154,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("--resume needs --out, the folder that holds checkpoint.pt")
         if args.replicates < 1:
             raise ConfigError(f"--replicates {args.replicates}: give 1 or more")
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ConfigError(f"--threads {args.threads}: give 1 or more")
+            import torch
+
+            torch.set_num_threads(args.threads)
         if args.replicates > 1 or args.no_pack:
             from grokcore.pack_cli import train_replicates
 

@@ -10,6 +10,7 @@ BAD = [
     (["--frac", "1.5"], "frac_train=1.5 is outside (0, 1)"),
     (["--dtype", "float17"], "dtype='float17' is not known"),
     (["--task", "nosuchtask"], "unknown task 'nosuchtask'"),
+    (["--threads", "0"], "--threads 0: give 1 or more"),
 ]
 
 
@@ -30,9 +31,10 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
 
 def test_json_summary_is_last_line(tmp_path):
     result = _train("--p", "23", "--epochs", "60", "--eval-every", "20", "--json", "--no-progress",
-                    "--out", str(tmp_path))
+                    "--out", str(tmp_path), "--threads", "1")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["provenance"]["torch_threads"] == "1"  # --threads, as the run records it
     for key in ("status", "grokked", "grok_epoch", "memorization_epoch", "n_spikes",
                 "final_train_loss", "final_test_loss", "final_train_acc", "final_test_acc",
                 "epochs_run", "seconds"):
