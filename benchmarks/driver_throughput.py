@@ -34,8 +34,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Python puts this script's folder first on the path: its sibling sweep_overhead imports as is.
 from sweep_overhead import trial_timings  # noqa: E402
 
 from sweeps import row_writer  # noqa: E402

@@ -53,8 +53,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from sweeps import row_writer  # noqa: E402
+from sweeps import row_writer  # noqa: E402  (the project is installed: setup.sh)
 
 BATCHED_SECONDS = row_writer.BATCH_SECONDS
 REPORT_SECONDS = 1.0  # sweeps.trial.REPORT_EVERY_S's default

@@ -88,10 +88,16 @@ def draw_pending(client, experiment_id: str, sweep: str, say: Callable[[str], No
     return queue.wait_all(lambda run_id, drawn: log_drawn(client, run_id, drawn), say, every_s)
 
 
+PIDS = "pids"  # the drawing processes' pids, one empty file each, in the queue's folder
+
+
 def _pool_process(folder: str) -> None:
     """Pool initializer: end with the driver, and run only on cycles nothing else wants, on one
     thread."""
     _end_with_parent(folder)
+    # Its pid where the queue finds it (hurry): the pool has no public list of its processes.
+    (Path(folder) / PIDS).mkdir(exist_ok=True)
+    (Path(folder) / PIDS / str(os.getpid())).touch()
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux
@@ -188,12 +194,16 @@ class FigureQueue:
         if self._folder is not None:
             shutil.rmtree(self._folder / run_id, ignore_errors=True)
 
+    def pids(self) -> list[int]:
+        """The drawing processes' pids (each leaves one in the queue's folder as it starts)."""
+        folder = self._folder / PIDS if self._folder is not None else None
+        return [int(p.name) for p in folder.iterdir()] if folder and folder.is_dir() else []
+
     def hurry(self) -> None:
         """The trials have ended: give the drawing processes a normal priority, so that other
         work on the machine cannot starve them. Needs the right to raise a priority (root,
         CAP_SYS_NICE or RLIMIT_NICE); without it they keep the cycles nobody else wants."""
-        # ProcessPoolExecutor keeps its processes in _processes (pid -> Process); no public API.
-        for pid in list(getattr(self._pool, "_processes", None) or {}):
+        for pid in self.pids():
             try:
                 os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
             except (AttributeError, OSError):

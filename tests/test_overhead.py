@@ -251,3 +251,26 @@ def test_pending_figures_are_drawn_from_mlflow_and_logged(tmp_path):
 def _empty(path):
     path.write_bytes(b"")
     return path
+
+
+def test_hurry_raises_the_drawing_processes_from_idle_priority():
+    """The figure queue's processes draw at SCHED_IDLE; once the trials have ended, hurry()
+    gives them SCHED_OTHER (found through the pid files they leave, not the pool's internals)."""
+    import os
+    import time
+
+    from sweeps.figures_after import FigureQueue
+
+    queue = FigureQueue(processes=1)
+    try:
+        queue.submit("not-a-run", [])  # starts the pool; drawing an empty folder fails
+        deadline = time.monotonic() + 120
+        while not queue.drawn() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pids = queue.pids()
+        assert len(pids) == 1
+        assert os.sched_getscheduler(pids[0]) == os.SCHED_IDLE
+        queue.hurry()
+        assert os.sched_getscheduler(pids[0]) == os.SCHED_OTHER
+    finally:
+        queue.close()

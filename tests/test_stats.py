@@ -360,3 +360,17 @@ def test_a_setting_trained_twice_with_the_same_seeds_is_one_replicate():
     kept = one_run_per_setting(trials, pd.Series([1, 5, 2, 6, 3]))
     assert list(kept.run_name) == ["gpu", "cpu-early", "other-row"]
     assert kept.attrs["duplicates"] == 2
+
+
+def test_residues_spearman_is_exact_for_small_samples():
+    """n = 4: of the 24 pairings, only the identity and the reversal reach |rho| = 1, so the
+    two-sided permutation p of a perfect rank agreement is 2/24; a constant side gives nan."""
+    import math
+
+    from analysis.residues import spearman
+
+    rho, p = spearman([1, 2, 3, 4], [10, 20, 30, 40])
+    assert rho == 1.0 and abs(p - 2 / 24) < 1e-12
+    rho, p = spearman([1, 2, 3, 4], [40, 30, 20, 10])
+    assert rho == -1.0 and abs(p - 2 / 24) < 1e-12
+    assert all(math.isnan(v) for v in spearman([1, 1, 1, 1], [1, 2, 3, 4]))
