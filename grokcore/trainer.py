@@ -299,14 +299,10 @@ def wants_compile(cfg: RunConfig, model: torch.nn.Module, n_train: int,
 
 def compile_loss(loss_fn):
     """``loss_fn(model, x, y)`` (forward and loss; backward follows through AOTAutograd) compiled
-    by Inductor, static shapes. Inductor's FX-graph and autograd caches on disk (on by default;
-    TORCHINDUCTOR_CACHE_DIR, else a folder under the temp dir) let later processes of a sweep
-    skip most of the compilation."""
-    import torch._functorch.config as functorch_config
-    import torch._inductor.config as inductor_config
-
-    inductor_config.fx_graph_cache = True
-    functorch_config.enable_autograd_cache = True
+    by Inductor, static shapes. Inductor's FX-graph and autograd caches on disk (on by default
+    in torch; TORCHINDUCTOR_FX_GRAPH_CACHE / TORCHINDUCTOR_AUTOGRAD_CACHE turn them off,
+    TORCHINDUCTOR_CACHE_DIR moves them) let later processes of a sweep skip most of the
+    compilation."""
     return torch.compile(loss_fn, dynamic=False)
 
 
