@@ -39,7 +39,7 @@ from sweep_overhead import trial_timings  # noqa: E402
 
 from sweeps import row_writer  # noqa: E402
 
-BATCHED_SECONDS = row_writer.BATCH_SECONDS
+BATCHED_SECONDS = row_writer.batch_seconds()
 
 
 def start_server(folder: Path) -> tuple[subprocess.Popen, str]:

@@ -55,7 +55,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 from sweeps import row_writer  # noqa: E402  (the project is installed: setup.sh)
 
-BATCHED_SECONDS = row_writer.BATCH_SECONDS
+BATCHED_SECONDS = row_writer.batch_seconds()
 REPORT_SECONDS = 1.0  # sweeps.trial.REPORT_EVERY_S's default
 
 PHASES = (  # (label, start key, end key) in a trial's timing

@@ -24,6 +24,7 @@ from grokcore.config import (ConfigError, RunConfig, fields_by_section,
 from grokcore.records import DEFAULT_TRACKING_URI
 from sweeps.console import format_grid, format_outcomes
 from sweeps.figures_after import FIGURE_MODES
+from sweeps.knobs import check_environment
 from sweeps.grid import FIELD_NAMES, common_settings, prepare_configs, with_replicates
 from sweeps.packing import pack_option
 
@@ -264,6 +265,7 @@ def sweep_main(parser: argparse.ArgumentParser,
             if replicates > 1 and len(getattr(args, name, None) or []) > 1:
                 raise ConfigError(f"give --replicates or several {flag}, not both (replicate i "
                                   f"uses {flag.strip('-').rstrip('s')} + i)")
+        check_environment()
         configs = prepare_configs(grid_of(args, parser, build_grid, replicates),
                                   args.gpus_per_trial)
         check_sweep_args(args, len(configs))

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 from grokcore import records
 from grokcore.config import RunConfig
 from grokcore.records import CHECKPOINT_FILE, SUMMARY_FILE, jsonable
-from sweeps.trial import (FIGURES_KEY, REPORT_EVERY_S, config_from_tune, figures_mode,
+from sweeps.trial import (FIGURES_KEY, config_from_tune, figures_mode, report_every_s,
                           node_info, numeric, rows_text, scratch_folder)
 
 PACK = "pack"  # where a pack trial's config lists its members
@@ -167,7 +167,7 @@ class PackReporter:
         started, cpu_started = time.time(), time.process_time()
         self.clock.setdefault("first_eval", started)
         try:
-            if checkpoint or self.ends or started - self._last_report >= REPORT_EVERY_S:
+            if checkpoint or self.ends or started - self._last_report >= report_every_s():
                 self._report(pack, checkpoint or bool(self.ends))
                 self._last_report = time.time()
         finally:

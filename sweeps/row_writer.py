@@ -9,14 +9,19 @@ end. ``GROK_MLFLOW_BATCH_S=0`` writes each row in Tune's loop, as it comes.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
-# Metric rows are written every BATCH_SECONDS by a writer thread (MLflowTrialLogger.flush), at most
-# BATCH_METRICS per request; GROK_MLFLOW_BATCH_S=0 writes each row in Tune's loop, as it comes.
-BATCH_SECONDS = float(os.environ.get("GROK_MLFLOW_BATCH_S", "1.0"))
+from sweeps import knobs
+
+# Metric rows are written every batch_seconds() by a writer thread (MLflowTrialLogger.flush), at
+# most BATCH_METRICS per request; GROK_MLFLOW_BATCH_S=0 writes each row in Tune's loop, as it comes.
+BATCH_SECONDS: float | None = None  # set by tests and benchmarks; else GROK_MLFLOW_BATCH_S
 BATCH_METRICS = 1000
+
+
+def batch_seconds() -> float:
+    return BATCH_SECONDS if BATCH_SECONDS is not None else knobs.seconds("GROK_MLFLOW_BATCH_S")
 
 
 class Locked:
@@ -50,7 +55,7 @@ class RowBatching:
     # checkpoint is recorded (a resume skips no row), before its end, and at the experiment's end.
     def _store_rows(self, run_id: str, metrics: list) -> None:
         """Queue ``metrics`` (one row) for the writer, or write them now when batching is off."""
-        if BATCH_SECONDS > 0:
+        if batch_seconds() > 0:
             self._queue(run_id, metrics)
         else:
             self.client.log_batch(run_id, metrics=metrics)
@@ -65,7 +70,7 @@ class RowBatching:
             self._writer.start()
 
     def _write_loop(self) -> None:
-        while not self._stop.wait(BATCH_SECONDS):
+        while not self._stop.wait(batch_seconds()):
             try:
                 self.flush()
             except Exception as err:  # the rows stay queued; the next flush tries again

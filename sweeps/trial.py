@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 from grokcore.config import RunConfig
 from grokcore import records
 from grokcore.records import CHECKPOINT_FILE, SUMMARY_FILE, jsonable
+from sweeps import knobs
 from sweeps.grid import FIELD_NAMES
 
 FAULT_MARKER = "fault_injected"
@@ -241,7 +242,11 @@ def process_alive(pid: int) -> bool:
 # demo's cadence (an evaluation every 0.2 s) reporting each row cost a trial about a tenth of its
 # time. So rows are gathered and reported together, at most every REPORT_EVERY_S seconds, and
 # always with a checkpoint (a resume then skips no row) and at the end.
-REPORT_EVERY_S = float(os.environ.get("GROK_REPORT_EVERY_S", "1.0"))
+REPORT_EVERY_S: float | None = None  # set by tests; else GROK_REPORT_EVERY_S (sweeps/knobs.py)
+
+
+def report_every_s() -> float:
+    return REPORT_EVERY_S if REPORT_EVERY_S is not None else knobs.seconds("GROK_REPORT_EVERY_S")
 
 
 class TuneReporter:
@@ -282,7 +287,7 @@ class TuneReporter:
         try:
             self._maybe_fail(trainer.epoch)
             self._rows.append(dict(row))
-            if checkpoint or started - self._last_report >= REPORT_EVERY_S:
+            if checkpoint or started - self._last_report >= report_every_s():
                 self._report_rows(trainer, checkpoint)
                 self._last_report = time.time()
         finally:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
+import pytest
+
 from grokcore.config import RunConfig
 from sweeps import row_writer, tracking
 from sweeps.trial import TuneReporter, trial_key
@@ -274,3 +276,23 @@ def test_hurry_raises_the_drawing_processes_from_idle_priority():
         assert os.sched_getscheduler(pids[0]) == os.SCHED_OTHER
     finally:
         queue.close()
+
+
+@pytest.mark.parametrize("name,value", [("GROK_REPORT_EVERY_S", "abc"),
+                                        ("GROK_MLFLOW_BATCH_S", "-1"),
+                                        ("GROK_MLFLOW_BATCH_S", "nan")])
+def test_a_bad_knob_is_one_line_before_the_sweep_starts(name, value, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "sweeps" / "expmod_grid.py"
+    done = subprocess.run([sys.executable, str(script), "--tracking-uri",
+                           f"sqlite:///{tmp_path / 'mlflow.db'}"], cwd=tmp_path,
+                          env={**os.environ, name: value}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"error: {name}={value!r} is not a number of seconds >= 0; unset it (default 1) or give "
+        "one such as 0.5"]
+    assert not (tmp_path / "mlflow.db").exists()

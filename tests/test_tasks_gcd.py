@@ -8,14 +8,15 @@ import torch
 
 from grokcore.config import ConfigError
 from grokcore.tasks import build_dataset, config_for, validate
-from grokcore.tasks.gcd import Vocab, charton_rule, from_digits, gcd_report, smooth_part, to_digits
+from grokcore.tasks.gcd import Vocab, charton_rule, gcd_report, smooth_part
+from grokcore.tasks.numbers import digits, undigits
 from grokcore.trainer import Trainer
 
 
 def _decode_source(vocab, row):
     row = [t for t in row if t != vocab.pad]
     cut = row.index(vocab.sep)
-    return from_digits(row[:cut], vocab.base), from_digits(row[cut + 1:], vocab.base)
+    return undigits(row[:cut], vocab.base), undigits(row[cut + 1:], vocab.base)
 
 
 @pytest.mark.parametrize("sampling", ["uniform", "loguniform", "loguniform_gcd"])
@@ -62,7 +63,7 @@ def test_samplers_differ_as_documented():
 def test_digits_and_charton_rule():
     for base in (2, 10, 30, 1000):
         for n in (1, 9, 10, 999_999):
-            assert from_digits(to_digits(n, base), base) == n
+            assert undigits(digits(n, base), base) == n
     vocab = Vocab(10)
     assert vocab.read([3, 0, vocab.eos, vocab.pad]) == 30 and vocab.read([3, 0]) == -1
     assert smooth_part(360, 10) == 40 and smooth_part(7 * 9, 10) == 1 and smooth_part(12, 6) == 12

@@ -37,27 +37,12 @@ import torch
 from grokcore.config import ConfigError, RunConfig
 from grokcore.optim import make_loss
 from grokcore.tasks.base import Dataset, TaskBase
+from grokcore.tasks.numbers import digits, undigits
 
 DEFAULT_N_MAX = 10_000
 DEFAULT_EXAMPLES = 50_000
 MAX_TEST_GCD = 100
 LEARNED_ACC = 0.9
-
-
-def to_digits(n: int, base: int) -> list[int]:
-    """``n`` >= 1 in base ``base``, most significant digit first, no leading zeros."""
-    out = []
-    while n:
-        n, d = divmod(n, base)
-        out.append(d)
-    return out[::-1] or [0]
-
-
-def from_digits(ds: list[int], base: int) -> int:
-    value = 0
-    for d in ds:
-        value = value * base + d
-    return value
 
 
 def smooth_part(n: int, base: int) -> int:
@@ -82,10 +67,10 @@ class Vocab:
         self.size = base + 4
 
     def source(self, a: int, b: int) -> list[int]:
-        return [*to_digits(a, self.base), self.sep, *to_digits(b, self.base)]
+        return [*digits(a, self.base), self.sep, *digits(b, self.base)]
 
     def target(self, g: int) -> list[int]:
-        return [self.bos, *to_digits(g, self.base), self.eos]
+        return [self.bos, *digits(g, self.base), self.eos]
 
     def read(self, tokens: list[int]) -> int:
         """The number written before the first EOS, or -1 if the output is not one."""
@@ -94,7 +79,7 @@ class Vocab:
         ds = tokens[:tokens.index(self.eos)]
         if not ds or any(t >= self.base for t in ds):
             return -1
-        return from_digits(ds, self.base)
+        return undigits(ds, self.base)
 
 
 def _loguniform(n: int, hi: int, gen: torch.Generator) -> torch.Tensor:

@@ -37,18 +37,21 @@ _SEED_MODEL = dict(n_layers=1, n_heads=32, d_model=128, d_head=4, d_mlp=512, lr=
                    weight_decay=1e-4)
 
 
-def digits(n: int, base: int, width: int) -> list[int]:
-    """``n`` in base ``base``, most significant digit first, left-padded with zeros to ``width``."""
-    out = []
-    for _ in range(width):
-        n, d = divmod(n, base)
+def digits(n: int, base: int, width: int | None = None) -> list[int]:
+    """``n`` >= 0 in base ``base``, most significant digit first: left-padded with zeros to
+    ``width``, or with ``width`` None as few digits as it takes ([0] for 0). The numbers tasks
+    and the GCD task (grokcore/tasks/gcd.py) write numbers with it."""
+    out, rest = [], n
+    while rest or (width is None and not out) or (width is not None and len(out) < width):
+        if width is not None and len(out) == width:
+            raise ValueError(f"{n} does not fit in {width} base-{base} digits")
+        rest, d = divmod(rest, base)
         out.append(d)
-    if n:
-        raise ValueError(f"{n} does not fit in {width} base-{base} digits")
     return out[::-1]
 
 
 def undigits(ds: list[int], base: int) -> int:
+    """The number whose base-``base`` digits, most significant first, are ``ds``."""
     value = 0
     for d in ds:
         value = value * base + int(d)
