@@ -27,7 +27,7 @@ from grokcore.records import RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG
 from sweeps.console import format_grid, one_line
 from sweeps.grid import varying_fields
 from sweeps.run_names import task_params
-from sweeps.tracking import find_sweep_run
+from analysis.runs import find_sweep_run
 
 # The experiment opens on the runs view (MLflow 3 would show its GenAI overview otherwise).
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"

@@ -14,11 +14,11 @@ from typing import Any, Mapping, Sequence
 
 from ray import tune
 
+from analysis.runs import find_sweep_run
 from grokcore.config import ConfigError, RunConfig
 from grokcore.provenance import PROVENANCE_FIELDS, merged
 from grokcore.records import (DONE_STATUSES, END_VALUES, OUTCOME_VALUES, PARENT_RUN_TAG,
-                              RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG, TRIAL_KEY_TAG,
-                              record_files, tag_text)
+                              SWEEP_TAG, TRIAL_KEY_TAG, record_files, tag_text)
 from sweeps.figures_after import FIGURES_TAG, figures_tag_at_end, log_drawn, shared_queue
 from sweeps.row_writer import Locked, RowBatching
 from sweeps.run_names import run_name, task_params
@@ -62,13 +62,6 @@ def ensure_experiment(tracking_uri: str, experiment: str) -> str:
             client.restore_experiment(found.experiment_id)
         return found.experiment_id
     return client.create_experiment(experiment)
-
-
-def find_sweep_run(client, experiment_id: str, sweep: str):
-    """The sweep's parent run (tags run_kind=sweep, sweep=NAME), or None."""
-    runs = client.search_runs([experiment_id], f"tags.{RUN_KIND_TAG} = '{SWEEP_RUN_KIND}' and "
-                              f"tags.{SWEEP_TAG} = '{sweep}'", max_results=1)
-    return runs[0] if runs else None
 
 
 class MLflowTrialLogger(RowBatching, tune.Callback):

@@ -97,7 +97,8 @@ def log_summary_to_mlflow(summary: SearchSummary, tracking_uri: str, experiment:
     from mlflow.entities import Metric, Param as MlflowParam
     from mlflow.tracking import MlflowClient
 
-    from sweeps.tracking import ensure_experiment, find_sweep_run
+    from analysis.runs import find_sweep_run
+    from sweeps.tracking import ensure_experiment
 
     client = MlflowClient(tracking_uri)
     experiment_id = ensure_experiment(tracking_uri, experiment)
