@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from grokcore.records import (CONFIG_FILE, DESCRIPTION_TAG, HISTORY_FILE, RUN_KIND_TAG,
-                              SWEEP_RUN_KIND, SWEEP_TAG, WEIGHTS_FILE)
+from grokcore.records import (CONFIG_FILE, DESCRIPTION_TAG, DONE_STATUSES, HISTORY_FILE,
+                              RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG, WEIGHTS_FILE)
 
 
 class AnalysisError(Exception):
@@ -206,3 +206,24 @@ def log_analysis_run(client, experiment: str, name: str, files: dict[str, str | 
     log_files(client, run.info.run_id, files)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def ended_config_hashes(tracking_uri: str, experiment: str) -> set[str]:
+    """The config_hash tags of the experiment's runs that ended (grokcore.records.DONE_STATUSES);
+    empty when the store or the experiment does not exist yet."""
+    try:
+        client = client_for(tracking_uri)
+    except AnalysisError:  # no store yet
+        return set()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return set()
+    hashes, token = set(), None
+    while True:
+        page = client.search_runs([found.experiment_id], "tags.config_hash != ''",
+                                  max_results=5000, page_token=token)
+        hashes |= {r.data.tags["config_hash"] for r in page
+                   if r.data.tags.get("status") in DONE_STATUSES}
+        token = page.token
+        if not token:
+            return hashes

@@ -200,7 +200,7 @@ def without_ended(configs: Sequence[RunConfig], tracking_uri: str,
                   experiment: str) -> list[RunConfig]:
     """``configs`` less those with an ended run of the same config_hash in the experiment;
     ConfigError when none is left (nothing to run)."""
-    from sweeps.tracking import ended_config_hashes
+    from analysis.runs import ended_config_hashes
     from sweeps.trial import config_hash
 
     ended = ended_config_hashes(tracking_uri, experiment)

@@ -369,26 +369,6 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
         return [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
 
 
-def ended_config_hashes(tracking_uri: str, experiment: str) -> set[str]:
-    """The config_hash tags of the experiment's runs that ended (grokcore.records.DONE_STATUSES);
-    empty when the store or the experiment does not exist yet."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(normalize_tracking_uri(tracking_uri))
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return set()
-    hashes, token = set(), None
-    while True:
-        page = client.search_runs([found.experiment_id], "tags.config_hash != ''",
-                                  max_results=5000, page_token=token)
-        hashes |= {r.data.tags["config_hash"] for r in page
-                   if r.data.tags.get("status") in DONE_STATUSES}
-        token = page.token
-        if not token:
-            return hashes
-
-
 def provenance_tags(before: Mapping[str, str], ran_with: Mapping[str, Any]) -> dict[str, str]:
     """The provenance tags (``grokcore.provenance``) of a run that ``ran_with`` these values,
     merged with the ones it had: a run resumed under another commit or torch keeps both."""
