@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Callable, Iterable
+
+import torch
+from torch.utils import benchmark
 
 
 def ms_per_step(step: Callable[[], None], steps: int) -> float:
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - started) / steps * 1000
+    """Mean milliseconds a call of ``step`` takes over ``steps`` calls, by
+    ``torch.utils.benchmark.Timer`` (it synchronizes cuda around the timed calls), at the
+    caller's number of torch threads (the Timer's own default would be one)."""
+    timer = benchmark.Timer(stmt="step()", globals={"step": step},
+                            num_threads=torch.get_num_threads())
+    return timer.timeit(steps).mean * 1000
 
 
 def side_by_side(baseline: Callable[[], None], candidate: Callable[[], None], steps: int,
