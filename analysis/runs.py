@@ -2,9 +2,9 @@
 
 The layout is the contract written by the sweeps (README, "MLflow layout"; the names are
 ``grokcore.records``): one run per trial, params = every RunConfig field (strings), tags
-``status``, ``grokked``, ``grok_epoch``, ``memorization_epoch``, ``grok_delay``, ``n_spikes``
-(``records.END_VALUES``; strings, "none" when absent), numeric end metrics, per-epoch metric
-histories and the artifacts ``history.csv``, ``model.pt``, ``config.json``. Runs that are not
+``status``, ``reached``, ``threshold_epoch``, ``memorization_epoch``, ``threshold_delay``,
+``n_spikes`` (``records.END_VALUES``; strings, "none" when absent), numeric end metrics, per-epoch
+metric histories and the artifacts ``history.csv``, ``model.pt``, ``config.json``. Runs that are not
 trials carry the tag ``records.RUN_KIND_TAG`` ("analysis": the tables and figures written here;
 "search_summary": a search's summary; "sweep": a sweep's parent run) and are skipped here, as are
 runs without a ``task`` param (anything else).

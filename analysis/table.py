@@ -16,6 +16,7 @@ from analysis import stats
 from analysis.runs import AnalysisError
 from analysis.trials import EXPMOD_STATS, param_value, config_keys, task_metrics
 from grokcore.provenance import PROVENANCE_FIELDS
+from grokcore.records import REACHED
 from grokcore.tasks import TASKS
 
 
@@ -55,10 +56,10 @@ def shows(group: pd.DataFrame) -> str:
 
 def _row_columns(task: str, group: pd.DataFrame, key: dict, seed: pd.DataFrame) -> dict:
     """The columns beside the survival statistics: outcomes, medians, dataset statistics."""
-    reached = group[group.status == "grokked"]
+    reached = group[group.status == REACHED]
     row = {"shows": shows(group),
            "memorization_epoch_median": _median(group.memorization_epoch),
-           "grok_delay_median": _median(reached.grok_delay),
+           "threshold_delay_median": _median(reached.threshold_delay),
            "spikes": int(group.n_spikes.fillna(0).sum()),
            "test_acc_median": _median(group.final_test_acc),
            "provenance_mixed": mixed_provenance(group)}
@@ -93,7 +94,7 @@ def build_table(trials: pd.DataFrame, reference: Sequence[Any] | None = None,
     for task, of_task in trials.groupby("task", sort=True):
         keys = list(config_keys(task))
         of_task = of_task.copy()
-        for col in ("n_spikes", "memorization_epoch", "grok_delay", "final_test_acc",
+        for col in ("n_spikes", "memorization_epoch", "threshold_delay", "final_test_acc",
                     "final_test_acc_unseen", *EXPMOD_STATS, *task_metrics(task)):
             if col not in of_task:
                 of_task[col] = math.nan
@@ -104,8 +105,8 @@ def build_table(trials: pd.DataFrame, reference: Sequence[Any] | None = None,
             survival = stats.survival_table(of_task, keys, ref)
         except ValueError as err:
             raise AnalysisError(f"{task} trials: {err}") from None
-        survival = survival.rename(columns={"grok_min": "grok_epoch_min",
-                                            "grok_max": "grok_epoch_max"})
+        survival = survival.rename(columns={"threshold_min": "threshold_epoch_min",
+                                            "threshold_max": "threshold_epoch_max"})
         names = [tuple(r) for r in survival[keys].itertuples(index=False)]
         survival["reference"] = [name == (ref or names[0]) for name in names]
         groups = stats.group_trials(of_task, keys)

@@ -27,13 +27,14 @@ def _yes(v) -> str:
 
 
 def km_text(r: dict) -> str:
-    """E.g. ``5000 [3000, 9000]``, ``5000 [3000, -)`` (unbounded above), ``not reached`` when
-    fewer than half the runs grokked, ``-`` with no estimable run."""
-    if pd.isna(r["grok_km_median"]):
-        estimable = r["grokked"] + r["censored"]
+    """The KM median threshold epoch: e.g. ``5000 [3000, 9000]``, ``5000 [3000, -)`` (unbounded
+    above), ``not reached`` when fewer than half the runs reached the threshold, ``-`` with no
+    estimable run."""
+    if pd.isna(r["threshold_km_median"]):
+        estimable = r["reached"] + r["censored"]
         return "not reached" if estimable else "-"
-    high = "-)" if pd.isna(r["grok_km_ci_high"]) else f"{_int(r['grok_km_ci_high'])}]"
-    return f"{_int(r['grok_km_median'])} [{_int(r['grok_km_ci_low'])}, {high}"
+    high = "-)" if pd.isna(r["threshold_km_ci_high"]) else f"{_int(r['threshold_km_ci_high'])}]"
+    return f"{_int(r['threshold_km_median'])} [{_int(r['threshold_km_ci_low'])}, {high}"
 
 
 def _p_text(r: dict) -> str:
@@ -50,14 +51,14 @@ def columns(task: str, full: bool) -> list[tuple[str, Any]]:
     cols += [(("frac" if k == "frac_train" else k), (lambda r, k=k: f"{r[k]:g}"
               if k == "frac_train" else str(r[k]))) for k in keys]
     cols += [("shows", lambda r: r["shows"]),
-             ("grokked", lambda r: f"{r['grokked']}/{r['runs']}"),
+             ("reached", lambda r: f"{r['reached']}/{r['runs']}"),
              ("KM median [95% CI]", km_text),
              ("p (Holm)", _p_text)]
     if full:
-        cols += [("observed", lambda r: "-" if pd.isna(r["grok_epoch_min"]) else
-                  f"{_int(r['grok_epoch_min'])}-{_int(r['grok_epoch_max'])}"),
+        cols += [("observed", lambda r: "-" if pd.isna(r["threshold_epoch_min"]) else
+                  f"{_int(r['threshold_epoch_min'])}-{_int(r['threshold_epoch_max'])}"),
                  ("memorized", lambda r: _int(r["memorization_epoch_median"])),
-                 ("delay", lambda r: _int(r["grok_delay_median"])),
+                 ("delay", lambda r: _int(r["threshold_delay_median"])),
                  ("spikes", lambda r: str(r["spikes"])),
                  ("diverged", lambda r: str(r["diverged"])),
                  ("failed", lambda r: str(r["failed"])),
@@ -115,7 +116,7 @@ def _shared(head: list[str], rows: list[list[str]]) -> list[int]:
     """The columns with one value in every row (of several), which the brief formats print once
     above the table."""
     return [j for j in range(len(head)) if len(rows) > 1 and len({r[j] for r in rows}) == 1
-            and head[j] not in ("shows", "grokked", "p (Holm)")]
+            and head[j] not in ("shows", "reached", "p (Holm)")]
 
 
 def render_brief_md(table: pd.DataFrame) -> str:

@@ -111,7 +111,7 @@ def one_sweep(mode: str, args, work: Path) -> dict:
         wall = time.time() - started
     finally:
         ray.shutdown()
-    assert all(o.status in ("grokked", "not_grokked") for o in result.outcomes), result.outcomes
+    assert all(o.status in ("reached", "not_reached") for o in result.outcomes), result.outcomes
     timings = {t["key"]: t for t in trial_timings(Path(result.path))}
     client = MlflowClient(uri)
     for run in client.search_runs([result.experiment_id]):

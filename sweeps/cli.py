@@ -194,7 +194,7 @@ def sweep_main(parser: argparse.ArgumentParser,
     """The body of a sweep script: parse, build and validate the grid, dry-run or run it.
 
     ``build_grid(args)`` turns the parsed options into RunConfigs (raise ConfigError on a bad
-    combination). Exit codes: 0 all trials ended (grokked, not_grokked or diverged), 1 some trial
+    combination). Exit codes: 0 all trials ended (reached, not_reached or diverged), 1 some trial
     failed or the sweep was interrupted, 2 invalid settings (nothing started, nothing written).
     """
     args = parser.parse_args(argv)

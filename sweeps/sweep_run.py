@@ -5,7 +5,8 @@ named after the sweep); each trial is a child run of it (tag ``mlflow.parentRunI
 MLflow UI lists the trials under their sweep. The parent holds what describes the sweep as a
 whole: the command line (tag ``command``), the settings every trial shares (params), the grid
 (``grid.json``, ``grid.txt``) or the search space (``search.json``), the trial counts (metrics
-``n_trials``, ``n_grokked``, ... at step 0), and the analysis: the grok table
+``n_trials`` and one count per outcome, ``n_grokked``, ``n_no_delay``, ``n_lookup``, ... at
+step 0), and the analysis: the grok table
 (``grok_table.md/.csv/.tex/.txt``, ``trials.csv``, figures) and, as its description, the table in
 Markdown. ``--resume`` reopens the same parent run (found by the sweep's name).
 
@@ -24,6 +25,7 @@ from typing import Any, Mapping, Sequence
 
 from grokcore.config import RunConfig, fields_only_other_tasks_read
 from grokcore.records import RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG
+from grokcore.signals import OUTCOMES
 from sweeps.console import format_grid, one_line
 from sweeps.grid import varying_fields
 from sweeps.run_names import task_params
@@ -37,9 +39,11 @@ VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 # Each with its width in pixels, in this order: the runs table at 1280 pixels shows them all.
 VIEW_COLUMNS = {"attributes.`Run Name`": 200, "tags.`status`": 100, "tags.`outcome`": 90,
                 "params.`a`": 40,
-                "params.`b`": 40, "metrics.`grok_epoch`": 90, "metrics.`memorization_epoch`": 90,
+                "params.`b`": 40, "metrics.`threshold_epoch`": 90, "metrics.`memorization_epoch`": 90,
                 "metrics.`test_acc`": 75, "metrics.`leakage`": 70}
-COUNTED = ("grokked", "not_grokked", "diverged", "failed", "unfinished")
+# The parent's counts: one per outcome (grokcore.signals.OUTCOMES), and the trials that ended
+# without one (failed after their retries, or interrupted).
+COUNTED = (*OUTCOMES, "failed", "unfinished")
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
@@ -98,18 +102,25 @@ def open_sweep_run(client, experiment_id: str, sweep: str, *, configs: Sequence[
 
 
 def close_sweep_run(client, run_id: str, outcomes: Sequence[Any]) -> dict[str, int]:
-    """Record the trials' counts by status; FINISHED, or KILLED while trials are unfinished."""
+    """Record the trials' counts by outcome (:data:`COUNTED`); FINISHED, or KILLED while trials
+    are unfinished."""
     import time
 
     from mlflow.entities import Metric
 
-    counts = Counter(getattr(o, "status", "?") for o in outcomes)
+    counts = Counter(outcome_word(o) for o in outcomes)
     now = int(time.time() * 1000)
     numbers = {"n_trials": len(outcomes), **{f"n_{s}": counts.get(s, 0) for s in COUNTED}}
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in numbers.items()])
     client.set_tag(run_id, "counts", ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     client.set_terminated(run_id, "KILLED" if counts.get("unfinished") else "FINISHED")
     return numbers
+
+
+def outcome_word(outcome: Any) -> str:
+    """A trial's outcome (grokked, no_delay, lookup, ...), or its status when it has none
+    (failed, unfinished)."""
+    return getattr(outcome, "outcome", None) or getattr(outcome, "status", "?")
 
 
 def setup_experiment(client, experiment_id: str) -> None:

@@ -60,7 +60,8 @@ def test_a_sweep_against_a_tracking_server_on_postgresql(server, tmp_path, capsy
     assert len(runs) == 3 and parent.info.run_name == "team-sweep"
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
     assert parent.data.metrics["n_trials"] == 2 and parent.info.status == "FINISHED"
-    assert parent.data.metrics["n_grokked"] + parent.data.metrics["n_not_grokked"] == 2
+    outcomes = [r.data.tags["outcome"] for r in trials]
+    assert all(parent.data.metrics[f"n_{o}"] == outcomes.count(o) for o in set(outcomes))
 
     # The store is PostgreSQL: the runs and their tags are rows there.
     conn = psycopg2.connect(backend.replace("postgresql+psycopg2://", "postgresql://"))
@@ -86,7 +87,7 @@ def test_a_sweep_against_a_tracking_server_on_postgresql(server, tmp_path, capsy
     capsys.readouterr()
     table = pd.read_csv(out)
     statuses = {(int(r.data.params["a"]), r.data.tags["status"]) for r in trials}
-    assert {(row.a, "grokked" if row.grokked else "not_grokked")
+    assert {(row.a, "reached" if row.reached else "not_reached")
             for row in table.itertuples()} == statuses
     assert set(table.p) == {31} and set(table.runs) == {1}
     files = {a.path for a in client.list_artifacts(parent.info.run_id)}
