@@ -86,6 +86,9 @@ SUMMARY_FILE = "summary.json"  # end values, measured phases, final metrics
 CONFIG_FILE = "config.json"
 DATASET_STATS_FILE = "dataset_stats.json"
 WEIGHTS_FILE = "model.pt"  # the model's state_dict alone
+# A sweep's parent run: every trial's test and unseen-class accuracy against epoch on one plot
+# (artifact TRIALS_FIGURE.png, and the image of that key that MLflow's chart view shows).
+TRIALS_FIGURE = "trials_compared"
 
 
 def tag_text(value: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from grokcore.config import RunConfig, fields_only_other_tasks_read
+from grokcore.config import RunConfig, fields_only_other_tasks_read, in_force
 from grokcore.records import tag_text
 
 # Short spellings of the table keys in run names (booleans: (on, off)).
@@ -16,9 +16,11 @@ _FLAGS = {"variable_len": ("var", "fixed"), "repeats": ("rep", "norep"),
 
 
 def task_params(cfg: RunConfig) -> dict[str, str]:
-    """The run's params: the RunConfig fields its task reads (not the fields of other tasks)."""
+    """The run's params: the RunConfig fields its task reads (not the fields of other tasks),
+    as in force (``grokcore.config.in_force``: no settings of an option that is off, the spike
+    floor the trainer uses)."""
     unread = fields_only_other_tasks_read([cfg.task])
-    return {k: tag_text(v) for k, v in cfg.to_dict().items() if k not in unread}
+    return {k: tag_text(v) for k, v in in_force(cfg).items() if k not in unread}
 
 
 def run_name(cfg: RunConfig, index: int | None = None, extras: Sequence[str] = ()) -> str:

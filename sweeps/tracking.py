@@ -20,6 +20,7 @@ from grokcore.records import (DONE_STATUSES, END_VALUES, OUTCOME_VALUES, PARENT_
                               RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG, TRIAL_KEY_TAG,
                               current_names, current_status, record_files, tag_text)
 from sweeps.figures_after import FIGURES_TAG, figures_tag_at_end, log_drawn, shared_queue
+from sweeps.mlflow_view import RUN_COLOR_TAG, run_color
 from sweeps.row_writer import Locked, RowBatching
 from sweeps.run_names import run_name, task_params
 from sweeps.console import error_text, one_line
@@ -173,9 +174,13 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             if self.parent_run_id:
                 tags[PARENT_RUN_TAG] = self.parent_run_id
             name = self.names.get(key) or (run_name(cfg) if cfg is not None else None)
+            number = (trial_id or "").rpartition("_")[2]
             if name and index is None and trial_id:  # search trials: Tune's trial number
-                number = trial_id.rpartition("_")[2]
                 name = f"{name} t{int(number)}" if number.isdigit() else f"{name} {trial_id}"
+            color = run_color(index if index is not None else
+                              int(number) if number.isdigit() else None)
+            if color:  # one colour per trial in MLflow's table and charts, and in the figure
+                tags[RUN_COLOR_TAG] = color
             run = self.client.create_run(self._experiment_id, run_name=name, tags=tags)
             run_id = run.info.run_id
             if cfg is not None:

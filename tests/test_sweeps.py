@@ -234,7 +234,8 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
                                                          str(tmp_path)))
     assert set(table_trials.compiled) == {"off"} and table_trials.code_commit.notna().all()
     note = parent.data.tags["mlflow.note.content"]
-    assert note.startswith("**Grok table** of sweep") and "| 3 | 3 |" in note
+    assert note.startswith("**Grok table**: expmod (a, b; p 31") and "| 3 | 3 |" in note
+    assert "The grok table of sweep" in note
     experiment = client.get_experiment_by_name("test")
     assert "| 1 | 1 |" in experiment.tags["mlflow.note.content"]
     assert {(r.data.params["a"], r.data.params["seed"]) for r in runs} == {
@@ -243,7 +244,10 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
     for run in runs:
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
         assert run.info.status == "FINISHED"
-        assert set(params) == fields - fields_only_other_tasks_read(["expmod"])
+        grokfast_own = {"grokfast_alpha", "grokfast_ema_lambda", "grokfast_window",
+                        "grokfast_ma_lambda"}  # Grokfast is off: its settings are not params
+        assert set(params) == fields - fields_only_other_tasks_read(["expmod"]) - grokfast_own
+        assert float(params["spike_floor"]) == torch.finfo(torch.float32).eps  # the one in force
         assert {"a", "b", "p", "lr"} <= set(params) and "list_len" not in params
         assert run.info.run_name == f"a{params['a']}b{params['a']} p31 frac0.5 fp32 s{params['seed']}"
         assert (params["p"], params["frac_train"], params["lr"]) == ("31", "0.5", "0.003")
@@ -422,6 +426,25 @@ def test_crash_is_retried_and_divergence_recorded_on_local_ray(tmp_path):
     # The crash at epoch 60 was retried from the checkpoint at epoch 40.
     assert runs[0].data.tags["resumed_from_epoch"] == "40"
     assert runs[2].data.tags["resumed_from_epoch"] == "0"
+
+
+def test_a_trial_logs_the_params_in_force_under_a_name_that_cannot_be_misread():
+    import torch
+
+    from grokcore.config import RunConfig
+    from sweeps.run_names import run_name, task_params
+
+    cfg = RunConfig(p=31, a=3, b=4, frac_train=0.5, dtype="float64", seed=2)
+    assert run_name(cfg) == "a3b4 p31 frac0.5 fp64 s2"
+    params = task_params(cfg)
+    assert float(params["spike_floor"]) == torch.finfo(torch.float64).eps
+    assert params["grokfast"] == "none" and not any(k.startswith("grokfast_") for k in params)
+    ema = task_params(cfg.replace(grokfast="ema", spike_floor=1e-9))
+    assert (ema["grokfast_alpha"], ema["spike_floor"]) == ("0.98", "1e-09")
+    assert "grokfast_window" not in ema and "grokfast_ma_lambda" not in ema
+    ma = task_params(cfg.replace(grokfast="ma"))
+    assert ma["grokfast_window"] == "100" and "grokfast_alpha" not in ma
+    assert "list_len" not in params and params["a"] == "3"  # a field only sorting reads
 
 
 def test_trial_logger_unpickles_state_of_the_version_before_parent_runs():
