@@ -36,12 +36,83 @@ def fail(message: str) -> int:
     return 2
 
 
+# SQLAlchemy's PostgreSQL drivers: the module each URI scheme needs and the package that has it.
+PG_DRIVERS = {"postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
+              "postgresql+psycopg": ("psycopg", "psycopg[binary]")}
+
+
+def checked_tracking_uri(uri: str, must_exist: bool = False) -> str:
+    """The tracking URI as MLflow should get it, or AnalysisError (one line: what is wrong and
+    how to mend it) before anything is written: a bare ``postgresql://`` names the PostgreSQL
+    driver that is installed (SQLAlchemy would pick psycopg 3 even where only psycopg2 is), a
+    named driver must be installed, the database or server must answer, and a SQLite file must
+    be a database (``must_exist``: and be there)."""
+    import importlib.util
+
+    scheme = uri.partition("://")[0]
+    if scheme == "postgresql":
+        found = [s for s, (module, _) in PG_DRIVERS.items() if importlib.util.find_spec(module)]
+        if not found:
+            raise AnalysisError(f"no PostgreSQL driver for --tracking-uri {scheme}://...: "
+                                "pip install psycopg2-binary")
+        uri, scheme = found[0] + uri[len("postgresql"):], found[0]
+    if scheme in PG_DRIVERS:
+        module, package = PG_DRIVERS[scheme]
+        if importlib.util.find_spec(module) is None:
+            raise AnalysisError(f"--tracking-uri {scheme}://... needs the {module} module: "
+                                f"pip install {package!r}, or write postgresql://")
+        _reach_database(uri)
+    elif scheme == "sqlite":
+        _check_sqlite(Path(uri[len("sqlite:///"):]), must_exist)
+    elif scheme in ("http", "https"):
+        _reach_server(uri)
+    return uri
+
+
+def _reach_database(uri: str) -> None:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 10})
+        with engine.connect():
+            pass
+    except Exception as err:
+        reason = " ".join(str(getattr(err, "orig", None) or err).split())[:200]
+        raise AnalysisError(f"cannot reach the database of --tracking-uri (host, port, user, "
+                            f"password and database name?): {reason}") from None
+
+
+def _check_sqlite(path: Path, must_exist: bool) -> None:
+    import sqlite3
+
+    if not path.exists():
+        if must_exist:
+            raise AnalysisError(f"no MLflow store at {path} (--tracking-uri sqlite:///{path})")
+        return
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as err:
+        raise AnalysisError(f"{path} is not an SQLite database ({err}); give the MLflow store's "
+                            "file with --tracking-uri sqlite:///FILE, or a new file's name") from None
+
+
+def _reach_server(uri: str) -> None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=15):
+            pass
+    except OSError as err:
+        reason = getattr(err, "reason", err)
+        raise AnalysisError(f"no MLflow tracking server answers at {uri} ({reason}); start it "
+                            "(mlflow server ...) or check --tracking-uri") from None
+
+
 def client_for(tracking_uri: str):
-    """An MlflowClient for the URI; a missing SQLite file is an error, not a new empty store."""
-    if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri[len("sqlite:///"):])
-        if not path.exists():
-            raise AnalysisError(f"no MLflow store at {path} (--tracking-uri {tracking_uri})")
+    """An MlflowClient for the URI (:func:`checked_tracking_uri`; a missing SQLite file is an
+    error, not a new empty store)."""
+    tracking_uri = checked_tracking_uri(tracking_uri, must_exist=True)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep stderr for errors
     from mlflow.tracking import MlflowClient
 

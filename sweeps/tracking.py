@@ -44,14 +44,21 @@ class TrialOutcome:
 
 
 def normalize_tracking_uri(uri: str) -> str:
-    """Make a relative SQLite path absolute, so every part of the driver writes the same file."""
+    """Make a relative SQLite path absolute, so every part of the driver writes the same file,
+    and check the store (``analysis.runs.checked_tracking_uri``: drivers, a database that
+    answers, a SQLite file that is one); ConfigError, before anything is written, if not."""
+    from analysis.runs import AnalysisError, checked_tracking_uri
+
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
+        uri = prefix + str(Path(uri[len(prefix):]).resolve())
     if "://" not in uri:
         raise ConfigError(f"tracking URI {uri!r} is not a URI; use sqlite:///FILE.db or "
                           "http://HOST:PORT")
-    return uri
+    try:
+        return checked_tracking_uri(uri)
+    except AnalysisError as err:
+        raise ConfigError(str(err)) from None
 
 
 def ensure_experiment(tracking_uri: str, experiment: str) -> str:
