@@ -23,7 +23,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # relative: the working directory'
 # held the threshold (grok_acc) to the end is the status ``reached``, and the first evaluation
 # from which it held is the ``threshold_epoch``: a lookup run reaches the threshold and is not
 # grokked. ``threshold_delay`` is the threshold epoch minus the memorization epoch.
-REACHED, NOT_REACHED = "reached", "not_reached"
+from grokcore.signals import NOT_REACHED, OUTCOMES, REACHED  # noqa: E402,F401  (OUTCOMES too)
+
 # How a trial ended. "failed" (crashed after its retries) and "unfinished" (interrupted, to be
 # resumed) are written by the sweep, never by the trainer.
 DONE_STATUSES = (REACHED, NOT_REACHED, "diverged")

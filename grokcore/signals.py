@@ -31,9 +31,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from grokcore.records import NOT_REACHED, REACHED
 
 OUTCOMES = ("grokked", "no_delay", "lookup", "not_generalized", "diverged")
+# The status of a run whose signal held the threshold to the end, or did not (grokcore.records
+# lists every name that travels; defined here, where it is decided, so that records imports this
+# module and not the reverse).
+REACHED, NOT_REACHED = "reached", "not_reached"
 
 
 def outcome_legend(grok_acc: float = 0.99, min_delay: int = 5, signal: str = "test acc") -> str:
