@@ -208,7 +208,7 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
                   "1", "--epochs", "200", *store_args(tmp_path)], cwd=tmp_path, env=cluster.env)
     assert done.returncode == 0, done.stdout + done.stderr
     # the printed command is this environment's own mlflow, which exists
-    command = re.search(r"^look at them:\s+(\S+) ui --backend-store-uri sqlite:///(\S+)$",
+    command = re.search(r"^    (\S+) ui --backend-store-uri sqlite:///(\S+)$",
                         done.stdout, re.M)
     assert command and os.access(command.group(1), os.X_OK), done.stdout
     assert tmp_path / command.group(2) == tmp_path / "mlflow.db"  # relative to where it ran
@@ -216,7 +216,7 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
     assert len(runs) == 4
     # The sweep is a parent run holding its grid, command line, counts and grok table.
     parent = sweep_run(tmp_path)
-    assert re.search(r"then open\s+http://127.0.0.1:5000/#/experiments/\d+/runs\?", done.stdout)
+    assert re.search(r"then open http://127.0.0.1:5000/#/experiments/\d+/runs\?", done.stdout)
     assert parent.data.tags["command"].endswith(" ".join(done.args[2:]))
     assert parent.data.metrics["n_trials"] == 4 and parent.info.status == "FINISHED"
     # one count per outcome, and they agree with the trials' own outcome tags

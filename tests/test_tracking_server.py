@@ -53,7 +53,8 @@ def test_a_sweep_against_a_tracking_server_on_postgresql(server, tmp_path, capsy
 
     client = MlflowClient(url)
     experiment = client.get_experiment_by_name("team")
-    assert f"look at them:  {url}/#/experiments/{experiment.experiment_id}/runs?" in done.stdout
+    assert f"the MLflow UI: open {url}/#/experiments/{experiment.experiment_id}/runs?" \
+        in done.stdout
     runs = client.search_runs([experiment.experiment_id])
     [parent] = [r for r in runs if r.data.tags.get("run_kind") == "sweep"]
     trials = [r for r in runs if r is not parent]
@@ -87,6 +88,9 @@ def test_a_sweep_against_a_tracking_server_on_postgresql(server, tmp_path, capsy
     capsys.readouterr()
     table = pd.read_csv(out)
     statuses = {(int(r.data.params["a"]), r.data.tags["status"]) for r in trials}
+    # the bare postgresql:// of the README's server works too (the driver that is installed)
+    assert grok_table.main(["--experiment", "team", "--no-log", "--tracking-uri",
+                            backend.replace("postgresql+psycopg2://", "postgresql://")]) == 0
     assert {(row.a, "reached" if row.reached else "not_reached")
             for row in table.itertuples()} == statuses
     assert set(table.p) == {31} and set(table.runs) == {1}
