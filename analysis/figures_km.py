@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from analysis.figures import save_figure
+from grokcore.figures import save_figure
 from analysis.stats import group_trials, km_curve, run_times
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from analysis.figures import save_figure
+from grokcore.figures import save_figure
 
 # More lines than this on one plot are a tangle: the figure keeps the first ones (by name).
 MAX_TRIALS = 40

@@ -4,7 +4,7 @@
     python -m analysis.grok_table --trials trials.csv                        # from a trials CSV
         [--format text|md|csv|latex] [--out FILE] [--write-trials FILE] [--reference A,B,P]
         [--pairwise ROW ROW ... | --compare FIELD] [--plot-km FILE] [--plot-heatmap FILE]
-        [--no-log]
+        [--only KEY=VALUE ...] [--no-log]
 
 **Trials.** One line per trial run (``trials_from_runs``; ``--write-trials`` saves them, and
 ``--trials`` reads such a file back, so a committed CSV regenerates its table without MLflow).
@@ -27,7 +27,12 @@ two-sided log-rank test of the row's threshold epochs against the reference row'
 ``logrank_p_holm`` those p-values Holm-corrected over the rows. ``--pairwise`` tests chosen rows
 against each other instead (Holm over the pairs), and ``--compare FIELD`` each row run with
 several values of one setting across those values (``--compare split``: pairs against classes
-for every (a, b, p) run with both; Holm over all the tests).
+for every (a, b, p) run with both; Holm over all the tests), then pooled over those rows in one
+log-rank test stratified by row (``analysis.logrank``). The paper's single-run figure is tested
+as one new run of its row (``analysis.lognormal``): ``paper_pi_low``-``paper_pi_high`` the 95%
+prediction interval from the row's runs, ``paper_p`` and ``paper_p_holm`` (Holm over the rows
+tested), ``paper_vs_runs`` in words. ``--only KEY=VALUE`` keeps the trials with that setting
+(``analysis.source``).
 
 **What a row shows** (``shows``): the trials' outcomes (``grokcore.signals``): ``grokking``
 (generalized at least ``grok_min_delay`` evaluations after memorizing), ``no delay`` (generalized
@@ -52,7 +57,7 @@ the experiment's latest sweep), and the Markdown table the descriptions that the
 the experiment's (all its trials) and the sweep run's (that sweep's trials). ``--sweep`` also
 limits the table to that sweep's trials. An experiment whose sweeps have no parent run (written
 before they had one) gets a run named ``grok_table`` tagged ``run_kind=analysis`` instead, which
-readers of trials skip. The sweeps publish their table themselves when they end.
+readers of trials skip. A table of some trials (``--only``) is not stored. The sweeps publish their table themselves when they end.
 """
 
 from __future__ import annotations
@@ -64,13 +69,13 @@ from typing import Sequence
 
 import pandas as pd
 
-from analysis.publish import publish, sweep_runs, table_files
-from analysis.runs import AnalysisError, client_for, fail, load_runs
+from analysis.publish import publish, table_files
+from analysis.runs import AnalysisError, fail
+from analysis.source import add_source_arguments, load_trials
 from analysis.table import build_table, compare_by, pairwise
 from analysis.table_render import render, render_compare, render_pairs
-from analysis.trials import param_value, config_keys, read_trials, trials_from_runs
+from analysis.trials import param_value, config_keys, trials_from_runs
 from grokcore.cli import OneLineErrorParser
-from grokcore.records import DEFAULT_TRACKING_URI
 
 __all__ = ["build_table", "main", "trials_from_runs"]  # the table's entry points, re-exported
 
@@ -100,12 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="python -m analysis.grok_table",
                      description="Print the grok-epoch table (the paper's Table 1) of a sweep "
                                  "stored in MLflow, or of a trials CSV, with censored statistics.")
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--experiment", help="MLflow experiment name of the sweep")
-    src.add_argument("--trials", type=Path,
-                     help="a trials CSV (written by --write-trials) instead of MLflow")
-    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
-                        help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI})")
+    add_source_arguments(parser, sweep_help=(
+        "only the trials of this sweep (its MLflow tag 'sweep'); the table goes to its parent "
+        "run (default: every trial of the experiment, and the table goes to the latest "
+        "sweep's run)"))
     parser.add_argument("--format", choices=("text", "md", "csv", "latex"), default="text",
                         help="text fits 120 columns; md, csv and latex hold every column "
                              "(default: text)")
@@ -127,10 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "not yet held the threshold, by epoch")
     parser.add_argument("--plot-heatmap", type=Path, default=None, metavar="FILE",
                         help="heat map of the KM median threshold epoch over (a, b) (expmod; PNG)")
-    parser.add_argument("--sweep", default=None, metavar="NAME",
-                        help="only the trials of this sweep (its MLflow tag 'sweep'); the table "
-                             "goes to its parent run (default: every trial of the experiment, "
-                             "and the table goes to the latest sweep's run)")
     parser.add_argument("--no-log", action="store_true",
                         help="do not store the table in MLflow (artifacts of the sweep's run, "
                              "descriptions of the run and the experiment)")
@@ -140,21 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        client = None
-        if args.trials is not None:
-            trials = read_trials(args.trials)
-        else:
-            client = client_for(args.tracking_uri)
-            runs = sweep_runs(load_runs(client, args.experiment), args.experiment, args.sweep)
-            trials = trials_from_runs(runs)
+        trials, client = load_trials(args)
         if args.write_trials:
             _write(args.write_trials, trials.to_csv(index=False))
         if args.pairwise:
             text = render_pairs(pairwise(trials, args.pairwise))
             table = None
         elif args.compare:
-            keys, tests = compare_by(trials, args.compare)
-            text = render_compare(keys, args.compare, tests)
+            keys, tests, pooled = compare_by(trials, args.compare)
+            text = render_compare(keys, args.compare, tests, pooled)
             table = None
         else:
             table = build_table(trials, args.reference)
@@ -162,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.out:
             _write(args.out, text)
         figures = _figures(args, trials, table)
-        if client is not None and table is not None and not args.no_log:
+        if client is not None and table is not None and not args.no_log and not args.only:
+            # (a table of some of the sweep's trials, --only, is not the sweep's table)
             publish(client, args.experiment, args.sweep, table_files(table, trials, figures),
                     source="`python -m analysis.grok_table`")
     except AnalysisError as err:

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(err))
     _, text = summarize(cfg, dataset, model)
     print(text)
-    from analysis import figures_progress as figs
+    from grokcore import figures as figs
 
     out = args.out or Path(f"inspect-{args.run_id}")
     paths = [figs.plot_attention_patterns(model, cfg, dataset, out / "attention.png"),

@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import pandas as pd
 
 from analysis import stats
+from analysis.logrank import stratified_logrank
+from analysis.lognormal import NewRunTest, new_run_test
 from analysis.runs import AnalysisError
 from analysis.trials import EXPMOD_STATS, param_value, config_keys, task_metrics
 from grokcore.provenance import PROVENANCE_FIELDS
@@ -112,8 +114,41 @@ def build_table(trials: pd.DataFrame, reference: Sequence[Any] | None = None,
         groups = stats.group_trials(of_task, keys)
         extra = [_row_columns(task, groups[tuple(r)], dict(zip(keys, r)), seed)
                  for r in survival[keys].itertuples(index=False)]
+        if task == "expmod":
+            for row, paper in zip(extra, paper_tests(
+                    [groups[tuple(r)] for r in survival[keys].itertuples(index=False)],
+                    [row["paper_grok_epoch"] for row in extra])):
+                row.update(paper)
         tables.append(pd.concat([survival, pd.DataFrame(extra)], axis=1))
     return pd.concat(tables, ignore_index=True)
+
+
+PAPER_COLUMNS = ("paper_pi_low", "paper_pi_high", "paper_p", "paper_p_holm", "paper_vs_runs")
+PAPER_ALPHA = 0.05  # a paper figure is "outside" a row's runs when its Holm p is below this
+
+
+def paper_tests(groups: list[pd.DataFrame], papers: list[str]) -> list[dict]:
+    """Each row's paper figure tested as one new run of the row (``analysis.lognormal``): the
+    95% prediction interval from the row's runs, the two-sided p of the paper's figure, that p
+    Holm-corrected over the rows tested, and in words (``paper_vs_runs``): ``inside``,
+    ``above`` / ``below`` (outside the 95% interval), ``above (Holm)`` / ``below (Holm)``
+    (outside even after Holm over the rows: Holm p < PAPER_ALPHA), ``not testable: why``, or
+    "" where the paper has no figure."""
+    tests = []
+    for group, paper in zip(groups, papers):
+        value = float(paper) if paper not in ("", "no grok") else None
+        test = new_run_test(*stats.run_times(group), value)
+        tests.append(test if value is not None else
+                     NewRunTest(test.low, test.high, None, "",
+                                "the paper's run did not grok" if paper else ""))
+    rows = []
+    for paper, test, p_holm in zip(papers, tests, stats.holm([t.p for t in tests])):
+        if test.p is not None:
+            words = test.side + (" (Holm)" if p_holm < PAPER_ALPHA else "")
+        else:
+            words = f"not testable: {test.reason}" if paper else ""
+        rows.append(dict(zip(PAPER_COLUMNS, (test.low, test.high, test.p, p_holm, words))))
+    return rows
 
 
 def _reference_key(trials: pd.DataFrame, keys: list[str], task: str,
@@ -157,11 +192,13 @@ def pairwise(trials: pd.DataFrame, rows: Sequence[Sequence[Any]]) -> pd.DataFram
         raise AnalysisError(str(err)) from None
 
 
-def compare_by(trials: pd.DataFrame, field: str) -> tuple[list[str], pd.DataFrame]:
+def compare_by(trials: pd.DataFrame, field: str) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
     """For every row run with several values of ``field`` (a setting that names rows, e.g. the
-    split), the log-rank p between each two of its values, Holm-corrected over all the tests.
-    Returns the key columns and the tests (columns as ``stats.PAIR_COLUMNS``; the two keys of
-    a test differ in ``field`` only)."""
+    split), the log-rank p between each two of its values, Holm-corrected over all the tests;
+    and, for each two values, one pooled test over all the rows run with both: the log-rank
+    test stratified by row (``analysis.logrank``), Holm-corrected over the pooled tests.
+    Returns the key columns, the per-row tests (columns as ``stats.PAIR_COLUMNS``; the two keys
+    of a test differ in ``field`` only) and the pooled tests (POOLED_COLUMNS)."""
     task = _one_task(trials, "--compare")
     keys = list(config_keys(task))
     if field not in keys[1:]:
@@ -175,9 +212,32 @@ def compare_by(trials: pd.DataFrame, field: str) -> tuple[list[str], pd.DataFram
     if not pairs:
         raise AnalysisError(f"--compare {field}: no row was run with two values of {field}")
     try:
-        return keys, stats.logrank_pairs(trials, keys, pairs)
+        return keys, stats.logrank_pairs(trials, keys, pairs), _pooled(trials, keys, at, pairs)
     except ValueError as err:
         raise AnalysisError(str(err)) from None
+
+
+POOLED_COLUMNS = ("value_i", "value_j", "strata", "observed_i", "expected_i", "z", "p",
+                  "p_holm")
+
+
+def _pooled(trials: pd.DataFrame, keys: list[str], at: int,
+            pairs: list[tuple[tuple, tuple]]) -> pd.DataFrame:
+    """One stratified log-rank test per two values of the compared field (row i's value is
+    group a: a negative z means its runs reached the threshold later than no difference would have
+    them)."""
+    groups = stats.group_trials(trials, keys)
+    by_values: dict[tuple, list] = {}
+    for key_i, key_j in pairs:
+        by_values.setdefault((key_i[at], key_j[at]), []).append(
+            (*stats.run_times(groups[key_i]), *stats.run_times(groups[key_j])))
+    tests = {values: stratified_logrank(strata) for values, strata in by_values.items()}
+    adjusted = stats.holm([t.p for t in tests.values()])
+    rows = [{"value_i": vi, "value_j": vj, "strata": t.strata, "observed_i": t.observed,
+             "expected_i": t.expected, "z": t.z, "p": t.p, "p_holm": h}
+            for ((vi, vj), t), h in zip(tests.items(), adjusted)]
+    return pd.DataFrame(rows, columns=list(POOLED_COLUMNS)).astype(
+        {"z": float, "p": float, "p_holm": float})
 
 
 def mixed_provenance(group: pd.DataFrame) -> str:

@@ -44,6 +44,17 @@ def km_text(r: dict) -> str:
     return f"{_int(r['threshold_km_median'])} [{_int(r['threshold_km_ci_low'])}, {high}"
 
 
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _pi_text(r: dict) -> str:
+    """The 95% prediction interval of one new run's threshold epoch from the row's runs."""
+    if _missing(r.get("paper_pi_low")):
+        return "-"
+    return f"[{_int(r['paper_pi_low'])}, {_int(r['paper_pi_high'])}]"
+
+
 def _p_text(r: dict) -> str:
     """The log-rank p against the reference row (Holm's in brackets); ``1 run`` where the row
     or the reference has one run only, which no test can tell anything from."""
@@ -93,6 +104,14 @@ def columns(task: str, full: bool) -> list[tuple[str, Any]]:
                      ("x^a bij.", lambda r: _yes(r["bijective_a"])),
                      ("y^b bij.", lambda r: _yes(r["bijective_b"]))]
         cols += [("paper", lambda r: r["paper_grok_epoch"] or "-")]
+        if full:
+            cols += [("95% PI, one run", _pi_text),
+                     ("paper p (Holm)", lambda r: "-" if _missing(r.get("paper_p")) else
+                      f"{_num(r['paper_p'], '{:.2g}')} ({_num(r['paper_p_holm'], '{:.2g}')})")]
+            cols += [("paper vs runs", lambda r: r.get("paper_vs_runs") or "-")]
+        else:  # why a figure is not testable is said in the full formats
+            cols += [("vs runs", lambda r: "-" if not r.get("paper_vs_runs") or
+                      r["paper_vs_runs"].startswith("not testable") else r["paper_vs_runs"])]
     else:
         cols += [(f"final {m}", (lambda r, m=m: _num(r[f"final_{m}"], "{:.4g}")))
                  for m in task_metrics(task)]
@@ -225,9 +244,11 @@ def render_pairs(pairs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_compare(keys: list[str], field: str, tests: pd.DataFrame) -> str:
+def render_compare(keys: list[str], field: str, tests: pd.DataFrame,
+                   pooled: pd.DataFrame | None = None) -> str:
     """One line per test of ``analysis.table.compare_by``: the row (its other table keys), the
-    two values of ``field``, and the log-rank p and its Holm correction."""
+    two values of ``field``, and the log-rank p and its Holm correction; then the pooled tests
+    (log-rank stratified by row over every row run with both values)."""
     at = keys.index(field)
     task = tests.row_i.iloc[0][0] if len(tests) else ""
     named = [k for k in (TASKS[task].table_keys if task in TASKS else keys[1:]) if k != field]
@@ -239,4 +260,11 @@ def render_compare(keys: list[str], field: str, tests: pd.DataFrame) -> str:
     for r in tests.itertuples():
         lines.append(f"{row(r.row_i)} | {r.row_i[at]} | {r.row_j[at]} | {_num(r.p, '{:.3g}')} | "
                      f"{_num(r.p_holm, '{:.3g}')}")
+    if pooled is not None and len(pooled):
+        lines += ["", f"pooled over rows (log-rank stratified by row): {field} i | {field} j | "
+                      f"rows | reached in i (expected) | z | p | Holm"]
+        for r in pooled.itertuples():
+            lines.append(f"{r.value_i} | {r.value_j} | {r.strata} | {r.observed_i:g} "
+                         f"({r.expected_i:.3g}) | {_num(r.z, '{:.3f}')} | {_num(r.p, '{:.3g}')} | "
+                         f"{_num(r.p_holm, '{:.3g}')}")
     return "\n".join(lines) + "\n"

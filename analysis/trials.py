@@ -116,12 +116,30 @@ def trials_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
         trials[name] = _column(runs, f"tags.{name}")
     trials["run_name"] = _column(runs, "tags.mlflow.runName", "")
     first = ["task", *sorted(params - {"task"} - set(TRIAL_COLUMNS))]
-    return trials[first + [c for c in trials if c not in first]].reset_index(drop=True)
+    trials = trials[first + [c for c in trials if c not in first]]
+    return one_run_per_setting(trials, _column(runs, "start_time", 0))
+
+
+def one_run_per_setting(trials: pd.DataFrame, started: pd.Series) -> pd.DataFrame:
+    """The trials with one run per row setting and seed pair: two runs of the same settings
+    and the same seed and data seed (a configuration trained again elsewhere, say on a GPU
+    beside an interrupted CPU sweep) are one replicate, not two. Kept: an ended run before an
+    unended one, then the earliest started. ``attrs["duplicates"]``: how many were left out."""
+    keys = [k for task in trials.task.unique() for k in config_keys(task)]
+    keys = list(dict.fromkeys([*keys, "seed", "data_seed"]))
+    unended = ~trials.status.isin([*stats.ESTIMABLE, "diverged"])
+    order = pd.DataFrame({"unended": unended.values, "started": pd.Series(started).values},
+                         index=trials.index).sort_values(["unended", "started"], kind="stable")
+    ranked = trials.loc[order.index]
+    kept = ranked[~ranked[keys].astype(str).duplicated(keep="first")].sort_index()
+    kept = kept.reset_index(drop=True)
+    kept.attrs["duplicates"] = len(trials) - len(kept)
+    return kept
 
 
 def read_trials(path: Path) -> pd.DataFrame:
     try:
-        # round_trip: the floats as written (pandas' fast parser can be one ulp off)
+        # round_trip: the floats back bit for bit (pandas' fast parser can be one ulp off)
         trials = with_current_names(pd.read_csv(path, float_precision="round_trip"))
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise AnalysisError(f"cannot read trials from {path}: {err}") from None

@@ -14,7 +14,7 @@ beside it, and would flatter a sweep that makes its trials wait.)
     overhead per trial = (wall seconds x cores - training CPU seconds) / trials
 
     python benchmarks/sweep_overhead.py [--trials 40] [--epochs 1500] [--cores 2]
-        [--modes plain,after] [--rounds 1]
+        [--modes plain,after] [--rounds 1] [--pack auto]
 
 Modes, run alternately (``--rounds``) so that machine noise hits them alike:
 
@@ -27,6 +27,12 @@ Modes, run alternately (``--rounds``) so that machine noise hits them alike:
   the lowest CPU priority (``--figures after``): the sweep now;
 * ``none``: grouped reports, batched writes, no figures (``--figures none``): what the rest costs.
 
+With ``--pack K|auto`` each mode also runs as a packed sweep (``sweeps.packing``; a pack is one
+trial, its training CPU the pack's loop), alternating with the unpacked one, and the last lines
+compare the two: the ratio of their wall times and the packed sweep's efficiency counted with the
+unpacked sweep's training CPU (the same runs' work; on CPUs a pack trains each member with its
+own step, so the two differ only by noise).
+
 The wall time is the whole sweep, figures included. ``efficiency until the last trial ended``
 stops the clock when the last trial's run is closed (what is left then is drawing figures).
 The last lines are ``efficiency: X`` and ``overhead per trial: Y s`` (of the last mode, the
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -70,14 +77,27 @@ def grid(trials: int, p: int, epochs: int, eval_every: int, measure_every: int,
     return [base.replace(seed=seed) for seed in range(trials)]
 
 
+def used_cpu() -> float:
+    """CPU seconds of this process and of its ended descendants: the driver, and once Ray is
+    shut down its processes (GCS, raylet and the workers it reaped), and the figure pool."""
+    import resource
+
+    return sum(part.ru_utime + part.ru_stime for part in
+               (resource.getrusage(resource.RUSAGE_SELF),
+                resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def trial_timings(sweep_folder: Path) -> list[dict]:
+    """Each trial's timing, with the trial keys of the runs it trained (a pack's members)."""
     found = []
     for result_file in sorted(sweep_folder.glob("trial_*/result.json")):
         lines = [json.loads(line) for line in result_file.read_text().splitlines() if line]
         ends = [r for r in lines if "trial_timing" in r]
         if ends:
+            trial = ends[-1]["config"]["trial"]
+            keys = [m["key"] for m in trial["pack"]] if "pack" in trial else [trial["key"]]
             found.append({**ends[-1]["trial_timing"], "pid": ends[-1].get("pid"),
-                          "key": ends[-1]["config"]["trial"]["key"]})
+                          "key": trial["key"], "keys": keys})
     return found
 
 
@@ -87,15 +107,17 @@ MODES = {"plain": (0.0, "trial", 0.0), "trial": (BATCHED_SECONDS, "trial", REPOR
          "none": (BATCHED_SECONDS, "none", REPORT_SECONDS)}
 
 
-def one_sweep(mode: str, args, work: Path) -> dict:
+def one_sweep(mode: str, args, work: Path, pack: str = "off") -> dict:
     import ray
     from mlflow.tracking import MlflowClient
 
+    from sweeps.packing import pack_option
     from sweeps.runner import Resources, run_sweep
 
     row_writer.BATCH_SECONDS, figures, report_s = MODES[mode]
     os.environ["GROK_REPORT_EVERY_S"] = str(report_s)  # the local Ray's workers inherit it
-    folder = Path(tempfile.mkdtemp(prefix=f"{mode}_", dir=work))
+    folder = Path(tempfile.mkdtemp(prefix=f"{mode}_{pack}_", dir=work))
+    cpu_before = used_cpu()
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     ray.init(address="local", num_cpus=args.cores, include_dashboard=False,
              _temp_dir=tempfile.mkdtemp(prefix="ro", dir="/tmp"), logging_level="WARNING",
@@ -107,25 +129,30 @@ def one_sweep(mode: str, args, work: Path) -> dict:
         result = run_sweep(configs, experiment="overhead", name=f"overhead_{mode}",
                            tracking_uri=uri, storage=str(folder / "ray"),
                            resources=Resources(cpus_per_trial=1, gpus_per_trial=0, retries=0),
-                           progress_every_s=3600, figures=figures)
+                           progress_every_s=3600, figures=figures,
+                           pack=pack_option(pack))
         wall = time.time() - started
     finally:
         ray.shutdown()
+    sweep_cpu = used_cpu() - cpu_before
     assert all(o.status in ("reached", "not_reached") for o in result.outcomes), result.outcomes
-    timings = {t["key"]: t for t in trial_timings(Path(result.path))}
+    rows = trial_timings(Path(result.path))
+    by_run = {key: t for t in rows for key in t["keys"]}
     client = MlflowClient(uri)
     for run in client.search_runs([result.experiment_id]):
-        t = timings.get(run.data.tags.get("trial_key"))
-        if t is not None:
-            t["driver_start"], t["driver_end"] = run.info.start_time / 1e3, run.info.end_time / 1e3
-    rows = list(timings.values())
+        t = by_run.get(run.data.tags.get("trial_key"))
+        if t is not None:  # a pack's: from its first member's start to its last one's end
+            t["driver_start"] = min(t.get("driver_start", math.inf), run.info.start_time / 1e3)
+            t["driver_end"] = max(t.get("driver_end", 0.0), run.info.end_time / 1e3)
     train = sum(t["loop_seconds"] - t["report_seconds"] for t in rows)
     train_cpu = sum(t["cpu_end_started"] - t["cpu_built"] - t["report_cpu_seconds"] for t in rows)
-    stats = {"mode": mode, "wall": wall, "train": train, "train_cpu": train_cpu,
+    stats = {"mode": mode if pack == "off" else f"{mode}+pack {pack}", "wall": wall,
+             "train": train, "train_cpu": train_cpu, "runs": len(by_run),
              "trials": len(rows), "workers": len({t["pid"] for t in rows}),
              "efficiency_wall": train / (wall * args.cores),
              "efficiency": train_cpu / (wall * args.cores),
-             "overhead": (wall * args.cores - train_cpu) / len(rows)}
+             "overhead": (wall * args.cores - train_cpu) / len(by_run),
+             "sweep_cpu": sweep_cpu, "cpu_efficiency": train_cpu / sweep_cpu}
     phases = {label: [t[b] - t[a] for t in rows] for label, a, b in PHASES}
     phases["reports in the loop"] = [t["report_seconds"] for t in rows]
     phases["driver start -> trial entered"] = [t["entered"] - t["driver_start"] for t in rows]
@@ -159,6 +186,9 @@ def main() -> None:
     parser.add_argument("--modes", default="plain,after",
                         help=f"comma-separated, of: {', '.join(MODES)} (see above)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds, alternating the modes")
+    parser.add_argument("--pack", default="off",
+                        help="also run each mode as a packed sweep (--pack of the sweeps: K or "
+                             "auto), alternating with the unpacked one (default: off)")
     args = parser.parse_args()
     unknown = set(args.modes.split(",")) - set(MODES)
     if unknown:
@@ -172,16 +202,22 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sweep_overhead_"))
     runs: dict[str, list[dict]] = {}
     try:
+        packs = ["off"] if args.pack == "off" else ["off", args.pack]
         for _ in range(args.rounds):
-            for mode in args.modes.split(","):
-                stats = one_sweep(mode, args, work)
-                runs.setdefault(mode, []).append(stats)
-                print(f"\n[{mode}] wall {stats['wall']:.1f} s, training {stats['train_cpu']:.1f} "
-                      f"CPU s ({stats['train']:.1f} s of wall time in the loops), "
-                      f"{stats['trials']} trials on {stats['workers']} worker processes; "
+            for mode, pack in [(m, p) for m in args.modes.split(",") for p in packs]:
+                stats = one_sweep(mode, args, work, pack)
+                runs.setdefault(stats["mode"], []).append(stats)
+                print(f"\n[{stats['mode']}] wall {stats['wall']:.1f} s, training "
+                      f"{stats['train_cpu']:.1f} CPU s ({stats['train']:.1f} s of wall time in "
+                      f"the loops), {stats['runs']} runs in {stats['trials']} trials on "
+                      f"{stats['workers']} worker processes; "
                       f"efficiency {stats['efficiency']:.3f} ({stats['efficiency_wall']:.3f} by "
                       f"the loops' wall time), overhead per trial {stats['overhead']:.2f} s; "
                       f"load average now {os.getloadavg()[0]:.2f}")
+                print(f"  CPU used by the sweep's processes (driver, Ray, workers, figures) "
+                      f"{stats['sweep_cpu']:.1f} s, of which training "
+                      f"{stats['cpu_efficiency']:.3f} (CPU efficiency: machine load does not "
+                      f"enter it, as far as contention leaves CPU seconds alone)")
                 print(f"  sweep start -> first trial {stats['before first trial']:.2f} s, "
                       f"last trial closed -> sweep returned {stats['after last trial']:.2f} s; "
                       f"efficiency until the last trial ended "
@@ -194,9 +230,18 @@ def main() -> None:
     print()
     for mode, stats in runs.items():
         print(f"{mode}: efficiency {statistics.median(s['efficiency'] for s in stats):.3f}, "
+              f"CPU efficiency {statistics.median(s['cpu_efficiency'] for s in stats):.3f}, "
               f"overhead per trial {statistics.median(s['overhead'] for s in stats):.2f} s "
               f"({len(stats)} rounds)")
-    last = runs[args.modes.split(",")[-1]]
+    if args.pack != "off":
+        for mode in args.modes.split(","):
+            alone, packed = runs[mode], runs[f"{mode}+pack {args.pack}"]
+            walls = [a["wall"] / p["wall"] for a, p in zip(alone, packed)]
+            credited = [a["train_cpu"] / (p["wall"] * args.cores) for a, p in zip(alone, packed)]
+            print(f"{mode}: unpacked wall / packed wall {statistics.median(walls):.3f}; packed "
+                  f"efficiency by the unpacked sweep's training CPU "
+                  f"{statistics.median(credited):.3f}")
+    last = list(runs.values())[-1]
     print(f"efficiency: {statistics.median(s['efficiency'] for s in last):.3f}")
     print(f"overhead per trial: {statistics.median(s['overhead'] for s in last):.2f} s")
 

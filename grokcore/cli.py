@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 from grokcore import records
 from grokcore.config import ConfigError, RunConfig, fields_by_section
+from grokcore.pack import ENGINES
+from grokcore.pack_grid import add_grid_parser, grid_main
 
 # torch, the model and the trainer are imported inside main(), after the settings are validated:
 # a typo is reported in well under a second, not after the seconds that the imports take.
@@ -85,26 +87,6 @@ class ProgressBar:
         self.bar.close()
 
 
-class RunDirectory:
-    """The ``--out`` folder: the checkpoint at the checkpoint cadence, and at the end what every
-    run leaves behind (``grokcore.records.write_run_folder``: the same files as a sweep trial)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / records.CHECKPOINT_FILE
-
-    def on_eval(self, trainer, row: dict[str, float], checkpoint: bool) -> None:
-        if checkpoint:
-            records.save_checkpoint(trainer, self.path)
-
-    def on_end(self, trainer, summary: dict[str, Any]) -> None:
-        records.write_run_folder(trainer, summary, self.path)
-
-
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"status              {summary['status']}",
@@ -137,12 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="continue from OUT/checkpoint.pt (needs --out and the same settings)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    packs = train.add_argument_group("replicates (a pack: several runs trained as one model)")
+    packs.add_argument("--replicates", type=int, default=1, metavar="K",
+                       help="train K replicates: replicate i with seed SEED+i and data seed "
+                            "DATA_SEED+i (as a sweep's --replicates), as one pack; --json then "
+                            "prints a list of K summaries, --out DIR writes DIR/replicate_<i> "
+                            "(default: 1)")
+    packs.add_argument("--no-pack", action="store_true",
+                       help="train the replicates one after another instead (the reference)")
+    packs.add_argument("--pack-engine", choices=ENGINES, default="auto",
+                       help="how a pack trains: 'stacked' (one batched model: what a GPU "
+                            "needs), 'loop' (each member's own step in turn: a CPU gains "
+                            "nothing from stacking) or auto (stacked on cuda, else loop; "
+                            "grokcore/pack.py)")
     sub.add_parser("tasks", help="list the tasks")
+    add_grid_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "grid":
+        return grid_main(args)
     if args.command == "tasks":
         from grokcore.tasks import TASKS
 
@@ -155,13 +153,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = validate(config_from_args(args))
         if args.resume and args.out is None:
             raise ConfigError("--resume needs --out, the folder that holds checkpoint.pt")
+        if args.replicates < 1:
+            raise ConfigError(f"--replicates {args.replicates}: give 1 or more")
+        if args.replicates > 1 or args.no_pack:
+            from grokcore.pack_cli import train_replicates
+
+            return train_replicates(cfg, args)
         import torch
 
         from grokcore.trainer import Trainer
 
         callbacks: list[Any] = []
         trainer = Trainer(cfg)
-        run_dir = RunDirectory(args.out) if args.out else None
+        run_dir = records.RunDirectory(args.out) if args.out else None
         if args.resume and run_dir.checkpoint.exists():
             trainer.load_state_dict(torch.load(run_dir.checkpoint, weights_only=False))
         if not args.no_progress:

@@ -76,7 +76,11 @@ def make_loss(cfg: RunConfig) -> LossFn:
 
 # ---- optimiser ---------------------------------------------------------------------------------
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    return adamw([p for p in model.parameters() if p.requires_grad], cfg)
+
+
+def adamw(params: Sequence[torch.Tensor], cfg: RunConfig) -> torch.optim.Optimizer:
+    """The run's AdamW over ``params`` (a model's, or a pack's stacked ones: grokcore.stacked)."""
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                              betas=(cfg.beta1, cfg.beta2), foreach=True)
 

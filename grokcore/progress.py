@@ -312,7 +312,8 @@ class ProgressMeasures:
     def on_eval(self, trainer, row: dict[str, Any], checkpoint: bool, final: bool = False) -> None:
         if not self.due(int(row["epoch"]), final):
             return
-        values = progress_measures(trainer.model, self.cfg, self.dataset, self.threshold)
+        # synced_model(): in a stacked pack the member's own model is brought up to date first
+        values = progress_measures(trainer.synced_model(), self.cfg, self.dataset, self.threshold)
         values[KEY_FREQS] = " ".join(str(k) for k in values[KEY_FREQS])
         row.update(values)
 

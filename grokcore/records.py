@@ -114,32 +114,48 @@ def jsonable(value: Any) -> Any:
 
 # ---- the writer ----------------------------------------------------------------------------------
 def write_run_folder(trainer, summary: Mapping[str, Any], folder: str | Path,
-                     figures: bool = True) -> Path:
+                     figures: bool = True, weights: bool = True, history_every: int = 0) -> Path:
     """Write what a finished run leaves behind into ``folder``: the history, the summary (end
     values, measured phases, final metrics), the dataset statistics, the config, the final
-    weights and, with ``figures``, the figures (``analysis.figures_progress.write_run_figures``).
+    weights and, with ``figures``, the figures (``grokcore.figures.write_run_figures``).
 
     The command line's ``--out`` folder and a sweep trial's final checkpoint (whose files the
     driver logs to MLflow) are both written here, so both hold the same files. A sweep may leave
     the figures to its driver, which draws them from these files later
     (:func:`load_run_folder`). The checkpoint (``CHECKPOINT_FILE``) is written by
-    :func:`save_checkpoint`, beside these.
+    :func:`save_checkpoint`, beside these. ``weights=False`` leaves model.pt out;
+    ``history_every`` N > 0 writes only the evaluations at multiples of N epochs and those of
+    the memorization and grok epochs and the last (a grid carried off a GPU machine:
+    ``grokcore.pack_grid``); the summary was computed from all of them.
     """
     import torch
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_history_csv(trainer.history, folder / HISTORY_FILE)
+    write_history_csv(thinned(trainer.history, summary, history_every), folder / HISTORY_FILE)
     (folder / SUMMARY_FILE).write_text(json.dumps(jsonable(summary), indent=2))
     (folder / CONFIG_FILE).write_text(json.dumps(trainer.cfg.to_dict(), indent=2))
     (folder / DATASET_STATS_FILE).write_text(json.dumps(jsonable(trainer.dataset.stats), indent=2))
-    torch.save(trainer.model.state_dict(), folder / WEIGHTS_FILE)
+    if weights:
+        torch.save(trainer.model.state_dict(), folder / WEIGHTS_FILE)
     if figures:
-        from analysis.figures_progress import write_run_figures
+        from grokcore.figures import write_run_figures
 
         write_run_figures(trainer.cfg, trainer.history, summary, trainer.model, trainer.dataset,
                           folder)
     return folder
+
+
+def thinned(history: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
+            every: int) -> Sequence[Mapping[str, Any]]:
+    """The rows at multiples of ``every`` epochs, at the memorization and threshold epochs, and the
+    last; all of them for ``every`` 0."""
+    if not every or not history:
+        return history
+    events = {summary.get("memorization_epoch"), summary.get("threshold_epoch")}
+    last = history[-1]["epoch"]
+    return [r for r in history if r["epoch"] % every == 0 or r["epoch"] in events
+            or r["epoch"] == last]
 
 
 def load_run_folder(folder: str | Path):
@@ -202,3 +218,23 @@ def _cell(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+class RunDirectory:
+    """The ``--out`` folder: the checkpoint at the checkpoint cadence, and at the end what every
+    run leaves behind (``grokcore.write_run_folder``: the same files as a sweep trial)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    def on_eval(self, trainer, row: dict[str, float], checkpoint: bool) -> None:
+        if checkpoint:
+            save_checkpoint(trainer, self.path)
+
+    def on_end(self, trainer, summary: dict[str, Any]) -> None:
+        write_run_folder(trainer, summary, self.path)

@@ -20,7 +20,7 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from grokcore.config import ConfigError, RunConfig
-from grokcore.provenance import provenance
+from grokcore.provenance import device_name, provenance  # noqa: F401 (device_name: re-exported)
 from grokcore.optim import GradientTransform, make_optimizer, make_scheduler, total_grad_norm
 from grokcore.signals import SignalTracker, measure_phases, softmax_collapse_fraction
 from grokcore.tasks import TASKS, Dataset, build_dataset, validate
@@ -53,14 +53,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def device_name(device: torch.device) -> str:
-    """Where a run trains, for its record: ``cpu`` or e.g. ``cuda:0 NVIDIA H100 80GB HBM3``."""
-    if device.type != "cuda":
-        return device.type
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
-
-
 class Trainer:
     def __init__(self, cfg: RunConfig, callbacks: Sequence[Callback] = (),
                  dataset: Dataset | None = None):
@@ -88,6 +80,12 @@ class Trainer:
         self.measures = self.task.progress_measures(cfg, self.dataset) if cfg.measure_every else None
         self.history: list[dict[str, float]] = []
         self.epoch = 0
+        self.pack_size = 1  # members of a pack that trained together (grokcore/pack.py)
+        # In a stacked pack: brings this trainer's model and optimizer state up to date from the
+        # stack before they are read (grokcore/pack.py); None for a run trained alone. A pack
+        # evaluates its members on the stack, so a callback reads a member's current weights
+        # through synced_model() or state_dict(), which call it, not through .model.
+        self.state_source = None
         self.seconds = 0.0  # training time, summed over resumptions (see training_seconds)
         self._run_started: float | None = None  # perf_counter() at the start of run(), while it runs
         ds = self.dataset
@@ -166,22 +164,34 @@ class Trainer:
         while not stop and self.epoch < cfg.epochs:
             losses.append(self.train_step())
             self.epoch += 1
-            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+            if self.eval_due():
                 # Losses stay on the device until here: no host sync per step on a GPU.
-                first = self.epoch - len(losses)
-                for offset, loss in enumerate(torch.stack(losses).tolist()):
-                    self.signals.observe_step(first + offset, loss)
+                self.observe_losses(self.epoch - len(losses), torch.stack(losses).tolist())
                 losses = []
                 stop = self._record_eval()
+        return self.finish()
+
+    def eval_due(self) -> bool:
+        """Whether the epoch just trained is evaluated (the cadence, and the last epoch)."""
+        return self.epoch % self.cfg.eval_every == 0 or self.epoch == self.cfg.epochs
+
+    def observe_losses(self, first_epoch: int, losses: Sequence[float]) -> None:
+        """The training losses of epochs first_epoch, first_epoch + 1, ... to the signals."""
+        for offset, loss in enumerate(losses):
+            self.signals.observe_step(first_epoch + offset, loss)
+
+    def finish(self) -> dict[str, Any]:
+        """End the run: its training time, its summary, the callbacks' on_end."""
         self.seconds, self._run_started = self.training_seconds(), None
         summary = self.summary()
         for cb in self.callbacks:
             cb.on_end(self, summary)
         return summary
 
-    def _record_eval(self) -> bool:
-        """Evaluate, update the signals, call back; True when the run should stop."""
-        row = self.evaluate()
+    def _record_eval(self, row: dict[str, float] | None = None) -> bool:
+        """Evaluate (or take ``row``, this model's evaluation computed elsewhere: a pack's
+        stacked evaluation), update the signals, call back; True when the run should stop."""
+        row = self.evaluate() if row is None else {"epoch": self.epoch, **row}
         self.history.append(row)
         train_key, test_key = self.task.signal_keys(self.cfg)  # acc, bacc or unseen-class acc
         self.signals.observe_eval(self.epoch, row[train_key], row[test_key])
@@ -223,7 +233,14 @@ class Trainer:
         return summary
 
     # ---- checkpoints --------------------------------------------------------------------------
+    def synced_model(self):
+        """This run's model, brought up to date first where a stacked pack holds its weights."""
+        if self.state_source is not None:
+            self.state_source()
+        return self.model
+
     def state_dict(self) -> dict[str, Any]:
+        self.synced_model()  # (and the optimizer state, in a stacked pack)
         return {
             "config": self.cfg.to_dict(),
             "epoch": self.epoch,

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from grokcore.config import (ConfigError, RunConfig, fields_by_section,
@@ -23,6 +25,7 @@ from grokcore.records import DEFAULT_TRACKING_URI
 from sweeps.console import format_grid, format_outcomes
 from sweeps.figures_after import FIGURE_MODES
 from sweeps.grid import FIELD_NAMES, common_settings, prepare_configs, with_replicates
+from sweeps.packing import pack_option
 
 # Plural spellings for the fields a grid usually spans; the field's own name works too.
 PLURAL = {"p": "primes", "dtype": "dtypes", "frac_train": "fracs", "seed": "seeds"}
@@ -74,8 +77,9 @@ def _add_field_options(group: argparse._ArgumentGroup, fields: Sequence[dataclas
                            help=f"{f.metadata['help']} (default: {shown})")
 
 
-def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
-    """Where and how the grid runs: Ray, MLflow, resources, resume, faults."""
+def add_sweep_options(parser: argparse.ArgumentParser, experiment: str, grid: bool = True) -> None:
+    """Where and how the grid runs: Ray, MLflow, resources, resume, faults (and, for a grid
+    rather than a search, packs)."""
     g = parser.add_argument_group("sweep")
     g.add_argument("--address", default=None,
                    help="Ray cluster to run on: 'auto' (the cluster started on this machine with "
@@ -100,6 +104,11 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
                         "stored one)")
     g.add_argument("--dry-run", action="store_true",
                    help="validate, print the grid and its size, and launch nothing")
+    g.add_argument("--write-grid", type=Path, default=None, metavar="FILE",
+                   help="write the validated grid (a JSON list of RunConfigs, as the sweep "
+                        "would run them) to FILE and launch nothing: for `python -m grokcore "
+                        "grid FILE` on a machine without Ray or MLflow, then "
+                        "`python -m sweeps.import_runs`")
     g.add_argument("--retries", type=int, default=2,
                    help="times a crashed trial is restarted from its last checkpoint (default: 2)")
     g.add_argument("--cpus-per-trial", type=float, default=1.0,
@@ -117,6 +126,15 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str) -> None:
                         "driver, at the lowest CPU priority, so no trial waits for them (the "
                         "sweep ends when all are logged); 'trial', the trial itself; 'none' "
                         "(default: after)")
+    if grid:
+        g.add_argument("--pack", type=pack_option, default="off", metavar="K|auto|off",
+                       help="train up to K runs of the grid together as one trial (a pack; each "
+                            "run is still its own MLflow run): on a GPU as one stacked model, "
+                            "on CPUs sharing a trial's overhead; runs go to the same pack only "
+                            "where grokcore.pack allows (same shapes and optimizer settings). "
+                            "auto: on cuda the size measured to help on the GPU, on CPUs small "
+                            "runs two packs per concurrent trial (sweeps/packing.py) "
+                            "(default: off)")
     g.add_argument("--progress-every", type=float, default=30.0,
                    help="seconds between progress lines of a running trial; 0 prints every "
                         "evaluation (default: 30)")
@@ -210,6 +228,11 @@ def sweep_main(parser: argparse.ArgumentParser,
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.write_grid:
+        args.write_grid.parent.mkdir(parents=True, exist_ok=True)
+        args.write_grid.write_text(json.dumps([c.to_dict() for c in configs], indent=1))
+        print(f"{len(configs)} runs written to {args.write_grid}")
+        return 0
     if args.dry_run:
         print(format_grid(configs, always))
         if replicates > 1:
@@ -228,7 +251,7 @@ def sweep_main(parser: argparse.ArgumentParser,
             configs, experiment=args.experiment, name=args.name, tracking_uri=args.tracking_uri,
             storage=args.storage, address=args.address, resume=args.resume,
             resources=resources_from_args(args), fault=fault,
-            progress_every_s=args.progress_every, figures=args.figures)
+            progress_every_s=args.progress_every, figures=args.figures, pack=args.pack)
     except (ConfigError, SweepError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -75,6 +75,14 @@ def _legend(configs: Sequence[RunConfig]) -> str:
     return outcome_legend(first.grok_acc, first.grok_min_delay, signal)
 
 
+def ended_text(summary: Mapping[str, Any]) -> str:
+    """How a trial ended, for its ``done`` line: its outcome (its status when it has none) and
+    its threshold epoch when it has one, e.g. ``grokked, threshold epoch 680``."""
+    held = summary.get("threshold_epoch")
+    what = summary.get("outcome") or summary.get("status", "?")
+    return what + (f", threshold epoch {held}" if held is not None else "")
+
+
 def _sortable(value: Any) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
 
@@ -163,10 +171,7 @@ class ProgressPrinter:
     def on_trial_complete(self, iteration, trials, trial, **info):
         end = (trial.last_result or {}).get("end") or {}
         s = current_names(end.get("summary", {}))
-        held = s.get("threshold_epoch")
-        what = s.get("outcome") or s.get("status", "?")
-        held = f", threshold epoch {held}" if held is not None else ""
-        self._say(f"done     {self._label(trial)}: {what}{held}, "
+        self._say(f"done     {self._label(trial)}: {ended_text(s)}, "
                   f"{s.get('epochs_run')} epochs in {s.get('seconds', 0):.1f} s"
                   f"  ({self._ended(trials, trial)}/{self.total or '?'})")
 

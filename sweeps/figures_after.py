@@ -99,7 +99,8 @@ def _pool_process(folder: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    import analysis.figures_progress  # noqa: F401  (matplotlib, torch, TransformerLens: once)
+    import grokcore.figures  # noqa: F401  (matplotlib, torch, TransformerLens: once per process)
+    import grokcore.progress  # noqa: F401
 
 
 def _end_with_parent(folder: str, every_s: float = 2.0) -> None:
@@ -125,7 +126,7 @@ def draw_from_record(folder: str | Path) -> list[Path]:
     figures) is in ``folder``, written beside it: the images the run would have drawn."""
     import torch
 
-    from analysis.figures_progress import write_run_figures
+    from grokcore.figures import write_run_figures
     from grokcore.records import load_run_folder
 
     cfg, history, summary, model, dataset = load_run_folder(folder)

@@ -45,16 +45,20 @@ from ray import tune
 
 from grokcore.config import ConfigError, RunConfig
 from grokcore.records import DEFAULT_TRACKING_URI
-from sweeps.console import ProgressPrinter, one_line, say
+from sweeps.console import one_line, say
 from sweeps.figures_after import check_mode, close_shared_queue, draw_pending
 from sweeps.grid import FIELD_NAMES, check_devices, prepare_configs, varying_fields
 from sweeps.sweep_run import (close_sweep_run, command_line, open_sweep_run, publish_table,
                               runs_url, ui_command)
 from sweeps.run_names import run_name
+from sweeps.pack_tracking import PackLogger, PackProgress
+from sweeps.packing import describe_packs, sweep_packs, write_packs
 from sweeps.tracking import (MLflowTrialLogger, TrialOutcome, ensure_experiment,
                              normalize_tracking_uri)
-from sweeps.trial import (BASE_RUN, FIGURES_KEY, FaultInjection, grid_param_space,
-                          trainable_with_resources, trial_dirname, trial_key)
+from sweeps.pack_trial import pack_param_space, run_keys
+from sweeps.trainable import trainable_with_resources
+from sweeps.trial import (BASE_RUN, FIGURES_KEY, FaultInjection, grid_param_space, trial_dirname,
+                          trial_key)
 
 
 class SweepError(RuntimeError):
@@ -156,8 +160,9 @@ class SweepResult:
         return runs_url(self.tracking_uri, self.experiment_id)
 
 
-class TuneProgress(ProgressPrinter, tune.Callback):
-    """The progress lines (:class:`sweeps.console.ProgressPrinter`) as a Tune callback."""
+class TuneProgress(PackProgress, tune.Callback):
+    """The progress lines (:class:`sweeps.console.ProgressPrinter`, with packs:
+    :class:`sweeps.pack_tracking.PackProgress`) as a Tune callback."""
 
 
 # ==== Ray =======================================================================================
@@ -278,6 +283,7 @@ def run_sweep(
     progress_every_s: float = 30.0,
     command: str | None = None,
     figures: str = "after",
+    pack: str | int = "off",
 ) -> SweepResult:
     """Run a grid (``configs``) or a ``search`` of grokcore trainings on Ray Tune, one MLflow
     run per trial, and return their outcomes.
@@ -306,6 +312,9 @@ def run_sweep(
         the lowest CPU priority, so they never hold a trial up; the sweep returns when all are
         logged), ``trial`` (the trial, before it ends) or ``none``. A resume keeps the sweep's
         own setting. See :mod:`sweeps.figures_after`.
+    pack: ``off``, ``auto`` or K: runs of the grid trained together as packs of up to K, one
+        trial a pack, each run still its own MLflow run (:mod:`sweeps.packing`); a resume keeps
+        the sweep's own packs.
 
     MLflow: the sweep is a parent run (``sweeps.sweep_run``), each trial a child run of it; at
     the end the grok table becomes the description of the experiment and of the parent run.
@@ -340,9 +349,12 @@ def run_sweep(
         trials = "" if resume else f", {search.num_samples if search else len(configs)} trials"
         resources = resources.settle([n["Resources"] for n in ray.nodes() if n["Alive"]])
         check_devices([base] if search is not None else configs, resources.gpus_per_trial)
+        packs = sweep_packs(configs, pack, resources, search is not None, resume, path)
         say(f"{'resuming' if resume else 'starting'} sweep {name!r}{trials}")
         for line in resources.describe(ray.cluster_resources()):
             say(line)
+        if packs is not None and not resume:
+            say(describe_packs(packs, len(configs)))
         experiment_id = ensure_experiment(tracking_uri, experiment)  # the store exists from here
         from mlflow.tracking import MlflowClient
 
@@ -355,7 +367,7 @@ def run_sweep(
         parent_id = open_sweep_run(client, experiment_id, name,
                                    configs=[base] if search is not None else configs,
                                    search=searched, command=command or command_line())
-        logger = MLflowTrialLogger(tracking_uri, experiment, name, parent_id, labels)
+        logger = PackLogger(tracking_uri, experiment, name, parent_id, labels)
         trainable = trainable_with_resources(resources.cpus_per_trial, resources.gpus_per_trial)
         if resume:
             tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
@@ -365,6 +377,9 @@ def run_sweep(
                 space = {BASE_RUN: base.to_dict(), FIGURES_KEY: figures, **search.param_space}
             else:
                 space = grid_param_space(configs, name, fault, f"{path}/injected_faults", figures)
+                if packs is not None:
+                    space = pack_param_space(configs, packs, space, name)
+                    write_packs(path, packs)
             n_trials = search.num_samples if search is not None else len(configs)
             how = search or Search()  # a grid: no searcher, one sample of each grid entry
             tuner = tune.Tuner(
@@ -383,8 +398,8 @@ def run_sweep(
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
             )
         results = tuner.fit()
-        outcomes = MLflowTrialLogger(tracking_uri, experiment, name, parent_id,
-                                     labels).reconcile(results, configs)
+        outcomes = PackLogger(tracking_uri, experiment, name, parent_id,
+                              labels).reconcile(results, configs, packs)
         draw_pending(client, experiment_id, name, say=say,
                      every_s=progress_every_s)
         close_sweep_run(client, parent_id, outcomes)
@@ -392,7 +407,7 @@ def run_sweep(
         # A resume runs the stored grid; settings given now that it lacks are not run. Tune
         # creates a grid's trials as they are about to start, so only a sweep that ran to its
         # end has them all: after an interruption the note would name trials still to come.
-        stored = {(r.config or {}).get("trial", {}).get("key") for r in results}
+        stored = {key for r in results for key in run_keys(r.config or {})}
         ran_to_end = not any(o.status == "unfinished" for o in outcomes)
         not_in_stored = [label for key, label in labels.items()
                          if resume and search is None and ran_to_end and key not in stored]

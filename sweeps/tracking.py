@@ -280,14 +280,20 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
     def _key(self, trial) -> str:
         return key_of(trial.config, trial.trial_id, self.sweep)
 
+    # Each hook works through a method keyed by the trial key and the trial's Tune config, so
+    # that a pack (sweeps.pack_tracking) can hand each of its members to the same code.
     def on_trial_start(self, iteration, trials, trial, **info):
-        cfg = config_from_tune(trial.config)
-        self.attach(self._key(trial), cfg, trial.trial_id, index_of(trial.config))
+        self.start(self._key(trial), trial.config, trial.trial_id)
+
+    def start(self, key: str, tune_config: Mapping[str, Any], trial_id: str | None) -> str:
+        return self.attach(key, config_from_tune(tune_config), trial_id, index_of(tune_config))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        key = self._key(trial)
-        run_id = self._runs.get(key) or self.attach(key, config_from_tune(trial.config),
-                                                    trial.trial_id, index_of(trial.config))
+        self.take_result(self._key(trial), trial.config, trial.trial_id, result)
+
+    def take_result(self, key: str, tune_config: Mapping[str, Any], trial_id: str | None,
+                    result: Mapping[str, Any]) -> None:
+        run_id = self._runs.get(key) or self.start(key, tune_config, trial_id)
         if key in self._closed:
             return
         if isinstance(result.get("node"), Mapping):
@@ -298,20 +304,25 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             self._ends[key] = result["end"]
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        key = self._key(trial)
+        self.take_checkpoint(self._key(trial), checkpoint)
+
+    def take_checkpoint(self, key: str, checkpoint) -> None:
         self._checkpoints[key] = checkpoint
         if key in self._runs:
             self.flush(self._runs[key])  # a resume from this checkpoint skips no unwritten row
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        key = self._key(trial)
-        run_id = self._runs.get(key) or self.attach(key, config_from_tune(trial.config))
+        self.complete(self._key(trial), trial.config, trial.last_result, trial.checkpoint)
+
+    def complete(self, key: str, tune_config: Mapping[str, Any],
+                 last_result: Mapping[str, Any] | None, checkpoint) -> None:
+        run_id = self._runs.get(key) or self.attach(key, config_from_tune(tune_config))
         if key in self._closed:
             return
-        end = self._ends.pop(key, None) or (trial.last_result or {}).get("end")
-        checkpoint = self._checkpoints.pop(key, None) or trial.checkpoint
+        end = self._ends.pop(key, None) or (last_result or {}).get("end")
+        checkpoint = self._checkpoints.pop(key, None) or checkpoint
         error = None if end else "the trial ended without reporting its end"
-        self.finish(key, run_id, end, checkpoint, error, figures_mode(trial.config))
+        self.finish(key, run_id, end, checkpoint, error, figures_mode(tune_config))
 
     def on_step_end(self, iteration, trials, **info):
         queue = shared_queue()
@@ -321,11 +332,13 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
                 queue.forget(run_id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        key = self._key(trial)
-        run_id = self._runs.get(key) or self.attach(key, config_from_tune(trial.config))
+        self.fail(self._key(trial), trial.config, error_text(trial))
+
+    def fail(self, key: str, tune_config: Mapping[str, Any], error: str) -> None:
+        run_id = self._runs.get(key) or self.attach(key, config_from_tune(tune_config))
         if key in self._closed:
             return
-        self.finish(key, run_id, None, None, error=error_text(trial))
+        self.finish(key, run_id, None, None, error=error)
 
     # ---- after fit: make MLflow agree with Tune ---------------------------------------------
     def reconcile(self, results, configs: Sequence[RunConfig] = ()) -> list[TrialOutcome]:

@@ -147,8 +147,9 @@ def numeric(row: Mapping[str, Any]) -> dict[str, float]:
 
 # ==== the trainable (runs in a Ray worker) =======================================================
 
-def grok_trainable(tune_config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: train one RunConfig, report every evaluation, checkpoint.
+def single_trainable(tune_config: dict[str, Any]) -> None:
+    """Train one RunConfig as a Tune trial (``sweeps.trainable.grok_trainable`` calls it for a
+    trial that is not a pack): report every evaluation, checkpoint.
 
     A restarted trial continues from ``tune.get_checkpoint()``; a trial whose last checkpoint is
     its final one (the run had ended) only reports its end again.
@@ -204,13 +205,6 @@ def node_info(trainer) -> dict[str, str]:
             "node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
             "gpu_ids": ",".join(str(i) for i in ray.get_gpu_ids()) or "none",
             **provenance(trainer)}
-
-
-def trainable_with_resources(cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0):
-    """The trainable with the Ray resources each trial reserves (GPUs settled: a number)."""
-    from ray import tune
-
-    return tune.with_resources(grok_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
 
 
 SCRATCH_PREFIX = "grok_scratch_"

@@ -14,12 +14,13 @@ import scipy.stats
 import torch
 
 from analysis import grok_table, inspect as inspect_cmd, residues
-from analysis.figures_progress import (
-    plot_attention_patterns, plot_embedding_fourier, plot_grok_heatmap, plot_loss_curves,
-    plot_neuron_fourier, plot_progress_measures, plot_residue_distribution, plot_unembed_fourier,
-)
+from analysis.figures_progress import plot_grok_heatmap, plot_loss_curves, plot_residue_distribution
 from analysis.runs import client_for, load_model, load_runs, tag_value
 from grokcore.config import RunConfig
+from grokcore.figures import (
+    plot_attention_patterns, plot_embedding_fourier, plot_neuron_fourier, plot_progress_measures,
+    plot_unembed_fourier,
+)
 from grokcore.progress import progress_measures
 from grokcore.signals import measure_phases
 from grokcore.records import END_VALUES, OUTCOME_VALUES, tag_text, write_history_csv
@@ -124,7 +125,7 @@ def test_grok_table_rows_match_the_runs_tags(store, tmp_path, capsys):
     assert printed == out.read_text()
     import pandas as pd
 
-    table = pd.read_csv(out)
+    table = pd.read_csv(out, float_precision="round_trip")
     assert len(table) == 3  # (1,1,23), (2,2,23), (7,7,113)
     # expected values straight from the runs' own tags and params
     exp = client.get_experiment_by_name(EXPERIMENT)
@@ -314,7 +315,7 @@ def test_the_trials_csv_regenerates_the_table(store, tmp_path, capsys):
     assert first.read_text() == again.read_text()
     import pandas as pd
 
-    lines = pd.read_csv(trials)
+    lines = pd.read_csv(trials, float_precision="round_trip")
     assert len(lines) == len(store["runs"])
     assert {"a", "b", "p", "split", "seed", "data_seed", "status", "threshold_epoch",
             "memorization_epoch", "epochs_run", "final_test_acc", "final_test_acc_unseen",
@@ -358,7 +359,7 @@ def test_censored_statistics_reference_and_pairwise(tmp_path, capsys):
     assert grok_table.main(["--trials", str(trials), "--format", "csv", "--out", str(out),
                             "--plot-km", str(tmp_path / "km.png")]) == 0
     capsys.readouterr()
-    table = pd.read_csv(out)
+    table = pd.read_csv(out, float_precision="round_trip")
     assert {"threshold_km_median", "threshold_km_ci_low", "threshold_km_ci_high", "logrank_p",
             "logrank_p_holm"} <= set(table.columns)
     rows = {(r.a, r.p): r for r in table.itertuples()}
@@ -385,7 +386,7 @@ def test_censored_statistics_reference_and_pairwise(tmp_path, capsys):
     assert grok_table.main(["--trials", str(trials), "--format", "csv", "--out", str(out),
                             "--reference", "7,7,113"]) == 0
     capsys.readouterr()
-    table = pd.read_csv(out).set_index(["a", "p"])
+    table = pd.read_csv(out, float_precision="round_trip").set_index(["a", "p"])
     assert table.loc[(7, 113), "reference"] and math.isnan(table.loc[(7, 113), "logrank_p"])
     # pairwise
     assert grok_table.main(["--trials", str(trials), "--pairwise", "1,1,113", "3,3,113",

@@ -268,7 +268,7 @@ def test_compare_by_split_tests_each_row_across_its_splits():
     from analysis.table import compare_by
     from analysis.table_render import render_compare
 
-    keys, tests = compare_by(_split_trials(), "split")
+    keys, tests, _ = compare_by(_split_trials(), "split")
     assert keys == ["task", "a", "b", "p", "split", "dtype", "frac_train"]
     at = keys.index("split")
     # one test per row run under both splits, (1, 1) has none; the keys differ in split only
@@ -313,6 +313,22 @@ def test_heatmap_keeps_the_splits_apart(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_heatmap_colours_only_cells_whose_runs_generalized():
+    import pandas as pd
+
+    from analysis.figures_progress import coloured_epochs
+
+    cells = pd.DataFrame({"epoch": [100.0, 200.0, 300.0, 400.0, 500.0, None],
+                          "shows": ["grokking", "lookup", "grokking 2, lookup 1", "no delay",
+                                    "grokking 1, no delay 2", "none"]})
+    kept = coloured_epochs(cells)
+    assert kept.tolist()[0] == 100 and kept.tolist()[3:5] == [400, 500]
+    assert kept.isna().tolist() == [False, True, True, False, False, True]
+    from analysis.figures_progress import short_shows
+
+    assert [short_shows(s) for s in cells.shows] == ["G", "L", "2G 1L", "D", "1G 2D", "N"]
+
+
 def test_km_curves_keep_a_rows_colour_across_splits():
     from analysis.figures_km import curve_styles
 
@@ -326,3 +342,21 @@ def test_km_curves_keep_a_rows_colour_across_splits():
     assert len(colours) == 4  # (1, 1), (3, 4), (5, 4), (9, 9)
     assert {s for _, s in curve_styles(names, keys).values()} == {"-"}  # no style key: all solid
     assert len({c for c, _ in curve_styles(names, keys).values()}) == 6
+
+
+def test_a_setting_trained_twice_with_the_same_seeds_is_one_replicate():
+    """Runs of the same row and the same (seed, data_seed), say a GPU rerun of a configuration
+    an interrupted CPU sweep had started, count once: the ended one, else the earliest."""
+    import pandas as pd
+
+    from analysis.trials import one_run_per_setting
+
+    trials = pd.DataFrame({
+        "task": ["expmod"] * 5, "a": [1, 1, 1, 1, 3], "b": [1] * 5, "p": [31] * 5,
+        "split": ["pairs"] * 5, "dtype": ["float32"] * 5, "frac_train": [0.5] * 5,
+        "seed": [0, 0, 1, 1, 0], "data_seed": [0, 0, 1, 1, 0],
+        "status": ["unfinished", "reached", "reached", "not_reached", "reached"],
+        "run_name": ["cpu-killed", "gpu", "cpu-early", "gpu-late", "other-row"]})
+    kept = one_run_per_setting(trials, pd.Series([1, 5, 2, 6, 3]))
+    assert list(kept.run_name) == ["gpu", "cpu-early", "other-row"]
+    assert kept.attrs["duplicates"] == 2

@@ -31,7 +31,7 @@ def table_of(tmp_path: Path, capsys) -> tuple[pd.DataFrame, str]:
     capsys.readouterr()  # the CSV's echo
     assert grok_table.main(["--experiment", "test", "--tracking-uri", uri, "--no-log",
                             "--format", "md"]) == 0
-    return pd.read_csv(csv), capsys.readouterr().out
+    return pd.read_csv(csv, float_precision="round_trip"), capsys.readouterr().out
 
 
 def test_primality_sweep_float32_vs_float64(cluster, tmp_path, capsys):  # noqa: F811

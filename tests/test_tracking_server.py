@@ -86,7 +86,7 @@ def test_a_sweep_against_a_tracking_server_on_postgresql(server, tmp_path, capsy
     assert grok_table.main(["--experiment", "team", "--tracking-uri", url, "--format", "csv",
                             "--out", str(out), "--plot-km", str(tmp_path / "km.png")]) == 0
     capsys.readouterr()
-    table = pd.read_csv(out)
+    table = pd.read_csv(out, float_precision="round_trip")
     statuses = {(int(r.data.params["a"]), r.data.tags["status"]) for r in trials}
     # the bare postgresql:// of the README's server works too (the driver that is installed)
     assert grok_table.main(["--experiment", "team", "--no-log", "--tracking-uri",

@@ -2,12 +2,13 @@
 # The committed results of results/table1_15/run.sh (run from the project root): trials.csv from
 # its MLflow store, then everything else from trials.csv alone (no MLflow), which anyone can
 # check: table1_15.csv / table1_15.md (analysis.grok_table), the Kaplan-Meier figure, the heat
-# map. NO_MLFLOW=1 skips the first step (rebuild from the committed trials.csv).
+# map. NO_MLFLOW=1 skips the first step (rebuild from the committed trials.csv); OUT=DIR writes
+# elsewhere (tests/test_results.py rebuilds into a temporary folder and compares).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${GROK_RUNS:-$HOME/grok-runs/table1_15}
 PY=${PYTHON:-.venv/bin/python}
-OUT=results/table1_15
+OUT=${OUT:-results/table1_15}
 if [ -z "${NO_MLFLOW:-}" ]; then
     "$PY" -m analysis.grok_table --experiment table1_15 --tracking-uri "sqlite:///$RUNS/mlflow.db" \
         --write-trials "$OUT/trials.csv" --format text --no-log

@@ -21,22 +21,8 @@ CPUS=${CPUS:-2}
 PORT=${RAY_PORT:-6391}
 ROUNDS=${ROUNDS:-5}
 PY=${PYTHON:-.venv/bin/python}
-RAY="$(dirname "$PY")/ray"
-mkdir -p "$RUNS"
-# The sweep and Ray's workers import this checkout.
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# A Ray head of its own: its own port, temp dir and token; stopped (only it) at the end.
-[ -s "$RUNS/ray_token" ] || "$PY" -c "import secrets; print(secrets.token_hex(16))" > "$RUNS/ray_token"
-export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat "$RUNS/ray_token")"
-setsid nice -n "${NICE:-10}" "$RAY" start --head --block --port "$PORT" --num-cpus "$CPUS" \
-    --include-dashboard false --temp-dir /tmp/ray-table1_15 --disable-usage-stats \
-    > "$RUNS/ray_head.log" 2>&1 &
-HEAD=$!
-trap 'kill -TERM -- -$HEAD 2>/dev/null; wait $HEAD 2>/dev/null' EXIT
-until grep -q "block forever" "$RUNS/ray_head.log"; do
-    kill -0 $HEAD 2>/dev/null || { cat "$RUNS/ray_head.log"; exit 1; }
-    sleep 1
-done
+source results/ray_head.sh
+start_ray_head /tmp/ray-table1_15
 
 COMMON=(--address "127.0.0.1:$PORT" --experiment table1_15 --split pairs --replicates 3
         --tracking-uri "sqlite:///$RUNS/mlflow.db" --storage "$RUNS/ray" --progress-every 600)

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-seed", dest="seed", type=int, default=RunConfig.seed,
                         help=f"seed of the weight initialisation (default: {RunConfig.seed})")
     parser.set_defaults(stop_after_grok=3)
-    add_sweep_options(parser, experiment="grok_search")
+    add_sweep_options(parser, experiment="grok_search", grid=False)
     g = parser.add_argument_group("search")
     g.add_argument("--num-samples", type=int, default=20,
                    help="trials to run, the baseline included (default: 20)")

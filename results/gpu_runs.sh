@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The decisive runs (results/table1_15, results/phase) and the pack benchmark on ONE GPU machine
+# in one call of about 9 minutes, without Ray or MLflow there (python -m grokcore grid):
+#   0. benchmarks/pack_speed.py on SPEED_DEVICE (default cuda), SPEED_S seconds at most, first,
+#      while the GPU is quiet;
+#   1. Table 1 at 15 replicates: results/table1_15/grid.json (the grid of results/table1_15/run.sh,
+#      written by sweeps/expmod_grid.py --split pairs --replicates 15 --seed 1002 --data-seed 601
+#      --write-grid ...), budget TABLE_S seconds;
+#   2. the phase diagram: results/phase/grid-<part>.json (the parts of results/phase/run.sh, in
+#      its order of priority), budget PHASE_S seconds, history kept every 100 epochs (the end
+#      values use every evaluation) so that the runs fit in what comes back. The classes-split
+#      parts come last: their runs differ in size, so they form many small packs.
+# Runs a budget stops are marked UNFINISHED and are not imported as ended. Everything lands in
+# $OUT (the device machine's folder that comes back; default /tmp/gpu-runs): the logs, the
+# benchmark's JSON, and each grid's run folders as <name>_runs.tar.xz. Back here:
+#   bash results/import_gpu_runs.sh FOLDER      (FOLDER: where those files are)
+# which logs the runs into the MLflow stores of the run.sh scripts and runs their make.sh.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-runs}
+WORK=${WORK:-/tmp/gpu-work}
+PY=${PYTHON:-python3}
+PARTS=${PARTS:-pairs-31 pairs-37 pairs-41 pairs-43 float64-31 frac-31 classes-31 classes-41}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+mkdir -p "$OUT" "$WORK"
+started=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - started )) s] $*"; }
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+  nproc; } > "$OUT/gpu_info.txt"
+
+stamp "pack speed" | tee "$OUT/pack_speed_gpu.txt"
+timeout "${SPEED_S:-80}" "$PY" benchmarks/pack_speed.py --device "${SPEED_DEVICE:-cuda}" \
+    --ps 113 31 --dtypes float32 float64 --ks 1 4 16 64 256 --rounds 2 --epochs 100 \
+    --eval-every 50 --budget-s 10 --json "$OUT/pack_speed_gpu.json" 2>&1 \
+    | tee -a "$OUT/pack_speed_gpu.txt"
+
+stamp "table1_15" | tee "$OUT/table1_15_gpu.txt"
+"$PY" -m grokcore grid results/table1_15/grid.json --out "$WORK/table1_15" --workers 2 \
+    --budget-s "${TABLE_S:-220}" --no-weights --pack-engine "${PACK_ENGINE:-auto}" 2>&1 | tee -a "$OUT/table1_15_gpu.txt"
+
+stamp "phase: $PARTS" | tee "$OUT/phase_gpu.txt"
+grids=()
+for part in $PARTS; do grids+=("results/phase/grid-$part.json"); done
+"$PY" -m grokcore grid "${grids[@]}" --out "$WORK/phase" --workers "${PHASE_WORKERS:-6}" \
+    --budget-s "${PHASE_S:-190}" --history-every 100 --no-weights --pack-engine "${PACK_ENGINE:-auto}" 2>&1 | tee -a "$OUT/phase_gpu.txt"
+
+# At most 8 files of 16 MiB come back: an archive over 15 MiB is cut into parts (cat them).
+for name in table1_15 phase; do
+    [ -d "$WORK/$name" ] || continue
+    XZ_OPT="-6 -T0" tar -C "$WORK" -cJf "$OUT/${name}_runs.tar.xz" "$name"
+    if [ "$(stat -c %s "$OUT/${name}_runs.tar.xz")" -gt $((15 * 1024 * 1024)) ]; then
+        split -b 15m "$OUT/${name}_runs.tar.xz" "$OUT/${name}_runs.tar.xz.part-"
+        rm "$OUT/${name}_runs.tar.xz"
+    fi
+done
+stamp "done" | tee -a "$OUT/phase_gpu.txt"
+ls -la "$OUT"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The committed results of results/phase/run.sh (run from the project root): trials.csv from its
+# MLflow store, then everything else from trials.csv alone (no MLflow):
+#   phase.csv, phase.md            the grok table of every (a, b, p, split, dtype, frac) row
+#   heatmap_p<P>.png               per prime, the 9 x 9 Kaplan-Meier median grok epoch of the
+#                                  float32, frac 0.5 rows, one panel per split; coloured only
+#                                  where the runs generalized (lookup and none: grey, labelled)
+#   compare_dtype.txt, compare_frac.txt, compare_split.txt
+#                                  each row run under both values, and pooled (stratified by row)
+#   hazard.txt, hazard_forest.png  the Cox model of grok time over the pairs-split float32 frac 0.5
+#                                  runs (lookup censored)
+# NO_MLFLOW=1 skips the first step; OUT=DIR writes elsewhere (tests/test_results.py rebuilds
+# into a temporary folder and compares with the committed files).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${GROK_RUNS:-$HOME/grok-runs/phase}
+PY=${PYTHON:-.venv/bin/python}
+OUT=${OUT:-results/phase}
+T="$OUT/trials.csv"
+if [ -z "${NO_MLFLOW:-}" ]; then
+    "$PY" -m analysis.grok_table --experiment phase --tracking-uri "sqlite:///$RUNS/mlflow.db" \
+        --write-trials "$T" --format text --no-log > /dev/null
+fi
+"$PY" -m analysis.grok_table --trials "$T" --format csv --out "$OUT/phase.csv" > /dev/null
+"$PY" -m analysis.grok_table --trials "$T" --format md --out "$OUT/phase.md" > /dev/null
+BASE=(--only dtype=float32 --only frac_train=0.5)
+for p in $("$PY" -c "import pandas as pd, sys; print(*sorted(pd.read_csv(sys.argv[1]).p.unique()))" "$T"); do
+    "$PY" -m analysis.grok_table --trials "$T" "${BASE[@]}" --only p="$p" \
+        --plot-heatmap "$OUT/heatmap_p$p.png" > /dev/null
+done
+# A comparison is written only where some row was run under both values (the parts still to
+# run leave none).
+for field in split dtype frac_train; do
+    "$PY" -m analysis.grok_table --trials "$T" --compare "$field" \
+        --out "$OUT/compare_${field%_train}.txt" > /dev/null 2>&1 || rm -f "$OUT/compare_${field%_train}.txt"
+done
+# While the sweeps run, the model may not fit yet (too few events): hazard.txt then says why.
+rm -f "$OUT/hazard_forest.png"
+"$PY" -m analysis.hazard --trials "$T" "${BASE[@]}" --only split=pairs \
+    --formula "bijective_a + bijective_b + leakage + label_entropy" \
+    --plot "$OUT/hazard_forest.png" > "$OUT/hazard.txt" 2>&1 || true

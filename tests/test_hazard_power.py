@@ -1,0 +1,281 @@
+"""The statistics that decide: the stratified log-rank test (``analysis.logrank``, ``grok_table
+--compare``), the prediction interval of one new run (``analysis.lognormal``, the table's paper
+columns), replicate planning (``analysis.power``) and the Cox model (``analysis.hazard``).
+Each is checked against values worked out by hand or in closed form (written out in the
+comments), and the commands against a real MLflow store of real tiny trainings."""
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import integrate, stats
+
+from analysis import grok_table, hazard, power
+from analysis.logrank import stratified_logrank
+from analysis.lognormal import new_run_test
+from analysis.stats import logrank_p
+from analysis.table import build_table, compare_by
+from analysis.trials import read_trials
+from grokcore.config import RunConfig
+
+torch.set_num_threads(1)  # the machine is shared
+TABLE1 = Path(__file__).resolve().parent.parent / "results" / "table1" / "trials.csv"
+
+
+def _phi_upper(z: float) -> float:
+    """Two-sided normal p of z, from the error function (not scipy)."""
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def test_stratified_logrank_by_hand():
+    # Stratum 1: A grokked at 1, 3; B grokked at 2, censored at 4.
+    #   t  n_A n_B n d d_A  E_A   V = n_A n_B d (n - d) / (n^2 (n - 1))
+    #   1  2   2   4 1 1    1/2   2*2*1*3/(16*3) = 1/4
+    #   2  1   2   3 1 0    1/3   1*2*1*2/(9*2)  = 2/9
+    #   3  1   1   2 1 1    1/2   1*1*1*1/(4*1)  = 1/4
+    #   O_A = 2, E_A = 4/3, O - E = 2/3, V = 13/18
+    # Stratum 2: A grokked at 5, 7; B grokked at 5 (a tie with A) and 6, censored at 8.
+    #   5  2   3   5 2 1    4/5   2*3*2*3/(25*4) = 9/25
+    #   6  1   2   3 1 0    1/3   2/9
+    #   7  1   1   2 1 1    1/2   1/4
+    #   O_A = 2, E_A = 49/30, O - E = 11/30, V = 749/900
+    # Pooled: O - E = 31/30, V = 13/18 + 749/900 = 1399/900, z = 31 / sqrt(1399) = 0.82881
+    o_e = Fraction(2, 3) + Fraction(11, 30)
+    v = Fraction(13, 18) + Fraction(749, 900)
+    assert (o_e, v) == (Fraction(31, 30), Fraction(1399, 900))
+    z = 31 / math.sqrt(1399)
+    assert z == pytest.approx(0.82881, abs=1e-5)
+    strata = [([1, 3], [True, True], [2, 4], [True, False]),
+              ([5, 7], [True, True], [5, 6, 8], [True, True, False])]
+    test = stratified_logrank(strata)
+    assert test.strata == 2 and test.observed == 4
+    assert test.expected == pytest.approx(float(Fraction(4, 3) + Fraction(49, 30)))
+    assert test.variance == pytest.approx(1399 / 900)
+    assert test.z == pytest.approx(z) and test.p == pytest.approx(_phi_upper(z))
+    # one stratum alone is the ordinary log-rank test (scipy's)
+    assert stratified_logrank(strata[1:]).p == pytest.approx(logrank_p(*strata[1]), rel=1e-12)
+    # a stratum with one group empty adds nothing; no event while both are at risk: no test
+    assert stratified_logrank([*strata, ([], [], [9], [True])]).p == pytest.approx(test.p)
+    nothing = stratified_logrank([([5], [False], [3], [False])])
+    assert nothing.z is None and nothing.p is None
+
+
+def _hand_split_p() -> float:
+    # results/table1 --compare split: five rows, each with 3 runs split by pairs that crossed
+    # the threshold and 3 split by classes (group a) censored at 20000. In a row whose pairs
+    # runs crossed at three distinct epochs (n_pairs at risk 3, 2, 1; n_classes 3; one event
+    # each): E_classes = 3/6 + 3/5 + 3/4 = 1.85, V = 9/36 + 6/25 + 3/16 = 0.6775, O = 0.
+    # (7, 7): all three pairs runs at epoch 100 (a tie): E = 3 * 3/6 = 1.5,
+    # V = 3*3*3*3/(36*5) = 0.45. Sum: O - E = -(4 * 1.85 + 1.5) = -8.9, V = 4 * 0.6775 + 0.45 = 3.16
+    e = 4 * (Fraction(3, 6) + Fraction(3, 5) + Fraction(3, 4)) + Fraction(3, 2)
+    v = 4 * (Fraction(9, 36) + Fraction(6, 25) + Fraction(3, 16)) + Fraction(9, 20)
+    assert (float(e), float(v)) == (8.9, 3.16)
+    return _phi_upper(8.9 / math.sqrt(3.16))
+
+
+def test_compare_split_on_table1_pools_the_rows(capsys):
+    """Acceptance: the stratified split test on results/table1/trials.csv prints p < 1e-4."""
+    hand = _hand_split_p()
+    assert hand == pytest.approx(5.54e-7, rel=1e-2) and hand < 1e-4
+    assert grok_table.main(["--trials", str(TABLE1), "--compare", "split"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    pooled = lines[lines.index(next(l for l in lines if l.startswith("pooled"))) + 1]
+    assert pooled.startswith("classes | pairs | 5 | 0 (8.9) | -5.007 | ")
+    assert float(pooled.split(" | ")[5]) == pytest.approx(hand, rel=1e-2)
+
+    keys, tests, summary = compare_by(read_trials(TABLE1), "split")
+    assert len(tests) == 5 and len(summary) == 1
+    row = summary.iloc[0]
+    assert (row.value_i, row.value_j, row.strata, row.observed_i) == ("classes", "pairs", 5, 0)
+    assert row.expected_i == pytest.approx(8.9) and row.p == pytest.approx(hand)
+
+
+def test_prediction_interval_by_hand():
+    # Runs at 1000, 2000, 4000: log epochs ln 2000 + (-ln 2, 0, ln 2), mean ln 2000, sd ln 2.
+    # With 2 degrees of freedom Student's t has P(T <= q) = 1/2 + q / (2 sqrt(q^2 + 2)), so
+    # the 0.975 quantile solves q / sqrt(q^2 + 2) = 0.95: q^2 = 2 * 0.9025 / 0.0975.
+    q = math.sqrt(2 * 0.9025 / 0.0975)
+    assert q == pytest.approx(4.302653, abs=1e-6)
+    half = q * math.log(2) * math.sqrt(1 + 1 / 3)
+    test = new_run_test([1000, 2000, 4000], [True] * 3, 16000)
+    assert test.low == pytest.approx(2000 * math.exp(-half))
+    assert test.high == pytest.approx(2000 * math.exp(half))
+    # 16000 = 2000 * 2^3: T = 3 ln 2 / (ln 2 sqrt(4/3)) = 3 sqrt(3) / 2, T^2 = 27/4, and the
+    # two-sided p with 2 df is 1 - T / sqrt(T^2 + 2) = 1 - sqrt(27/35) = 0.12168
+    assert test.p == pytest.approx(1 - math.sqrt(27 / 35)) and test.side == "inside"
+    above = new_run_test([1000, 2000, 4000], [True] * 3, 2000 * math.exp(half) * 1.01)
+    assert above.side == "above" and above.p < 0.05
+    # a censored run only bounds its time: not computable, and said why
+    censored = new_run_test([1000, 2000, 4000], [True, True, False], 16000)
+    assert censored.low is None and censored.p is None and "censored" in censored.reason
+    assert new_run_test([100, 100, 100], [True] * 3, 600).reason == "no spread"
+    assert new_run_test([100], [True], 600).reason == "1 run(s)"
+
+
+def _paper_trials() -> pd.DataFrame:
+    rows = []
+    for a, times in [(1, [1000, 2000, 4000]), (9, [1000, 2000, 4000]), (3, [1000, 2000])]:
+        for i, t in enumerate(times):
+            rows.append(dict(task="expmod", a=a, b=a, p=113, split="pairs", dtype="float32",
+                             frac_train=0.3, seed=i, status="reached", outcome="grokked",
+                             threshold_epoch=t, epochs_run=t + 100))
+    rows.append(dict(rows[-1], seed=9, status="not_reached", outcome="not_generalized",
+                     threshold_epoch=None, epochs_run=5000))
+    return pd.DataFrame(rows)
+
+
+def test_the_table_tests_the_paper_figure_with_holm_over_rows():
+    # The paper: (1, 1) 18100, (9, 9) 1600, (3, 3) 10000 (analysis/data/seed_table1.csv).
+    # With runs at 1000, 2000, 4000, T = log2(x / 2000) sqrt(3) / 2 (see above) and
+    # p = 1 - T / sqrt(T^2 + 2); (3, 3) has a censored run: not testable.
+    def p_of(x):
+        t = abs(math.log2(x / 2000)) * math.sqrt(3) / 2
+        return 1 - t / math.sqrt(t * t + 2)
+
+    p1, p9 = p_of(18100), p_of(1600)
+    table = build_table(_paper_trials()).set_index("a")
+    assert table.loc[1, "paper_p"] == pytest.approx(p1)
+    assert table.loc[9, "paper_p"] == pytest.approx(p9)
+    # Holm over the two rows tested: the smaller p times 2, the larger kept above it
+    assert p1 < p9
+    assert table.loc[1, "paper_p_holm"] == pytest.approx(2 * p1)
+    assert table.loc[9, "paper_p_holm"] == pytest.approx(min(1, max(2 * p1, p9)))
+    assert table.loc[9, "paper_vs_runs"] == "inside"
+    assert table.loc[1, "paper_vs_runs"] == ("above" if p1 < 0.05 else "inside")
+    assert table.loc[3, "paper_vs_runs"] == "not testable: 1 censored run(s)"
+    assert math.isnan(table.loc[3, "paper_p"])
+
+
+def _t_power(n: int, ratio: float, sd: float, alpha: float) -> float:
+    """Exact power of the two-sided two-sample t test (noncentral t), n runs a group."""
+    df, nc = 2 * n - 2, math.log(ratio) / (sd * math.sqrt(2 / n))
+    c = stats.t.ppf(1 - alpha / 2, df)
+    return stats.nct.sf(c, df, nc) + stats.nct.cdf(-c, df, nc)
+
+
+@pytest.mark.parametrize("sd, alpha, n_star", [(0.32, 0.05, 5), (0.30, 0.05 / 14, 8)])
+def test_power_simulation_matches_the_closed_form(sd, alpha, n_star):
+    # Log-normal runs, median ratio 2, t test on log epochs: the exact power (noncentral t)
+    # is below 0.77 at n_star - 1 and above 0.83 at n_star, so a Monte Carlo of 4000 pairs
+    # (standard error <= 0.007) finds n_star.
+    assert _t_power(n_star - 1, 2, sd, alpha) < 0.77 < 0.83 < _t_power(n_star, 2, sd, alpha)
+    curve = power.power_curve(sd, 2.0, [alpha], 0.8, 20, sims=4000, seed=1, test="t")
+    assert power.needed(curve, 0, 0.8) == n_star
+    for n, (simulated,) in curve.items():
+        assert simulated == pytest.approx(_t_power(n, 2, sd, alpha), abs=0.03), n
+
+
+def test_logrank_power_three_against_three_in_closed_form():
+    # With 3 runs a row, only "all of one row before all of the other" gives a log-rank p
+    # below 0.05 (p = 0.0246, every other order of 6 untied runs has p > 0.1), so the power is
+    # P(max A < min B) + P(max B < min A), A ~ N(0, 1), B ~ N(d, 1), d = ln 2 / sd:
+    # the integral of 3 phi(x) Phi(x)^2 (1 - Phi(x -+ d))^3 dx. At alpha 0.05/14 it is 0.
+    sd = 0.4
+    d = math.log(2) / sd
+
+    def separated(shift):
+        f = lambda x: 3 * stats.norm.pdf(x) * stats.norm.cdf(x) ** 2 * \
+            stats.norm.sf(x - shift) ** 3  # noqa: E731
+        return integrate.quad(f, -12, 12)[0]
+
+    exact = separated(d) + separated(-d)
+    curve = power.power_curve(sd, 2.0, [0.05, 0.05 / 14], 0.8, 3, sims=20000, seed=2,
+                              also=[3])
+    assert curve[3][0] == pytest.approx(exact, abs=0.015)
+    assert curve[3][1] == 0.0
+
+
+def test_power_on_table1(capsys):
+    assert power.main(["--trials", str(TABLE1), "--sims", "500", "--max-n", "20"]) == 0
+    out = capsys.readouterr().out
+    # the pooled sd over the 8 rows whose runs grokked (lookup rows left out), by hand from
+    # the log epochs: sqrt(mean of the rows' variances) with 2 df each
+    trials = read_trials(TABLE1)  # today's names, whichever the committed CSV has
+    kept = trials[(trials.status == "reached") & (trials.outcome == "grokked")]
+    variances = kept.groupby(["a", "b", "p", "split"]).threshold_epoch.apply(
+        lambda t: np.var(np.log(t), ddof=1))
+    assert len(variances) == 8
+    assert f"pooled within-row sd: {math.sqrt(variances.mean()):.3f} (8 rows, 16 degrees" in out
+    assert "log-normal" in out and "alpha 0.05/14 = 0.00357 (Holm over 14 tests): n = " in out
+    assert "power of the current table with 3 runs a row" in out and "0.00 at 0.00357" in out
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    pd.read_csv(TABLE1).drop(columns=["epochs_run"]).to_csv(bad, index=False)
+    cases = [(power.main, ["--trials", str(bad)], "no column epochs_run"),
+             (hazard.main, ["--trials", str(TABLE1), "--formula", "leakage + wat"],
+              "unknown covariate wat"),
+             (hazard.main, ["--trials", str(TABLE1), "--only", "colour=red"], "--only colour=red"),
+             (hazard.main, ["--trials", str(TABLE1), "--only", "a=1"], "too few runs to fit"),
+             (grok_table.main, ["--trials", str(TABLE1), "--compare", "colour"],
+              "compare one of those"),
+             (power.main, ["--trials", str(TABLE1), "--only-rows"], "unrecognized")]
+    for command, argv, message in cases:
+        try:
+            code = command(argv)
+        except SystemExit as stop:  # argparse's own errors
+            code = stop.code
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, argv
+        assert message in err, (argv, err)
+
+
+# ---- the commands on a real MLflow store of real tiny trainings --------------------------------
+TINY = dict(p=23, lr=3e-3, weight_decay=3.0, d_model=64, d_head=16, d_mlp=256, eval_every=10)
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+    """(1, 1) at p = 23 trained on 50% and on 60% of the pairs, seeds 0 and 3 (they grok at
+    epochs 250-1200 here), and (2, 2) stopped at 150 epochs (censored), logged as the sweeps
+    log trials."""
+    from mlflow.tracking import MlflowClient
+    from test_analysis import log_trial
+
+    root = tmp_path_factory.mktemp("hazard")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("small", artifact_location=(root / "art").as_uri())
+    configs = [RunConfig(**TINY, frac_train=f, epochs=1500, stop_after_grok=3, seed=s)
+               for f in (0.5, 0.6) for s in (0, 3)]
+    configs.append(RunConfig(**TINY, frac_train=0.5, a=2, b=2, epochs=150, seed=0))
+    summaries = [log_trial(client, exp_id, cfg, root)[2] for cfg in configs]
+    return {"uri": uri, "configs": configs, "summaries": summaries}
+
+
+def test_hazard_and_power_on_a_sweep_in_mlflow(small_sweep, tmp_path, capsys):
+    from lifelines import CoxPHFitter
+
+    src = ["--experiment", "small", "--tracking-uri", small_sweep["uri"]]
+    summaries = small_sweep["summaries"]
+    assert [s["outcome"] for s in summaries[:4]] == ["grokked"] * 4  # the fixture as meant
+    assert summaries[4]["status"] == "not_reached"
+
+    forest = tmp_path / "forest.png"
+    assert hazard.main([*src, "--formula", "frac_train", "--plot", str(forest)]) == 0
+    out = capsys.readouterr().out
+    # the same model fitted on a frame built here from the runs' own summaries
+    frame = pd.DataFrame({
+        "duration": [s["threshold_epoch"] if s["outcome"] == "grokked" else s["epochs_run"]
+                     for s in summaries],
+        "event": [s["outcome"] == "grokked" for s in summaries],
+        "frac_train": [c.frac_train for c in small_sweep["configs"]]})
+    direct = CoxPHFitter().fit(frame, "duration", "event", formula="frac_train")
+    hr = float(direct.summary.loc["frac_train", "exp(coef)"])
+    line = next(l for l in out.splitlines() if l.startswith("frac_train "))
+    assert float(line.split()[1]) == pytest.approx(hr, rel=1e-3)
+    assert f"concordance (Harrell's C): {direct.concordance_index_:.3f}" in out
+    assert "runs: 5; grok events (outcome grokked): 4; not grokked: 1" in out
+    assert forest.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert power.main([*src, "--sims", "300", "--max-n", "12"]) == 0
+    out = capsys.readouterr().out
+    logs = [np.log([s["threshold_epoch"] for s in summaries[i:i + 2]]) for i in (0, 2)]
+    sd = math.sqrt(np.mean([np.var(y, ddof=1) for y in logs]))  # 1 df each
+    assert f"pooled within-row sd: {sd:.3f} (2 rows, 2 degrees of freedom" in out
+    assert "(Holm over 2 tests)" in out  # three rows: two tests against the reference
