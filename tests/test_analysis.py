@@ -266,8 +266,9 @@ def test_interrupted_runs_count_as_unfinished_not_failed(tmp_path):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp_id = client.create_experiment("interrupted")
-    params = {k: str(v) for k, v in RunConfig(p=31, a=3, b=3).to_dict().items()}
-    for status in ("KILLED", "FAILED"):  # neither ever got its end tags
+    # two replicates (seeds 0 and 1: runs of the same seeds would be one replicate, counted once)
+    for seed, status in enumerate(("KILLED", "FAILED")):  # neither ever got its end tags
+        params = {k: str(v) for k, v in RunConfig(p=31, a=3, b=3, seed=seed).to_dict().items()}
         run = client.create_run(exp_id)
         for key, value in params.items():
             client.log_param(run.info.run_id, key, value)
