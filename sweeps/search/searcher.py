@@ -11,6 +11,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from grokcore.records import current_status
 from sweeps.search.space import OPTUNA_TRIAL, SCORE, NumberedSpace, SearchSpace, grok_score
 
 
