@@ -1,7 +1,8 @@
-"""Kaplan-Meier figure of grok epochs: the share of runs not yet grokked against the epoch.
+"""Kaplan-Meier figure of threshold epochs: the share of runs that have not yet reached the
+threshold (test accuracy held >= 0.99 to the end) against the epoch.
 
 One step curve per configuration (a group of trials by the key columns), with a '|' tick on the
-curve at every censored run (one that had not grokked when it stopped). With a ``style_key``
+curve at every censored run (one that had not reached it when it stopped). With a ``style_key``
 (the split, in Table 1) a configuration keeps its colour across that key's values, which differ
 by line style instead, so the two splits of one (a, b, p) are easy to tell and to match.
 Diverged, failed and unfinished runs are left out of the curves (the legend says how many).
@@ -21,7 +22,7 @@ from analysis.stats import group_trials, km_curve, run_times
 
 def _label(keys: Sequence[str], name: tuple, k: int, n: int, left_out: int) -> str:
     text = ", ".join(f"{key}={value}" for key, value in zip(keys, name))
-    text += f" ({k}/{n} grokked"
+    text += f" ({k}/{n} reached"
     return text + (f", {left_out} left out)" if left_out else ")")
 
 
@@ -49,7 +50,7 @@ def plot_km(trials: pd.DataFrame, keys: Sequence[str], path: str | Path,
             style_key: str | None = None) -> Path:
     """Draw one KM curve per row of ``trials`` grouped by ``keys`` (or only ``rows``, key tuples)
     and save a PNG at ``path``; returns the path. k/n in the legend: grokked runs out of the
-    runs in the estimate (grokked + not grokked). ``style_key``: see the module doc."""
+    runs in the estimate (reached + not reached). ``style_key``: see the module doc."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -78,11 +79,12 @@ def plot_km(trials: pd.DataFrame, keys: Sequence[str], path: str | Path,
             ax.plot(curve.censored_times, curve.censored_survival, linestyle="none",
                     marker="|", markersize=10, color=line.get_color())
     ax.set_xlabel("epoch")
-    ax.set_ylabel("share of runs not yet grokked")
+    ax.set_ylabel("share of runs not yet at the threshold")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.set_title(title or "Kaplan-Meier: runs not yet grokked ('|' censored)")
+    ax.set_title(title or "Kaplan-Meier: runs whose test accuracy has not yet held the threshold "
+                 "('|' censored)")
     if many:
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:

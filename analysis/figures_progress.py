@@ -55,28 +55,28 @@ def plot_residue_distribution(p: int, pairs: Sequence[tuple[int, int]], path) ->
 def heatmap_cells(table: pd.DataFrame, p: int | None = None,
                   task: str = "expmod") -> tuple[int, dict[str, pd.DataFrame]]:
     """(p, the heat map's cells per split): for each split, one row per (a, b) with the KM
-    median grok epoch, runs grokked, runs, and what the rows show. Splits stay apart: a cell
-    merging a split that groks with one that does not would describe neither. The split with
-    the most rows comes first. ``p``: the most common p of the task's rows when None."""
+    median threshold epoch, runs that reached the threshold, runs, and what the rows show. Splits
+    stay apart: a cell merging a split that groks with one that does not would describe neither. The
+    split with the most rows comes first. ``p``: the most common p of the task's rows when None."""
     t = table[table["task"] == task]
     if p is None:
         p = int(t["p"].mode().iloc[0])
     t = t[t["p"] == p].assign(
-        grok_km_median=lambda d: pd.to_numeric(d["grok_km_median"], errors="coerce"))
+        threshold_km_median=lambda d: pd.to_numeric(d["threshold_km_median"], errors="coerce"))
     if t.empty:
         raise ValueError(f"the table has no {task} rows for p={p}")
     shows = t["shows"] if "shows" in t else pd.Series("grokking", index=t.index)
     split = t["split"].astype(str) if "split" in t else pd.Series("", index=t.index)
     t = t.assign(shows=shows.astype(str), split=split)
     return p, {name: rows.groupby(["a", "b"]).agg(
-        epoch=("grok_km_median", "median"), grokked=("grokked", "sum"), runs=("runs", "sum"),
+        epoch=("threshold_km_median", "median"), reached=("reached", "sum"), runs=("runs", "sum"),
         shows=("shows", lambda words: ", ".join(sorted(set(words)))))
         for name, rows in sorted(t.groupby("split"), key=lambda kv: -len(kv[1]))}
 
 
 def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str = "expmod") -> Path:
-    """Kaplan-Meier median grok epoch over (a, b) for one p (``analysis.grok_table.build_table``
-    output), one panel per split, on one logarithmic colour scale. Coloured only where every run
+    """Kaplan-Meier median threshold epoch over (a, b) for one p
+    (``analysis.grok_table.build_table`` output), one panel per split, on one logarithmic colour scale. Coloured only where every run
     of the cell generalized (grokking or no delay); grey where the median is not reached (fewer
     than half the runs reached the threshold), where the runs reached it by lookup (the
     threshold was reached on test pairs with a training twin: not a time to generalize, so not
@@ -89,7 +89,7 @@ def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str
                 for c in panels.values()))
     panels = {split: cells.assign(epoch=coloured_epochs(cells)) for split, cells in panels.items()}
     epochs = pd.concat([c.epoch for c in panels.values()]).dropna()
-    # Grok epochs span decades (tens to tens of thousands): a log scale keeps both ends apart.
+    # Threshold epochs span decades (tens to tens of thousands): a log scale keeps both ends apart.
     low, high = (epochs.min(), epochs.max()) if len(epochs) else (1, 10)
     norm = LogNorm(low, high) if high > low else LogNorm(low / 2, low * 2)
     fig, axes = plt.subplots(1, len(panels), figsize=(1 + 0.7 * n * len(panels), 0.7 * n + 0.5),
@@ -97,7 +97,7 @@ def plot_grok_heatmap(table: pd.DataFrame, path, p: int | None = None, task: str
     for ax, (split, cells) in zip(axes[0], panels.items()):
         image = _heat_panel(ax, cells, n, norm)
         ax.set_title(f"p = {p}" + (f", split by {split}" if split else ""))
-    fig.colorbar(image, ax=list(axes[0]), label="Kaplan-Meier median grok epoch")
+    fig.colorbar(image, ax=list(axes[0]), label="Kaplan-Meier median threshold epoch")
     fig.text(0.01, 0.01, f"k/n: runs reaching the threshold; {SHORT_LEGEND}; grey: not reached,"
              " lookup or not run", fontsize=7)
     return _save(fig, path)
@@ -146,7 +146,7 @@ def _heat_panel(ax, cells: pd.DataFrame, n: int, norm):
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, origin="lower",
                       extent=(0.5, n + 0.5, 0.5, n + 0.5))
     for (a, b), row in cells.iterrows():
-        text = f"{int(row.grokked)}/{int(row.runs)}"
+        text = f"{int(row.reached)}/{int(row.runs)}"
         if row.shows != "grokking":
             text += f"\n{short_shows(row.shows)}"
             ax.add_patch(plt.Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, hatch="//",

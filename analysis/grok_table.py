@@ -12,16 +12,18 @@
 **Rows.** A configuration is (task, the task's own ``table_keys``, split, dtype, frac_train): for
 expmod (a, b, p); the replicates (seed, data_seed) are aggregated.
 
-**Statistics** (``analysis.stats``, over scipy.stats). A trial's grok epoch is the first
-evaluation from which its grok signal held the threshold to the end. A trial that did not grok
-within its budget is *right-censored* at ``epochs_run``: it says "later than this", not "never".
-Diverged, failed and unfinished trials are counted and left out of the estimates. Per row:
-``grokked`` k of ``runs``; ``grok_km_median`` the Kaplan-Meier median (the first epoch by which
-the estimated share of runs not yet grokked is <= 0.5; empty when fewer than half grokked) with
-its 95% interval ``grok_km_ci_low``-``grok_km_ci_high`` (the epochs where the log-log pointwise
-band of that share contains 0.5; an empty upper end means unbounded: the data cannot rule out a
-later median); ``grok_epoch_min``/``_max`` observed; ``logrank_p`` the two-sided log-rank test of
-the row's grok times against the reference row's (``--reference``, default the first row), and
+**Statistics** (``analysis.stats``, over scipy.stats). A trial's threshold epoch is the first
+evaluation from which its grok signal held the threshold to the end (status ``reached``; that is
+not yet grokking: ``shows`` says what it was). A trial that did not reach it within its budget
+is *right-censored* at ``epochs_run``: it says "later than this", not "never". Diverged, failed
+and unfinished trials are counted and left out of the estimates. Per row: ``reached`` k of
+``runs``; ``threshold_km_median`` the Kaplan-Meier median (the first epoch by which the
+estimated share of runs not yet at the threshold is <= 0.5; empty when fewer than half reached
+it) with its 95% interval ``threshold_km_ci_low``-``threshold_km_ci_high`` (the epochs where the
+log-log pointwise band of that share contains 0.5; an empty upper end means unbounded: the data
+cannot rule out a later median); ``threshold_epoch_min``/``_max`` observed; ``logrank_p`` the
+two-sided log-rank test of the row's threshold epochs against the reference row's
+(``--reference``, default the first row), and
 ``logrank_p_holm`` those p-values Holm-corrected over the rows. ``--pairwise`` tests chosen rows
 against each other instead (Holm over the pairs), and ``--compare FIELD`` each row run with
 several values of one setting across those values (``--compare split``: pairs against classes
@@ -88,7 +90,8 @@ def plot_km(trials: pd.DataFrame, path: Path, title: str | None = None) -> Path:
         keys = [k for k in config_keys(task) if k != "task"]
         varying = [k for k in keys if of_task[k].nunique(dropna=False) > 1] or keys[:1]
         target = path if i == 0 else path.with_name(f"{path.stem}_{task}{path.suffix}")
-        draw(of_task, varying, target, title=title or f"{task}: share of runs not yet grokked",
+        draw(of_task, varying, target,
+             title=title or f"{task}: share of runs not yet at the threshold",
              style_key="split" if "split" in varying else None)
         out = out or target
     return out
@@ -123,9 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "FIELD (a setting that names rows, e.g. split), log-rank tests "
                              "between those values (Holm over all the tests)")
     parser.add_argument("--plot-km", type=Path, default=None, metavar="FILE",
-                        help="Kaplan-Meier figure (PNG): share of runs not yet grokked by epoch")
+                        help="Kaplan-Meier figure (PNG): share of runs whose test accuracy has "
+                             "not yet held the threshold, by epoch")
     parser.add_argument("--plot-heatmap", type=Path, default=None, metavar="FILE",
-                        help="heat map of the KM median grok epoch over (a, b) (expmod; PNG)")
+                        help="heat map of the KM median threshold epoch over (a, b) (expmod; PNG)")
     parser.add_argument("--no-log", action="store_true",
                         help="do not store the table in MLflow (artifacts of the sweep's run, "
                              "descriptions of the run and the experiment)")

@@ -5,11 +5,11 @@
         [--formula "leakage + bijective_a + bijective_b"] [--only split=pairs ...]
         [--lookup censored|competing] [--plot forest.png]
 
-**The data.** One line per expmod trial that ended grokked or not grokked (diverged, failed and
-unfinished trials enter no estimate, as in the table). The *event* is grokking in the sense of
-the trial's outcome ``grokked`` (``grokcore.signals``: the grok signal held the threshold after
-a delay, and not by lookup), at the trial's grok epoch. Every other trial is right-censored at
-its ``epochs_run``: it had not grokked when it stopped. A *lookup* trial (test accuracy held by
+**The data.** One line per expmod trial whose status is reached or not_reached (diverged,
+failed and unfinished trials enter no estimate, as in the table). The *event* is grokking in the
+sense of the trial's outcome ``grokked`` (``grokcore.signals``: the grok signal held the
+threshold after a delay, and not by lookup), at the trial's threshold epoch. Every other trial
+is right-censored at its ``epochs_run``: it had not grokked when it stopped. A *lookup* trial (test accuracy held by
 test pairs sharing their class with a training pair, unseen-class accuracy did not) is
 censored at its end by default (``--lookup censored``): the model is then the cause-specific
 hazard of grokking. ``--lookup competing`` treats lookup as a competing event instead: a

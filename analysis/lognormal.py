@@ -1,15 +1,16 @@
-"""Grok epochs on the log scale: a row's spread, and the prediction interval for one new run.
+"""Threshold epochs on the log scale: a row's spread, and the prediction interval for one new run.
 
-Grok epochs are positive and skewed, and their ratios are what one compares (twice as slow), so
-these statistics are taken on log(grok epoch). They need the row's times themselves: a row with
-a censored run (one that had not grokked when it stopped) only bounds that run's time from
+Threshold epochs (``analysis.stats``: the epoch from which test accuracy held the threshold) are
+positive and skewed, and their ratios are what one compares (twice as slow), so these statistics
+are taken on log(threshold epoch). They need the row's times themselves: a row with a censored
+run (one that had not reached the threshold when it stopped) only bounds that run's time from
 below, so these statistics are *not computable* for it and say so, rather than drop the run
 (which would bias the row towards fast runs). The censored-data estimates of a row are
 ``analysis.stats`` (Kaplan-Meier, log-rank).
 
 **Prediction interval for one new run** (the classic t-based one): with n runs of a row, mean m
-and standard deviation s (n - 1 degrees of freedom) of their log grok epochs, one new run's log
-grok epoch lies in m +- t(0.975, n - 1) s sqrt(1 + 1/n) with probability 0.95 when the row's
+and standard deviation s (n - 1 degrees of freedom) of their log threshold epochs, one new run's log
+threshold epoch lies in m +- t(0.975, n - 1) s sqrt(1 + 1/n) with probability 0.95 when the row's
 log times are normal; the interval is given back on the epoch scale. A single published run
 (the seed paper's figure) is tested as such a new run: T = (log x - m) / (s sqrt(1 + 1/n)) has
 Student's t with n - 1 degrees of freedom, two-sided p = 2 P(t > |T|). The table corrects these
@@ -34,7 +35,7 @@ from scipy import stats
 
 @dataclass(frozen=True)
 class LogSpread:
-    """n runs, mean and standard deviation (n - 1 df; None when n < 2) of log(grok epoch)."""
+    """n runs, mean and standard deviation (n - 1 df; None when n < 2) of log(threshold epoch)."""
 
     n: int
     mean: float | None
@@ -84,7 +85,7 @@ def _not_computable(reason: str) -> NewRunTest:
 
 def new_run_test(times: Any, grokked: Any, value: float | None,
                  level: float = 0.95) -> NewRunTest:
-    """The ``level`` prediction interval of one new run's grok epoch from a row's runs
+    """The ``level`` prediction interval of one new run's threshold epoch from a row's runs
     (``times`` with ``grokked``; see the module doc), and ``value`` tested as that new run.
     Not computable with a censored run, fewer than two runs, or no spread (all runs at one
     epoch)."""

@@ -5,14 +5,14 @@
         [--ratio 2] [--power 0.8] [--alpha 0.05] [--tests M] [--method lognormal|resample]
         [--test logrank|t] [--sims 2000] [--max-n 40] [--seed 0] [--include-lookup]
 
-**The spread.** Per row: the standard deviation of log(grok epoch) over its runs
+**The spread.** Per row: the standard deviation of log(threshold epoch) over its runs
 (``analysis.lognormal``); pooled over rows, sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)). A row
-enters when at least two of its runs grokked and none is censored (a censored run's time is only
-bounded: the spread is not computable). Runs whose outcome is lookup (test accuracy held by
-pairs sharing a training pair's class, not by generalization) are left out by default, as their
-crossing time is not a grok time (``--include-lookup`` keeps them).
+enters when at least two of its runs reached the threshold and none is censored (a censored
+run's time is only bounded: the spread is not computable). Runs whose outcome is lookup (test
+accuracy held by pairs sharing a training pair's class, not by generalization) are left out by
+default, as their crossing time is not a time to generalize (``--include-lookup`` keeps them).
 
-**The question.** Two rows whose median grok epochs differ by a factor ``--ratio`` R (default
+**The question.** Two rows whose median threshold epochs differ by a factor ``--ratio`` R (default
 2), each with the pooled spread: with n runs a row, how often does the table's test, the
 two-sided log-rank test (``--test t``: Student's t on log epochs), give p below alpha? At the
 plain ``--alpha`` (one planned comparison) and at alpha / M, the level Holm's correction asks
@@ -26,8 +26,8 @@ normal with the pooled sd; ``resample`` draws them from the rows' own log epochs
 their row mean (scaled by sqrt(n_i / (n_i - 1)) so that their spread is the pooled one), with
 replacement. Group b is group a shifted by log R. ``--sims`` pairs of rows per n, from a
 seeded generator: the same seed gives the same answer. Censoring is not simulated (every
-simulated run groks): with runs stopped at a budget well past the medians, as in Table 1, it
-changes little; closer to the budget it lowers the power.
+simulated run reaches the threshold): with runs stopped at a budget well past the medians, as in
+Table 1, it changes little; closer to the budget it lowers the power.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class RowSpread:
 
 def row_spreads(trials: pd.DataFrame, include_lookup: bool = False) -> tuple[list[str],
                                                                              list[RowSpread]]:
-    """(the key columns, each row's spread of log grok epoch); see the module doc."""
+    """(the key columns, each row's spread of log threshold epoch); see the module doc."""
     tasks = sorted(set(trials.task.astype(str)))
     if len(tasks) != 1:
         raise AnalysisError(f"analysis.power plans the rows of one task; these trials have "
@@ -80,13 +80,13 @@ def row_spreads(trials: pd.DataFrame, include_lookup: bool = False) -> tuple[lis
     for key, group in groups.items():
         kept = group if include_lookup or "outcome" not in group else \
             group[group.outcome.astype(str) != LOOKUP]
-        times, grokked = stats.run_times(kept)
-        if (~grokked).any():
-            rows.append(RowSpread(key, len(times), None, f"{int((~grokked).sum())} censored"))
+        times, reached = stats.run_times(kept)
+        if (~reached).any():
+            rows.append(RowSpread(key, len(times), None, f"{int((~reached).sum())} censored"))
         elif len(times) == 0 and len(kept) < len(group):
             rows.append(RowSpread(key, 0, None, "lookup"))
         elif len(times) < 2:
-            rows.append(RowSpread(key, len(times), None, f"{len(times)} grokked"))
+            rows.append(RowSpread(key, len(times), None, f"{len(times)} reached"))
         else:
             rows.append(RowSpread(key, len(times), log_spread(times), ""))
     return keys, rows
@@ -160,8 +160,8 @@ def spread_lines(keys: list[str], rows: list[RowSpread], sd: float | None, df: i
                  include_lookup: bool) -> list[str]:
     shown = [k for i, k in enumerate(keys[1:], 1) if len({r.key[i] for r in rows}) > 1] or \
         keys[1:2]
-    lines = ["spread of log(grok epoch) per row (runs that grokked; a row with a censored run "
-             "has none):"]
+    lines = ["spread of log(threshold epoch) per row (runs that reached the threshold; a row with "
+             "a censored run has none):"]
     for r in rows:
         value = f"sd {r.spread.sd:.3f} over {r.spread.n} runs" if r.spread else \
             f"- ({r.reason})"
@@ -178,8 +178,8 @@ def plan(args, trials: pd.DataFrame) -> str:
     keys, rows = row_spreads(trials, args.include_lookup)
     sd, df = pooled_sd(r.spread for r in rows if r.spread)
     if sd is None or sd == 0:
-        raise AnalysisError("too few runs to plan: no row has two grokked runs with distinct "
-                            "grok epochs and none censored; run more replicates")
+        raise AnalysisError("too few runs to plan: no row has two runs that reached the "
+                            "threshold at distinct epochs and none censored; run more replicates")
     tests = args.tests if args.tests is not None else len(rows) - 1
     if tests < 1:
         raise AnalysisError("one row makes no test: give --tests M, the number of tests the "
@@ -218,13 +218,13 @@ def plan(args, trials: pd.DataFrame) -> str:
 def build_parser():
     parser = OneLineErrorParser(
         prog="python -m analysis.power",
-        description="Replicate planning from a sweep's trials: the spread of log grok epoch "
+        description="Replicate planning from a sweep's trials: the spread of log threshold epoch "
                     "per row and pooled; by simulation, the replicates a row needs to detect a "
                     "median ratio with the wanted power, at the plain and the Holm-corrected "
                     "alpha; and the power the current table has.")
     add_source_arguments(parser)
     parser.add_argument("--ratio", type=_above_one, default=2.0,
-                        help="the ratio of two rows' median grok epochs to detect (default 2)")
+                        help="the ratio of two rows' median threshold epochs to detect (default 2)")
     parser.add_argument("--power", type=_share, default=0.8, help="wanted power (default 0.8)")
     parser.add_argument("--alpha", type=_share, default=0.05, help="test level (default 0.05)")
     parser.add_argument("--tests", type=int, default=None, metavar="M",

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.runs import (AnalysisError, experiment_id, find_sweep_run, log_analysis_run,
-                           log_files, load_runs, set_description)
+                           log_files, load_runs, set_description, tag_value)
 from analysis.table import build_table
-from analysis.table_render import render, render_brief_md
-from analysis.trials import trials_from_runs
-from grokcore.records import SWEEP_TAG
+from analysis.table_render import headline, render, render_brief_md
+from analysis.trials import trials_from_runs, with_current_names
+from grokcore.records import SWEEP_TAG, TRIALS_FIGURE
 
 
 def table_files(table: pd.DataFrame, trials: pd.DataFrame,
@@ -44,8 +44,12 @@ RUN_NOTE_LIMIT, EXPERIMENT_NOTE_LIMIT = 7900, 19900
 
 
 def description(table: pd.DataFrame, title: str, limit: int) -> str:
-    """The table in brief Markdown (:func:`render_brief_md`) under a one-line title, rows cut
+    """The table's :func:`headline` (the line the MLflow UI shows before the description is
+    expanded), a title, then the table in brief Markdown (:func:`render_brief_md`), rows cut
     (and said so) to fit ``limit``."""
+    line = headline(table)
+    line = line if len(line) <= 1500 else line[:1500].rpartition(" · ")[0] + " · ..."
+    title = f"**Grok table**: {line}\n\n{title}"
     md = render_brief_md(table)
     lines = md.rstrip("\n").split("\n")
     text = f"{title}\n\n{md}"
@@ -80,7 +84,7 @@ def publish(client, experiment: str, sweep: str | None = None,
     n_sweeps = runs.get(f"tags.{SWEEP_TAG}", pd.Series(dtype=object)).nunique()
     set_description(client, exp_id, None, description(
         build_table(trials_from_runs(runs)),
-        f"**Grok table** of the {len(runs)} trial runs of this experiment ({n_sweeps} "
+        f"The grok table of the {len(runs)} trial runs of this experiment ({n_sweeps} "
         f"sweep{'s' if n_sweeps != 1 else ''}; {when}). Each sweep's run holds its own table "
         "and the files (Markdown, CSV, LaTeX, trials).", EXPERIMENT_NOTE_LIMIT))
     parent = find_sweep_run(client, exp_id, sweep)
@@ -94,8 +98,46 @@ def publish(client, experiment: str, sweep: str | None = None,
     trials = trials_from_runs(mine)
     table = build_table(trials)
     set_description(client, exp_id, parent.info.run_id, description(
-        table, f"**Grok table** of sweep `{name}` ({len(mine)} trial runs; {when}). Files: "
+        table, f"The grok table of sweep `{name}` ({len(mine)} trial runs; {when}). Files: "
         "this run's artifacts grok_table.md, .csv, .tex, .txt and trials.csv.", RUN_NOTE_LIMIT))
     log_files(client, parent.info.run_id, files or table_files(table, trials))
+    log_trials_figure(client, parent.info.run_id, mine)
     client.set_tag(parent.info.run_id, "grok_table", f"{len(table)} rows; {when}")
     return parent.info.run_id
+
+
+def log_trials_figure(client, run_id: str, runs: pd.DataFrame) -> None:
+    """The sweep's trials on one plot (``analysis.figures_sweep``) as the run's artifact
+    ``TRIALS_FIGURE.png`` and as its image of that key, which MLflow's chart view shows."""
+    import tempfile
+
+    from PIL import Image
+
+    from analysis.figures_sweep import MAX_TRIALS, plot_trials_compared
+
+    runs = with_current_names(runs)
+    names = runs.get("tags.mlflow.runName", pd.Series("", index=runs.index)).fillna("")
+    shown = runs.assign(name=names).sort_values("name").head(MAX_TRIALS)
+    trials = [{"name": row["name"], "color": _text(row.get("tags.mlflow.runColor")),
+               "outcome": _text(row.get("tags.outcome")),
+               "threshold_epoch": tag_value(row.get("tags.threshold_epoch")),
+               "test_acc": _history(client, row["run_id"], "test_acc"),
+               "unseen": _history(client, row["run_id"], "test_acc_unseen")}
+              for row in shown.to_dict("records")]
+    given = runs.get("params.grok_acc", pd.Series(dtype=object)).dropna()
+    threshold = (tag_value(given.iloc[0]) if len(given) else None) or 0.99
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot_trials_compared(trials, f"{tmp}/{TRIALS_FIGURE}.png", threshold, len(runs))
+        client.log_artifact(run_id, str(path))
+        with Image.open(path) as image:
+            client.log_image(run_id, image.convert("RGB"), key=TRIALS_FIGURE, step=0)
+
+
+def _history(client, run_id: str, key: str) -> tuple[list[int], list[float]]:
+    """A metric's (steps, values), in step order."""
+    points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+    return [s for s, _ in points], [v for _, v in points]
+
+
+def _text(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and value != value) else str(value)

@@ -2,9 +2,9 @@
 
 The layout is the contract written by the sweeps (README, "MLflow layout"; the names are
 ``grokcore.records``): one run per trial, params = every RunConfig field (strings), tags
-``status``, ``grokked``, ``grok_epoch``, ``memorization_epoch``, ``grok_delay``, ``n_spikes``
-(``records.END_VALUES``; strings, "none" when absent), numeric end metrics, per-epoch metric
-histories and the artifacts ``history.csv``, ``model.pt``, ``config.json``. Runs that are not
+``status``, ``reached``, ``threshold_epoch``, ``memorization_epoch``, ``threshold_delay``,
+``n_spikes`` (``records.END_VALUES``; strings, "none" when absent), numeric end metrics, per-epoch
+metric histories and the artifacts ``history.csv``, ``model.pt``, ``config.json``. Runs that are not
 trials carry the tag ``records.RUN_KIND_TAG`` ("analysis": the tables and figures written here;
 "search_summary": a search's summary; "sweep": a sweep's parent run) and are skipped here, as are
 runs without a ``task`` param (anything else).
@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 
 from grokcore.records import (CONFIG_FILE, DESCRIPTION_TAG, DONE_STATUSES, HISTORY_FILE,
-                              RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG, WEIGHTS_FILE)
+                              RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG, WEIGHTS_FILE,
+                              current_status)
 
 
 class AnalysisError(Exception):
@@ -36,12 +37,83 @@ def fail(message: str) -> int:
     return 2
 
 
+# SQLAlchemy's PostgreSQL drivers: the module each URI scheme needs and the package that has it.
+PG_DRIVERS = {"postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
+              "postgresql+psycopg": ("psycopg", "psycopg[binary]")}
+
+
+def checked_tracking_uri(uri: str, must_exist: bool = False) -> str:
+    """The tracking URI as MLflow should get it, or AnalysisError (one line: what is wrong and
+    how to mend it) before anything is written: a bare ``postgresql://`` names the PostgreSQL
+    driver that is installed (SQLAlchemy would pick psycopg 3 even where only psycopg2 is), a
+    named driver must be installed, the database or server must answer, and a SQLite file must
+    be a database (``must_exist``: and be there)."""
+    import importlib.util
+
+    scheme = uri.partition("://")[0]
+    if scheme == "postgresql":
+        found = [s for s, (module, _) in PG_DRIVERS.items() if importlib.util.find_spec(module)]
+        if not found:
+            raise AnalysisError(f"no PostgreSQL driver for --tracking-uri {scheme}://...: "
+                                "pip install psycopg2-binary")
+        uri, scheme = found[0] + uri[len("postgresql"):], found[0]
+    if scheme in PG_DRIVERS:
+        module, package = PG_DRIVERS[scheme]
+        if importlib.util.find_spec(module) is None:
+            raise AnalysisError(f"--tracking-uri {scheme}://... needs the {module} module: "
+                                f"pip install {package!r}, or write postgresql://")
+        _reach_database(uri)
+    elif scheme == "sqlite":
+        _check_sqlite(Path(uri[len("sqlite:///"):]), must_exist)
+    elif scheme in ("http", "https"):
+        _reach_server(uri)
+    return uri
+
+
+def _reach_database(uri: str) -> None:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 10})
+        with engine.connect():
+            pass
+    except Exception as err:
+        reason = " ".join(str(getattr(err, "orig", None) or err).split())[:200]
+        raise AnalysisError(f"cannot reach the database of --tracking-uri (host, port, user, "
+                            f"password and database name?): {reason}") from None
+
+
+def _check_sqlite(path: Path, must_exist: bool) -> None:
+    import sqlite3
+
+    if not path.exists():
+        if must_exist:
+            raise AnalysisError(f"no MLflow store at {path} (--tracking-uri sqlite:///{path})")
+        return
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as err:
+        raise AnalysisError(f"{path} is not an SQLite database ({err}); give the MLflow store's "
+                            "file with --tracking-uri sqlite:///FILE, or a new file's name") from None
+
+
+def _reach_server(uri: str) -> None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=15):
+            pass
+    except OSError as err:
+        reason = getattr(err, "reason", err)
+        raise AnalysisError(f"no MLflow tracking server answers at {uri} ({reason}); start it "
+                            "(mlflow server ...) or check --tracking-uri") from None
+
+
 def client_for(tracking_uri: str):
-    """An MlflowClient for the URI; a missing SQLite file is an error, not a new empty store."""
-    if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri[len("sqlite:///"):])
-        if not path.exists():
-            raise AnalysisError(f"no MLflow store at {path} (--tracking-uri {tracking_uri})")
+    """An MlflowClient for the URI (:func:`checked_tracking_uri`; a missing SQLite file is an
+    error, not a new empty store)."""
+    tracking_uri = checked_tracking_uri(tracking_uri, must_exist=True)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep stderr for errors
     from mlflow.tracking import MlflowClient
 
@@ -209,8 +281,9 @@ def log_analysis_run(client, experiment: str, name: str, files: dict[str, str | 
 
 
 def ended_config_hashes(tracking_uri: str, experiment: str) -> set[str]:
-    """The config_hash tags of the experiment's runs that ended (grokcore.records.DONE_STATUSES);
-    empty when the store or the experiment does not exist yet."""
+    """The config_hash tags of the experiment's runs that ended (grokcore.records.DONE_STATUSES;
+    a status of the old vocabulary read as today's); empty when the store or the experiment
+    does not exist yet."""
     try:
         client = client_for(tracking_uri)
     except AnalysisError:  # no store yet
@@ -223,7 +296,7 @@ def ended_config_hashes(tracking_uri: str, experiment: str) -> set[str]:
         page = client.search_runs([found.experiment_id], "tags.config_hash != ''",
                                   max_results=5000, page_token=token)
         hashes |= {r.data.tags["config_hash"] for r in page
-                   if r.data.tags.get("status") in DONE_STATUSES}
+                   if current_status(r.data.tags.get("status")) in DONE_STATUSES}
         token = page.token
         if not token:
             return hashes

@@ -1,14 +1,16 @@
-"""Survival statistics of grok epochs: Kaplan-Meier medians, log-rank tests, Holm correction.
+"""Survival statistics of threshold epochs: Kaplan-Meier medians, log-rank tests, Holm correction.
 
-A run's *time* is its grok epoch (the epoch from which test accuracy stays >= 0.99) when it
-grokked, and its ``epochs_run`` when it did not: such a run is right-censored there (it might
-have grokked later). Diverged, failed and unfinished runs are counted but enter no estimate.
+A run's *time* is its threshold epoch (the epoch from which test accuracy stays >= 0.99) when it
+reached the threshold, and its ``epochs_run`` when it did not: such a run is right-censored there
+(it might have reached it later). Diverged, failed and unfinished runs are counted but enter no
+estimate. (Reaching the threshold is not grokking: a lookup run reaches it too; the outcome says
+which, see grokcore.records. The function arguments below call the event ``grokked``.)
 
 The estimators are scipy's (``scipy.stats.ecdf`` on ``scipy.stats.CensoredData`` for the
 Kaplan-Meier survival function and its pointwise confidence band, ``scipy.stats.logrank`` for the
 two-sample test); this module only reads off medians, guards the degenerate cases and applies
-Holm's step-down correction. "Survival" here means "not yet grokked": S(t) is the estimated
-share of runs that have not grokked by epoch t.
+Holm's step-down correction. "Survival" here means "not yet reached": S(t) is the estimated
+share of runs that have not reached the threshold by epoch t.
 
 Public API::
 
@@ -36,10 +38,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-STATUSES = ("grokked", "not_grokked", "diverged", "failed", "unfinished")
-ESTIMABLE = ("grokked", "not_grokked")  # the statuses that enter the estimates
-TABLE_COLUMNS = ("runs", "grokked", "censored", "diverged", "failed", "unfinished",
-                 "grok_km_median", "grok_km_ci_low", "grok_km_ci_high", "grok_min", "grok_max",
+from grokcore.records import NOT_REACHED, REACHED, STATUSES
+
+# An event is a run whose grok signal reached the threshold and held it (status "reached", at its
+# threshold epoch); "not_reached" runs are censored at epochs_run (grokcore.records: the names).
+ESTIMABLE = (REACHED, NOT_REACHED)  # the statuses that enter the estimates
+TABLE_COLUMNS = ("runs", "reached", "censored", "diverged", "failed", "unfinished",
+                 "threshold_km_median", "threshold_km_ci_low", "threshold_km_ci_high",
+                 "threshold_min", "threshold_max",
                  "logrank_p", "logrank_p_holm")
 PAIR_COLUMNS = ("row_i", "row_j", "p", "p_holm")
 
@@ -221,7 +227,7 @@ def group_trials(trials: pd.DataFrame, keys: Sequence[str]) -> dict[tuple, pd.Da
     keys = list(keys)
     if not keys:
         raise ValueError("give at least one key column")
-    missing = [c for c in (*keys, "status", "grok_epoch", "epochs_run") if c not in trials]
+    missing = [c for c in (*keys, "status", "threshold_epoch", "epochs_run") if c not in trials]
     if missing:
         raise ValueError(f"trials lack the columns {missing}")
     unknown = sorted(set(trials["status"].astype(str)) - set(STATUSES))
@@ -231,16 +237,16 @@ def group_trials(trials: pd.DataFrame, keys: Sequence[str]) -> dict[tuple, pd.Da
 
 
 def run_times(group: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(time, grokked) of the runs that enter the estimates (grokked and not_grokked)."""
+    """(time, event) of the runs that enter the estimates (reached and not_reached)."""
     g = group[group["status"].isin(ESTIMABLE)]
-    grokked = (g["status"] == "grokked").to_numpy()
-    grok_epoch = pd.to_numeric(g["grok_epoch"], errors="coerce").to_numpy(dtype=float)
+    grokked = (g["status"] == REACHED).to_numpy()
+    held = pd.to_numeric(g["threshold_epoch"], errors="coerce").to_numpy(dtype=float)
     epochs_run = pd.to_numeric(g["epochs_run"], errors="coerce").to_numpy(dtype=float)
-    times = np.where(grokked, grok_epoch, epochs_run)
+    times = np.where(grokked, held, epochs_run)
     bad = ~np.isfinite(times)
     if bad.any():
-        raise ValueError(f"{int(bad.sum())} run(s) lack a grok_epoch (grokked) or an "
-                         "epochs_run (not_grokked)")
+        raise ValueError(f"{int(bad.sum())} run(s) lack a threshold_epoch (reached) or an "
+                         "epochs_run (not_reached)")
     return times, grokked
 
 
@@ -252,12 +258,12 @@ def survival_table(trials: pd.DataFrame, keys: Sequence[str], reference: Any = N
                    confidence_level: float = 0.95, method: str = "log-log") -> pd.DataFrame:
     """One row per configuration (group of ``trials`` by ``keys``, sorted by the keys).
 
-    ``trials`` has the key columns, ``status`` (one of STATUSES), ``grok_epoch`` (grokked runs)
-    and ``epochs_run`` (not_grokked runs, where they are censored). The result has the key
+    ``trials`` has the key columns, ``status`` (one of STATUSES), ``threshold_epoch`` (reached
+    runs) and ``epochs_run`` (not_reached runs, where they are censored). The result has the key
     columns followed by exactly TABLE_COLUMNS: run counts by status (``censored`` =
-    not_grokked); the KM median grok epoch and its interval (``km_median``; NaN where None:
+    not_reached); the KM median threshold epoch and its interval (``km_median``; NaN where None:
     a NaN median with runs means "not reached", a NaN ci_high with a ci_low means unbounded
-    above); the observed min and max grok epoch among grokked runs; the two-sided log-rank p of
+    above); the observed min and max threshold epoch among reached runs; the two-sided log-rank p of
     the row against the reference row (``reference``: a key tuple, or a scalar for one key;
     default the first row), NaN for the reference itself or where the test is undefined; and
     ``logrank_p_holm``, Holm over the non-reference rows' defined p-values.
@@ -282,16 +288,16 @@ def survival_table(trials: pd.DataFrame, keys: Sequence[str], reference: Any = N
         pvalues.append(None if name == ref else p)
         rows.append({**dict(zip(keys, name)),
                      "runs": len(group),
-                     "grokked": int((status == "grokked").sum()),
-                     "censored": int((status == "not_grokked").sum()),
+                     "reached": int((status == REACHED).sum()),
+                     "censored": int((status == NOT_REACHED).sum()),
                      "diverged": int((status == "diverged").sum()),
                      "failed": int((status == "failed").sum()),
                      "unfinished": int((status == "unfinished").sum()),
-                     "grok_km_median": _none_to_nan(km.median),
-                     "grok_km_ci_low": _none_to_nan(km.ci_low),
-                     "grok_km_ci_high": _none_to_nan(km.ci_high),
-                     "grok_min": float(times[grokked].min()) if grokked.any() else math.nan,
-                     "grok_max": float(times[grokked].max()) if grokked.any() else math.nan,
+                     "threshold_km_median": _none_to_nan(km.median),
+                     "threshold_km_ci_low": _none_to_nan(km.ci_low),
+                     "threshold_km_ci_high": _none_to_nan(km.ci_high),
+                     "threshold_min": float(times[grokked].min()) if grokked.any() else math.nan,
+                     "threshold_max": float(times[grokked].max()) if grokked.any() else math.nan,
                      "logrank_p": _none_to_nan(p)})
     for row, adjusted in zip(rows, holm(pvalues)):
         row["logrank_p_holm"] = _none_to_nan(adjusted)

@@ -18,6 +18,7 @@ from analysis.lognormal import NewRunTest, new_run_test
 from analysis.runs import AnalysisError
 from analysis.trials import EXPMOD_STATS, param_value, config_keys, task_metrics
 from grokcore.provenance import PROVENANCE_FIELDS
+from grokcore.records import REACHED
 from grokcore.tasks import TASKS
 
 
@@ -57,10 +58,10 @@ def shows(group: pd.DataFrame) -> str:
 
 def _row_columns(task: str, group: pd.DataFrame, key: dict, seed: pd.DataFrame) -> dict:
     """The columns beside the survival statistics: outcomes, medians, dataset statistics."""
-    reached = group[group.status == "grokked"]
+    reached = group[group.status == REACHED]
     row = {"shows": shows(group),
            "memorization_epoch_median": _median(group.memorization_epoch),
-           "grok_delay_median": _median(reached.grok_delay),
+           "threshold_delay_median": _median(reached.threshold_delay),
            "spikes": int(group.n_spikes.fillna(0).sum()),
            "test_acc_median": _median(group.final_test_acc),
            "provenance_mixed": mixed_provenance(group)}
@@ -95,7 +96,7 @@ def build_table(trials: pd.DataFrame, reference: Sequence[Any] | None = None,
     for task, of_task in trials.groupby("task", sort=True):
         keys = list(config_keys(task))
         of_task = of_task.copy()
-        for col in ("n_spikes", "memorization_epoch", "grok_delay", "final_test_acc",
+        for col in ("n_spikes", "memorization_epoch", "threshold_delay", "final_test_acc",
                     "final_test_acc_unseen", *EXPMOD_STATS, *task_metrics(task)):
             if col not in of_task:
                 of_task[col] = math.nan
@@ -106,8 +107,8 @@ def build_table(trials: pd.DataFrame, reference: Sequence[Any] | None = None,
             survival = stats.survival_table(of_task, keys, ref)
         except ValueError as err:
             raise AnalysisError(f"{task} trials: {err}") from None
-        survival = survival.rename(columns={"grok_min": "grok_epoch_min",
-                                            "grok_max": "grok_epoch_max"})
+        survival = survival.rename(columns={"threshold_min": "threshold_epoch_min",
+                                            "threshold_max": "threshold_epoch_max"})
         names = [tuple(r) for r in survival[keys].itertuples(index=False)]
         survival["reference"] = [name == (ref or names[0]) for name in names]
         groups = stats.group_trials(of_task, keys)
@@ -223,7 +224,8 @@ POOLED_COLUMNS = ("value_i", "value_j", "strata", "observed_i", "expected_i", "z
 def _pooled(trials: pd.DataFrame, keys: list[str], at: int,
             pairs: list[tuple[tuple, tuple]]) -> pd.DataFrame:
     """One stratified log-rank test per two values of the compared field (row i's value is
-    group a: a negative z means its runs grokked later than no difference would have them)."""
+    group a: a negative z means its runs reached the threshold later than no difference would have
+    them)."""
     groups = stats.group_trials(trials, keys)
     by_values: dict[tuple, list] = {}
     for key_i, key_j in pairs:

@@ -26,14 +26,22 @@ def _yes(v) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else ("yes" if v else "no")
 
 
+def _estimable(r: dict) -> int:
+    """The row's runs that enter the estimates (reached or censored)."""
+    return int(r["reached"] + r["censored"])
+
+
 def km_text(r: dict) -> str:
-    """E.g. ``5000 [3000, 9000]``, ``5000 [3000, -)`` (unbounded above), ``not reached`` when
-    fewer than half the runs grokked, ``-`` with no estimable run."""
-    if pd.isna(r["grok_km_median"]):
-        estimable = r["grokked"] + r["censored"]
-        return "not reached" if estimable else "-"
-    high = "-)" if pd.isna(r["grok_km_ci_high"]) else f"{_int(r['grok_km_ci_high'])}]"
-    return f"{_int(r['grok_km_median'])} [{_int(r['grok_km_ci_low'])}, {high}"
+    """The KM median threshold epoch: e.g. ``5000 [3000, 9000]``, ``5000 [3000, -)`` (unbounded
+    above), ``not reached`` when fewer than half the runs reached the threshold, ``-`` with no
+    estimable run; with one run, its threshold epoch and ``(1 run)``: no interval."""
+    estimable = _estimable(r)
+    if pd.isna(r["threshold_km_median"]):
+        return ("not reached" if estimable else "-") + (" (1 run)" if estimable == 1 else "")
+    if estimable == 1:
+        return f"{_int(r['threshold_km_median'])} (1 run)"
+    high = "-)" if pd.isna(r["threshold_km_ci_high"]) else f"{_int(r['threshold_km_ci_high'])}]"
+    return f"{_int(r['threshold_km_median'])} [{_int(r['threshold_km_ci_low'])}, {high}"
 
 
 def _missing(v) -> bool:
@@ -41,17 +49,28 @@ def _missing(v) -> bool:
 
 
 def _pi_text(r: dict) -> str:
-    """The 95% prediction interval of one new run's grok epoch from the row's runs."""
+    """The 95% prediction interval of one new run's threshold epoch from the row's runs."""
     if _missing(r.get("paper_pi_low")):
         return "-"
     return f"[{_int(r['paper_pi_low'])}, {_int(r['paper_pi_high'])}]"
 
 
 def _p_text(r: dict) -> str:
+    """The log-rank p against the reference row (Holm's in brackets); ``1 run`` where the row
+    or the reference has one run only, which no test can tell anything from."""
     if r.get("reference"):
-        return "ref."
+        return "ref." + (" (1 run)" if _estimable(r) == 1 else "")
+    if min(_estimable(r), r.get("reference_estimable", 2)) == 1:
+        return "1 run"
     return (f"{_num(r['logrank_p'], '{:.2g}')} ({_num(r['logrank_p_holm'], '{:.2g}')})"
             if not pd.isna(r["logrank_p"]) else "-")
+
+
+def _records(table: pd.DataFrame, task: str) -> list[dict]:
+    """One task's rows as dicts, each knowing how many runs its reference row estimates from."""
+    rows = table[table.task == task].to_dict("records")
+    ref = [_estimable(r) for r in rows if r.get("reference")]
+    return [{**r, "reference_estimable": ref[0] if ref else 2} for r in rows]
 
 
 def columns(task: str, full: bool) -> list[tuple[str, Any]]:
@@ -61,14 +80,14 @@ def columns(task: str, full: bool) -> list[tuple[str, Any]]:
     cols += [(("frac" if k == "frac_train" else k), (lambda r, k=k: f"{r[k]:g}"
               if k == "frac_train" else str(r[k]))) for k in keys]
     cols += [("shows", lambda r: r["shows"]),
-             ("grokked", lambda r: f"{r['grokked']}/{r['runs']}"),
+             ("reached", lambda r: f"{r['reached']}/{r['runs']}"),
              ("KM median [95% CI]", km_text),
              ("p (Holm)", _p_text)]
     if full:
-        cols += [("observed", lambda r: "-" if pd.isna(r["grok_epoch_min"]) else
-                  f"{_int(r['grok_epoch_min'])}-{_int(r['grok_epoch_max'])}"),
+        cols += [("observed", lambda r: "-" if pd.isna(r["threshold_epoch_min"]) else
+                  f"{_int(r['threshold_epoch_min'])}-{_int(r['threshold_epoch_max'])}"),
                  ("memorized", lambda r: _int(r["memorization_epoch_median"])),
-                 ("delay", lambda r: _int(r["grok_delay_median"])),
+                 ("delay", lambda r: _int(r["threshold_delay_median"])),
                  ("spikes", lambda r: str(r["spikes"])),
                  ("diverged", lambda r: str(r["diverged"])),
                  ("failed", lambda r: str(r["failed"])),
@@ -107,7 +126,7 @@ def render(table: pd.DataFrame, fmt: str) -> str:
         raise AnalysisError(f"unknown format {fmt!r}; choose text, md, csv or latex")
     parts = []
     for task in dict.fromkeys(table.task):
-        rows = table[table.task == task].to_dict("records")
+        rows = _records(table, task)
         cols = columns(task, full=fmt != "text")
         cells = [[cell(r) for _, cell in cols] for r in rows]
         head = [h for h, _ in cols]
@@ -116,8 +135,14 @@ def render(table: pd.DataFrame, fmt: str) -> str:
         elif fmt == "latex":
             parts.append(_latex(head, cells))
         else:
-            parts.append(_text(task, head, cells) + _mixes_note(task, rows))
+            parts.append(_text(task, head, cells) + LEGEND + _mixes_note(task, rows))
     return "\n".join(parts)
+
+
+# Under a text table: what its columns count (the outcomes' words: grokcore.signals).
+LEGEND = ("reached: runs whose test accuracy held the threshold to the end (lookup too); "
+          "KM median: of their threshold epochs,\nthe others censored; shows: grokking "
+          "(delayed), no delay, lookup (unseen-class accuracy did not), none\n")
 
 
 def _mixes_note(task: str, rows: list[dict]) -> str:
@@ -134,7 +159,7 @@ def _shared(head: list[str], rows: list[list[str]]) -> list[int]:
     """The columns with one value in every row (of several), which the brief formats print once
     above the table."""
     return [j for j in range(len(head)) if len(rows) > 1 and len({r[j] for r in rows}) == 1
-            and head[j] not in ("shows", "grokked", "p (Holm)")]
+            and head[j] not in ("shows", "reached", "p (Holm)")]
 
 
 def render_brief_md(table: pd.DataFrame) -> str:
@@ -144,13 +169,36 @@ def render_brief_md(table: pd.DataFrame) -> str:
     for task in dict.fromkeys(table.task):
         cols = columns(task, full=False)
         head = [h for h, _ in cols]
-        rows = [[cell(r) for _, cell in cols] for r in table[table.task == task].to_dict("records")]
+        rows = [[cell(r) for _, cell in cols] for r in _records(table, task)]
         shared = _shared(head, rows)
         keep = [j for j in range(len(head)) if j not in shared]
         same = ", ".join(f"{head[j]} {rows[0][j]}" for j in shared)
         parts.append(f"**{task}**" + (f" ({same})" if same else "") + "\n\n"
                      + _markdown([head[j] for j in keep], [[r[j] for j in keep] for r in rows]))
     return "\n".join(parts)
+
+
+def headline(table: pd.DataFrame) -> str:
+    """The grok table in one line (the MLflow UI shows a description's first line until it is
+    expanded): per row, the keys that differ between rows, what it shows, ``k/n`` reached when it
+    has several runs, and its (KM median) threshold epoch, e.g. ``(1,1) grokking at 600 ·
+    (4,5) lookup at 300 · (3,4) none``; the keys every row shares once, in front."""
+    parts = []
+    for task in dict.fromkeys(table.task):
+        rows = _records(table, task)
+        keys = [k for k in config_keys(task) if k != "task"]
+        named = [k for k in keys if len({str(r[k]) for r in rows}) > 1] or keys[:1]
+        same = ", ".join(f"{'frac' if k == 'frac_train' else k} {rows[0][k]}" for k in keys
+                         if k not in named)
+        cells = []
+        for r in rows:
+            cell = "(" + ",".join(str(r[k]) for k in named) + f") {r['shows']}"
+            cell += f" {r['reached']}/{r['runs']}" if r["runs"] > 1 else ""
+            median = r["threshold_km_median"]
+            cells.append(cell + ("" if pd.isna(median) else f" at {_int(median)}"))
+        parts.append(f"{task} ({', '.join(named)}" + (f"; {same}" if same else "") + "): "
+                     + " · ".join(cells))
+    return "; ".join(parts)
 
 
 def _text(task: str, head: list[str], rows: list[list[str]]) -> str:
@@ -214,7 +262,7 @@ def render_compare(keys: list[str], field: str, tests: pd.DataFrame,
                      f"{_num(r.p_holm, '{:.3g}')}")
     if pooled is not None and len(pooled):
         lines += ["", f"pooled over rows (log-rank stratified by row): {field} i | {field} j | "
-                      f"rows | grok events of i (expected) | z | p | Holm"]
+                      f"rows | reached in i (expected) | z | p | Holm"]
         for r in pooled.itertuples():
             lines.append(f"{r.value_i} | {r.value_j} | {r.strata} | {r.observed_i:g} "
                          f"({r.expected_i:.3g}) | {_num(r.z, '{:.3f}')} | {_num(r.p, '{:.3g}')} | "

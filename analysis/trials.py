@@ -2,9 +2,13 @@
 
 A trial line holds the settings that name its table row (``config_keys``: the task, its
 ``table_keys``, the split where the task has a choice, dtype, frac), its seeds, its end values
-(status, outcome, grok and memorization epochs, ...), its end metrics (epochs run, final test and
-unseen-class accuracy, seconds) and its dataset statistics. ``python -m analysis.grok_table
+(status, outcome, threshold and memorization epochs, ...), its end metrics (epochs run, final test
+and unseen-class accuracy, seconds) and its dataset statistics. ``python -m analysis.grok_table
 --write-trials FILE`` saves them; ``--trials FILE`` builds the table from such a file alone.
+
+Runs and trials CSVs written before today's names (``grok_epoch``, status ``grokked``, ...:
+``grokcore.records.OLD_NAMES``) are read under today's names by :func:`with_current_names`, here
+and nowhere else in the analysis.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import pandas as pd
 from analysis import stats
 from analysis.runs import AnalysisError, tag_value
 from grokcore.provenance import PROVENANCE_FIELDS
-from grokcore.records import OUTCOME_VALUES
+from grokcore.records import OUTCOME_VALUES, current_name, current_status
 from grokcore.tasks import TASKS
 
 
@@ -60,9 +64,29 @@ def _column(runs: pd.DataFrame, name: str, default=None) -> pd.Series:
                                                      dtype=object)
 
 
+def with_current_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (runs of ``mlflow.search_runs``, or trial lines) with the columns written under
+    old names (``grokcore.records.OLD_NAMES``, with their ``tags.`` / ``metrics.`` prefixes)
+    merged into today's, and old status values (``grokked``, ``not_grokked``) renamed. A store
+    with runs of both vocabularies gives one column of each value."""
+    frame = frame.copy()
+    for col in list(frame.columns):
+        new = current_name(col)
+        if new == col:
+            continue
+        frame[new] = frame[new].where(frame[new].notna(), frame[col]) if new in frame \
+            else frame[col]
+        frame = frame.drop(columns=col)
+    for col in ("status", "tags.status"):  # (MLflow's run statuses are none of the old ones)
+        if col in frame:
+            frame[col] = frame[col].map(current_status)
+    return frame
+
+
 def trials_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """One line per trial run (``analysis.runs.load_runs``): its row keys, seeds, end values,
     end metrics and dataset statistics, under the names of TRIAL_COLUMNS."""
+    runs = with_current_names(runs)
     tasks = _column(runs, "params.task", "expmod").fillna("expmod")
     trials = pd.DataFrame({"task": tasks}, index=runs.index)
     params = {k for task in trials.task.unique() for k in config_keys(task)}
@@ -115,10 +139,11 @@ def one_run_per_setting(trials: pd.DataFrame, started: pd.Series) -> pd.DataFram
 
 def read_trials(path: Path) -> pd.DataFrame:
     try:
-        trials = pd.read_csv(path, float_precision="round_trip")  # floats back bit for bit
+        # round_trip: the floats back bit for bit (pandas' fast parser can be one ulp off)
+        trials = with_current_names(pd.read_csv(path, float_precision="round_trip"))
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise AnalysisError(f"cannot read trials from {path}: {err}") from None
-    missing = [c for c in ("task", "status", "grok_epoch", "epochs_run") if c not in trials]
+    missing = [c for c in ("task", "status", "threshold_epoch", "epochs_run") if c not in trials]
     if missing:
         raise AnalysisError(f"{path} is not a trials CSV (no column {', '.join(missing)}); write "
                             "one with --write-trials")

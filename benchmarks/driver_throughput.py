@@ -97,7 +97,7 @@ def one_load(uri: str, mode: str, args, folder: Path, n: int) -> dict:
                            progress_every_s=3600)
     finally:
         ray.shutdown()
-    assert all(o.status in ("grokked", "not_grokked") for o in result.outcomes), result.outcomes
+    assert all(o.status in ("reached", "not_reached") for o in result.outcomes), result.outcomes
     rows = trial_timings(Path(result.path))
     n_rows = len(rows) * (args.epochs + 1)
     window = max(t["end_started"] for t in rows) - min(t["first_eval"] for t in rows)

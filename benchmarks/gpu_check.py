@@ -85,11 +85,13 @@ def agreement() -> tuple[list[dict], bool]:
         cpu_hist = runs["cpu"][1]
         row = {"dtype": dtype,
                **{f"{dev}_{key}": s[key] for dev, (s, _) in runs.items()
-                  for key in ("memorization_epoch", "grok_epoch", "final_test_acc", "seconds")}}
+                  for key in ("memorization_epoch", "threshold_epoch", "final_test_acc",
+                              "seconds")}}
         for dev in ("cpu_1ulp", "cuda"):
             row[f"{dev}_early_rel_loss_diff"] = early_diff(cpu_hist, runs[dev][1])
             row[f"{dev}_parts_from_cpu_at"] = parting_epoch(cpu_hist, runs[dev][1])
-        grok, mem = [row[f"{d}_grok_epoch"] for d in runs], [row[f"{d}_memorization_epoch"] for d in runs]
+        grok = [row[f"{d}_threshold_epoch"] for d in runs]
+        mem = [row[f"{d}_memorization_epoch"] for d in runs]
         # cuda may differ from the CPU by what one ulp of rounding makes of this run, no more
         # (10x the control's difference, or 1e-8 where the control is below it), and must
         # memorize and grok; float64 must also grok within two evaluations of the CPU.
@@ -104,7 +106,7 @@ def agreement() -> tuple[list[dict], bool]:
               f"{row['cpu_1ulp_early_rel_loss_diff']:.1e}; parts (rel. 1e-4) at epoch: cuda "
               f"{row['cuda_parts_from_cpu_at']}, control {row['cpu_1ulp_parts_from_cpu_at']}"
               + "; memorized " + ", ".join(f"{d} {row[f'{d}_memorization_epoch']}" for d in runs)
-              + "; grokked " + ", ".join(f"{d} {row[f'{d}_grok_epoch']}" for d in runs)
+              + "; threshold epoch " + ", ".join(f"{d} {row[f'{d}_threshold_epoch']}" for d in runs)
               + f"; {'agrees' if row['agrees'] else 'DISAGREES'}", flush=True)
         rows.append(row)
     return rows, ok
@@ -155,7 +157,8 @@ def compile_speed(steps: int, rounds: int) -> tuple[float, float]:
 
 def seed_run() -> dict:
     summary, _ = run(RunConfig(**SEED, epochs=40_000, stop_after_grok=5, device="cuda"))
-    keep = ("outcome", "memorization_epoch", "grok_epoch", "epochs_run", "final_test_acc", "seconds")
+    keep = ("outcome", "memorization_epoch", "threshold_epoch", "epochs_run", "final_test_acc",
+            "seconds")
     row = {key: summary[key] for key in keep}
     print("seed run on cuda: " + ", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     return row

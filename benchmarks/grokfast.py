@@ -46,15 +46,15 @@ ARMS = {
 
 
 def print_table(rows: list[dict], arms: list[str], budget: int) -> None:
-    print("\n| arm | lr | grok epoch per seed | median | memorized per seed |")
+    print("\n| arm | lr | threshold epoch per seed | median | memorized per seed |")
     print("|---|---|---|---|---|")
     for arm in arms:
         mine = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["seed"])
         if not mine:
             continue
-        groks = [r["grok_epoch"] for r in mine]
+        groks = [r["threshold_epoch"] for r in mine]
         median = (statistics.median(groks) if all(g is not None for g in groks)
-                  else f"> {budget} (some did not grok)")
+                  else f"> {budget} (some did not reach it)")
         print(f"| {arm} | {mine[0]['lr']:.0e} | {', '.join(str(g) for g in groks)} | {median} | "
               f"{', '.join(str(r['memorization_epoch']) for r in mine)} |")
 
@@ -109,13 +109,14 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             summary = Trainer(cfg).run()
             row = {"arm": arm, "seed": seed, "lr": cfg.lr, "status": summary["status"],
-                   "grok_epoch": summary["grok_epoch"],
+                   "threshold_epoch": summary["threshold_epoch"],
                    "memorization_epoch": summary["memorization_epoch"],
                    "epochs_run": summary["epochs_run"],
                    "seconds": round(time.perf_counter() - started, 1)}
             rows.append(row)
             print(f"{arm:<11} seed {seed}  lr {cfg.lr:.0e}  {row['status']:<11} "
-                  f"memorized {row['memorization_epoch']}  grok {row['grok_epoch']}  "
+                  f"memorized {row['memorization_epoch']}  "
+                  f"threshold epoch {row['threshold_epoch']}  "
                   f"({row['epochs_run']} epochs, {row['seconds']} s)", flush=True)
 
     print_table(rows, args.arms, base.epochs)

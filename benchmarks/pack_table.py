@@ -7,8 +7,8 @@ p = 113 rows share one pack, p = 101 has its own), each pack trained by ``grokco
 cuda: one stacked model). No Ray: this is the part of a packed sweep that a GPU does.
 
 ``--budget-s``: a pack's members that are still training when its share of the budget (by its
-number of members) is spent end there, censored (not grokked, at the epoch reached), as a run
-that hit its epoch budget: the table then says how far the budget got.
+number of members) is spent end there, censored (the threshold not reached, at the epoch it got
+to), as a run that hit its epoch budget: the table then says how far the budget got.
 
     python benchmarks/pack_table.py [--device cuda] [--replicates 15] [--budget-s 240]
         [--json FILE]
@@ -81,13 +81,13 @@ def main() -> None:
               f"trained {seconds:.1f} s, {epochs} member-epochs, {epochs / seconds:.0f} "
               f"member-epochs/s", flush=True)
     wall = time.perf_counter() - started
-    print(f"\n{'a':>2} {'b':>2} {'p':>4}  grokked  median grok epoch  epochs run (min-max)")
+    print(f"\n{'a':>2} {'b':>2} {'p':>4}  reached  median threshold epoch  epochs run (min-max)")
     for r, (a, b, p) in enumerate(ROWS):
         rows = [summaries[r * args.replicates + i] for i in range(args.replicates)]
-        grok = [s["grok_epoch"] for s in rows if s["grokked"]]
-        shown = f"{statistics.median(grok):.0f}" if grok else "-"
+        held = [s["threshold_epoch"] for s in rows if s["reached"]]
+        shown = f"{statistics.median(held):.0f}" if held else "-"
         runs = [s["epochs_run"] for s in rows]
-        print(f"{a:>2} {b:>2} {p:>4}  {len(grok):>3}/{len(rows):<3}  {shown:>17}  "
+        print(f"{a:>2} {b:>2} {p:>4}  {len(held):>3}/{len(rows):<3}  {shown:>22}  "
               f"{min(runs)}-{max(runs)}")
     print(f"\ntable wall time: {wall:.1f} s; {member_epochs} member-epochs, "
           f"{member_epochs / wall:.0f} member-epochs/s")

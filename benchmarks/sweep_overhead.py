@@ -134,7 +134,7 @@ def one_sweep(mode: str, args, work: Path, pack: str = "off") -> dict:
     finally:
         ray.shutdown()
     sweep_cpu = used_cpu() - cpu_before
-    assert all(o.status in ("grokked", "not_grokked") for o in result.outcomes), result.outcomes
+    assert all(o.status in ("reached", "not_reached") for o in result.outcomes), result.outcomes
     rows = trial_timings(Path(result.path))
     by_run = {key: t for t in rows for key in t["keys"]}
     client = MlflowClient(uri)

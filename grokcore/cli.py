@@ -81,7 +81,7 @@ class ProgressBar:
         sig = trainer.signals
         self.bar.set_postfix(train=f"{row['train_acc']:.3f}", test=f"{row['test_acc']:.3f}",
                              loss=f"{row['train_loss']:.2e}", mem=sig.memorization_epoch,
-                             grok=sig.grok_epoch, refresh=False)
+                             held=sig.grok_epoch, refresh=False)
 
     def on_end(self, trainer, summary: dict[str, Any]) -> None:
         self.bar.close()
@@ -91,8 +91,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"status              {summary['status']}",
         f"memorization epoch  {summary['memorization_epoch']}",
-        f"grok epoch          {summary['grok_epoch']}",
-        f"grok delay          {summary['grok_delay']}",
+        f"outcome             {summary['outcome']}",
+        f"threshold epoch     {summary['threshold_epoch']}",
+        f"threshold delay     {summary['threshold_delay']}",
         f"loss spikes         {summary['n_spikes']}",
         f"final train/test    acc {summary['final_train_acc']:.4f} / {summary['final_test_acc']:.4f}"
         f"   loss {summary['final_train_loss']:.3e} / {summary['final_test_loss']:.3e}",

@@ -224,6 +224,28 @@ SECTION_STARTS = {"task": "task and data", "n_layers": "model", "lr": "optimiser
                   "epochs": "budget and cadences", "memorize_acc": "signal thresholds"}
 
 
+# The machine epsilon of each dtype (torch.finfo(dtype).eps): the spike floor a floor of 0 means.
+MACHINE_EPS = {"float32": 2.0 ** -23, "float64": 2.0 ** -52}
+# Settings that only one value of another setting uses: the Grokfast filter's own settings.
+USED_ONLY_WITH = {"grokfast_alpha": ("grokfast", "ema"),
+                  "grokfast_ema_lambda": ("grokfast", "ema"),
+                  "grokfast_window": ("grokfast", "ma"), "grokfast_ma_lambda": ("grokfast", "ma")}
+
+
+def in_force(cfg: "RunConfig") -> dict[str, Any]:
+    """The settings as the run uses them: those no option in force reads are left out (the
+    Grokfast settings of another filter, or of none), and a value that stands for another is
+    the one it stands for (``spike_floor`` 0: the machine epsilon of ``dtype``)."""
+    def used(name: str) -> bool:
+        option, value = USED_ONLY_WITH.get(name, (None, None))
+        return option is None or getattr(cfg, option) == value
+
+    values = {k: v for k, v in cfg.to_dict().items() if used(k)}
+    if not values["spike_floor"]:
+        values["spike_floor"] = MACHINE_EPS[cfg.dtype]
+    return values
+
+
 def fields_only_other_tasks_read(tasks: Iterable[str]) -> set[str]:
     """The task-specific fields that none of ``tasks`` reads (by their ``tasks`` metadata)."""
     tasks = set(tasks)

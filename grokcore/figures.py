@@ -94,13 +94,13 @@ def plot_training_curves(history: Iterable[Mapping[str, float]] | Any,
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
 
-    mem, grok = summary.get("memorization_epoch"), summary.get("grok_epoch")
+    mem, grok = summary.get("memorization_epoch"), summary.get("threshold_epoch")
     for ax in (ax_loss, ax_acc):
         mark_phases(ax, phases)
         if mem is not None:
             ax.axvline(mem, color="grey", linestyle="--", linewidth=1, label=f"memorized @ {mem}")
         if grok is not None:
-            what = summary.get("outcome") or "grokked"
+            what = summary.get("outcome") or summary.get("status", "")
             ax.axvline(grok, color="green", linestyle="-", linewidth=1,
                        label=f"threshold held from {grok} ({what})")
     spikes = list(summary.get("spike_epochs") or [])

@@ -20,8 +20,9 @@ and on a GPU the arithmetic:
 Members may differ only in :data:`PACK_FREE_FIELDS` (the data, the seeds, the budget, cadences
 and signal thresholds); everything that sets tensor shapes, the optimizer's constants or the
 device must agree (:func:`check_pack_configs`, one-line error naming the field). A member that
-stops (grokked and held, diverged, out of epochs, or stopped by a callback) is frozen: it leaves
-the stack, which is rebuilt from the members still training, so they run faster.
+stops (the threshold reached and held, diverged, out of epochs, or stopped by a callback) is
+frozen: it leaves the stack, which is rebuilt from the members still training, so they run
+faster.
 """
 
 from __future__ import annotations

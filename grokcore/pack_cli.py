@@ -28,7 +28,8 @@ def replicate_folders(out: Path | None, replicates: int) -> list[Path | None]:
 
 
 class PackProgress:
-    """A tqdm bar over the pack's epochs, with how many members have ended and grokked."""
+    """A tqdm bar over the pack's epochs, with how many members have ended and how many hold
+    the threshold (as ``held`` on one run's bar)."""
 
     def __init__(self, total: int, start: int = 0):
         from tqdm import tqdm
@@ -38,9 +39,9 @@ class PackProgress:
 
     def on_round(self, pack, evaluated: list[int], ended: list[int], checkpoint: bool) -> None:
         self.bar.update(pack.epoch - self.bar.n)
-        grokked = sum(m.signals.grokked for m in pack.members)
-        self.bar.set_postfix(training=len(pack.active), ended=len(pack.finished),
-                             grokked=grokked, refresh=False)
+        held = sum(m.signals.reached for m in pack.members)
+        self.bar.set_postfix(training=len(pack.active), ended=len(pack.finished), held=held,
+                             refresh=False)
 
     def on_end(self, pack, summaries: list[dict[str, Any]]) -> None:
         self.bar.close()
@@ -104,7 +105,7 @@ def format_replicates(configs: Sequence[RunConfig], summaries: Sequence[dict[str
     lines = [f"{len(configs)} replicates, {how}:"]
     for i, (cfg, s) in enumerate(zip(configs, summaries)):
         lines.append(f"  {i}: seed {cfg.seed} data_seed {cfg.data_seed}  {s['status']:<11} "
-                     f"{s['outcome']:<15} memorized {s['memorization_epoch']}  grok "
-                     f"{s['grok_epoch']}  epochs {s['epochs_run']}  test acc "
+                     f"{s['outcome']:<15} memorized {s['memorization_epoch']}  threshold "
+                     f"{s['threshold_epoch']}  epochs {s['epochs_run']}  test acc "
                      f"{s['final_test_acc']:.4f}  {s['seconds']:.1f} s")
     return "\n".join(lines)

@@ -95,7 +95,7 @@ def run_pack(job: dict[str, Any]) -> dict[str, Any]:
     if job["deadline"] is not None and time.time() >= job["deadline"]:  # never started: no folders
         return {"indices": job["indices"], "members": len(configs), "engine": "-",
                 "p": configs[0].p, "dtype": configs[0].dtype, "build_s": 0.0, "train_s": 0.0,
-                "member_epochs": 0, "grokked": 0, "unfinished": 0, "skipped": len(configs)}
+                "member_epochs": 0, "reached": 0, "unfinished": 0, "skipped": len(configs)}
     torch.set_num_threads(job["threads"])
     started = time.perf_counter()
     pack = Pack.from_configs(configs, engine=job["engine"])
@@ -109,7 +109,7 @@ def run_pack(job: dict[str, Any]) -> dict[str, Any]:
     return {"indices": job["indices"], "members": len(configs), "engine": pack.engine,
             "p": configs[0].p, "dtype": configs[0].dtype, "build_s": round(built - started, 2),
             "train_s": round(seconds, 2), "member_epochs": sum(s["epochs_run"] for s in summaries),
-            "grokked": sum(bool(s["grokked"]) for s in summaries), "unfinished": unfinished,
+            "reached": sum(bool(s["reached"]) for s in summaries), "unfinished": unfinished,
             "skipped": 0}
 
 
@@ -144,8 +144,9 @@ def run_grid(configs: Sequence[RunConfig], out: Path, *, workers: int = 1, max_p
             result = future.result()
             done.append(result)
             say(f"  pack of {result['members']} (p={result['p']} {result['dtype']}, "
-                f"{result['engine']}): {result['grokked']} grokked, {result['unfinished']} "
-                f"unfinished, {result['train_s']:.1f} s, {result['member_epochs']} member-epochs "
+                f"{result['engine']}): {result['reached']} reached the threshold, "
+                f"{result['unfinished']} unfinished, {result['train_s']:.1f} s, "
+                f"{result['member_epochs']} member-epochs "
                 f"({result['member_epochs'] / max(result['train_s'], 1e-9):.0f}/s); "
                 f"{len(done)}/{len(jobs)} packs at {time.time() - started:.0f} s")
     wall = time.time() - started

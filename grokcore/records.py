@@ -16,18 +16,56 @@ from typing import Any, Mapping, Sequence
 # ---- where runs are tracked ----------------------------------------------------------------------
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # relative: the working directory's mlflow.db
 
-# ---- end values ----------------------------------------------------------------------------------
+# ---- the vocabulary ------------------------------------------------------------------------------
+# "Grokked" names one outcome only: generalization well after memorization (the outcome
+# ``grokked`` of grokcore.signals.OUTCOMES: grokked, no_delay, lookup, not_generalized,
+# diverged). That the grok signal (test accuracy, or unseen-class accuracy with grok_on unseen)
+# held the threshold (grok_acc) to the end is the status ``reached``, and the first evaluation
+# from which it held is the ``threshold_epoch``: a lookup run reaches the threshold and is not
+# grokked. ``threshold_delay`` is the threshold epoch minus the memorization epoch.
+from grokcore.signals import NOT_REACHED, OUTCOMES, REACHED  # noqa: E402,F401  (OUTCOMES too)
+
 # How a trial ended. "failed" (crashed after its retries) and "unfinished" (interrupted, to be
 # resumed) are written by the sweep, never by the trainer.
-DONE_STATUSES = ("grokked", "not_grokked", "diverged")
+DONE_STATUSES = (REACHED, NOT_REACHED, "diverged")
+STATUSES = (*DONE_STATUSES, "failed", "unfinished")
 # The end values every run's summary has; a sweep sets each as an MLflow tag ("none" when absent)
-# and the numeric ones as metrics too. ``status`` says whether the grok signal held the threshold
-# to the end; ``outcome`` what that means (grokked, no_delay, lookup, not_generalized, diverged:
-# grokcore.signals.OUTCOMES).
-END_VALUES = ("status", "outcome", "grokked", "grok_epoch", "memorization_epoch", "grok_delay",
-              "n_spikes")
+# and the numeric ones as metrics too (``reached`` as 1/0).
+END_VALUES = ("status", "outcome", "reached", "threshold_epoch", "memorization_epoch",
+              "threshold_delay", "n_spikes")
 # The numeric end values the analysis reads back from the tags.
-OUTCOME_VALUES = ("grok_epoch", "memorization_epoch", "grok_delay", "n_spikes")
+OUTCOME_VALUES = ("threshold_epoch", "memorization_epoch", "threshold_delay", "n_spikes")
+
+# Names written before the vocabulary above (summaries, MLflow tags and metrics, trials CSVs):
+# every reader maps them with current_names / current_status, so old runs still read correctly.
+OLD_NAMES = {"grokked": "reached", "grok_epoch": "threshold_epoch",
+             "grok_delay": "threshold_delay"}
+OLD_STATUSES = {"grokked": REACHED, "not_grokked": NOT_REACHED}
+
+
+def current_status(status: Any) -> Any:
+    """A status as named today (``grokked`` -> ``reached``, ``not_grokked`` -> ``not_reached``)."""
+    return OLD_STATUSES.get(status, status) if isinstance(status, str) else status
+
+
+def current_name(name: str) -> str:
+    """A key as named today; a ``tags.`` or ``metrics.`` prefix (mlflow.search_runs) is kept."""
+    for prefix in ("tags.", "metrics."):
+        if name.startswith(prefix):
+            return prefix + OLD_NAMES.get(name[len(prefix):], name[len(prefix):])
+    return OLD_NAMES.get(name, name)
+
+
+def current_names(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A summary, a run's tags or metrics, written with the old names, in today's names (a key
+    written under both keeps today's value); the status value is mapped too."""
+    out = {k: v for k, v in values.items() if current_name(k) == k}
+    for key, value in values.items():
+        out.setdefault(current_name(key), value)
+    if "status" in out:
+        out["status"] = current_status(out["status"])
+    return out
+
 
 # ---- tags ----------------------------------------------------------------------------------------
 # Runs that are not trials carry this tag (a trial does not): the analysis's tables and figures
@@ -49,6 +87,9 @@ SUMMARY_FILE = "summary.json"  # end values, measured phases, final metrics
 CONFIG_FILE = "config.json"
 DATASET_STATS_FILE = "dataset_stats.json"
 WEIGHTS_FILE = "model.pt"  # the model's state_dict alone
+# A sweep's parent run: every trial's test and unseen-class accuracy against epoch on one plot
+# (artifact TRIALS_FIGURE.png, and the image of that key that MLflow's chart view shows).
+TRIALS_FIGURE = "trials_compared"
 
 
 def tag_text(value: Any) -> str:
@@ -107,11 +148,11 @@ def write_run_folder(trainer, summary: Mapping[str, Any], folder: str | Path,
 
 def thinned(history: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
             every: int) -> Sequence[Mapping[str, Any]]:
-    """The rows at multiples of ``every`` epochs, at the memorization and grok epochs, and the
+    """The rows at multiples of ``every`` epochs, at the memorization and threshold epochs, and the
     last; all of them for ``every`` 0."""
     if not every or not history:
         return history
-    events = {summary.get("memorization_epoch"), summary.get("grok_epoch")}
+    events = {summary.get("memorization_epoch"), summary.get("threshold_epoch")}
     last = history[-1]["epoch"]
     return [r for r in history if r["epoch"] % every == 0 or r["epoch"] in events
             or r["epoch"] == last]
@@ -131,7 +172,7 @@ def load_run_folder(folder: str | Path):
     dataset = build_dataset(cfg)
     model = TASKS[cfg.task].make_model(cfg, dataset)
     model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-    summary = json.loads((folder / SUMMARY_FILE).read_text())
+    summary = current_names(json.loads((folder / SUMMARY_FILE).read_text()))
     return cfg, read_history_csv(folder / HISTORY_FILE), summary, model.eval(), dataset
 
 

@@ -2,15 +2,17 @@
 
 Rules (thresholds from RunConfig):
 * memorization epoch: the first evaluation with train accuracy >= ``memorize_acc``.
-* grok epoch: the first evaluation from which test accuracy stays >= ``grok_acc`` to the end of
-  the run (a later dip resets it). ``grokked`` means there is one; ``grok_delay`` is grok epoch
-  minus memorization epoch.
+* threshold epoch: the first evaluation from which test accuracy (the grok signal) stays >=
+  ``grok_acc`` to the end of the run (a later dip resets it). Status ``reached`` means there is
+  one; ``threshold_delay`` is the threshold epoch minus the memorization epoch. Reaching the
+  threshold is not grokking: the outcome says what it means (the names: grokcore.records).
 * phases (``measure_phases``, from the history after the run): the ends of memorization,
   circuit formation and cleanup (Nanda et al. 2023); the last two need the progress measures.
 * outcome (``outcome``): what the run shows, in words a table can use:
-  ``grokked`` (generalized at least ``min_delay`` evaluations after memorizing: delayed
-  generalization), ``no_delay`` (generalized with or before memorization: a negative grok delay
-  is kept, it means test accuracy held the threshold before train accuracy reached its own),
+  ``grokked`` (the threshold reached at least ``min_delay`` evaluations after memorizing:
+  delayed generalization; the only outcome called grokked), ``no_delay`` (reached with or
+  before memorization: a negative threshold delay is kept, it means test accuracy held the
+  threshold before train accuracy reached its own),
   ``lookup`` (test accuracy held the threshold, but the test examples whose class has no
   training example, where the task can tell, are not: test accuracy measured lookup, not
   generalization), ``not_generalized`` and ``diverged``.
@@ -31,6 +33,18 @@ from typing import Any, Sequence
 
 
 OUTCOMES = ("grokked", "no_delay", "lookup", "not_generalized", "diverged")
+# The status of a run whose signal held the threshold to the end, or did not (grokcore.records
+# lists every name that travels; defined here, where it is decided, so that records imports this
+# module and not the reverse).
+REACHED, NOT_REACHED = "reached", "not_reached"
+
+
+def outcome_legend(grok_acc: float = 0.99, min_delay: int = 5, signal: str = "test acc") -> str:
+    """The outcomes in one line, for the foot of a table (``signal``: what the threshold reads)."""
+    return (f"grokked: {signal} reached {grok_acc:g} at least {min_delay} evaluations after "
+            "memorizing and held it; no_delay: reached with memorization; lookup: reached, but "
+            "unseen-class acc did not (the test pairs were answered by lookup); "
+            "not_generalized: never held it. threshold epoch: where that hold began")
 
 
 @dataclass
@@ -91,7 +105,8 @@ class SignalTracker:
         return self.diverged_epoch is not None
 
     @property
-    def grokked(self) -> bool:
+    def reached(self) -> bool:
+        """The signal held the threshold from ``grok_epoch`` (the threshold epoch) on."""
         return self.grok_epoch is not None
 
     @property
@@ -103,7 +118,7 @@ class SignalTracker:
     def status(self) -> str:
         if self.diverged:
             return "diverged"
-        return "grokked" if self.grokked else "not_grokked"
+        return REACHED if self.reached else NOT_REACHED
 
     def outcome(self, eval_every: int, min_delay: int, unseen_acc: float | None = None,
                 unseen_measured: bool = False) -> str:
@@ -113,7 +128,7 @@ class SignalTracker:
         can only be lookup)."""
         if self.diverged:
             return "diverged"
-        if not self.grokked:
+        if not self.reached:
             return "not_generalized"
         if unseen_measured and (unseen_acc is None or unseen_acc < self.grok_acc):
             return "lookup"
@@ -125,10 +140,10 @@ class SignalTracker:
     def summary(self) -> dict[str, Any]:
         return {
             "status": self.status(),
-            "grokked": self.grokked,
-            "grok_epoch": self.grok_epoch,
+            "reached": self.reached,
+            "threshold_epoch": self.grok_epoch,
             "memorization_epoch": self.memorization_epoch,
-            "grok_delay": self.grok_delay,
+            "threshold_delay": self.grok_delay,
             "n_spikes": len(self.spikes),
             "spike_epochs": [s.epoch for s in self.spikes],
             "spike_ratios": [round(s.ratio, 3) for s in self.spikes],

@@ -239,14 +239,14 @@ def resources_from_args(args: argparse.Namespace):
 
 
 def print_where_to_look(result) -> None:
-    """The MLflow UI command (or the server) and the URL of the experiment's runs view."""
+    """The commands to go further (``sweeps.sweep_run.go_further``): the MLflow UI and its
+    page, the grok table, one trial's figures."""
+    from sweeps.sweep_run import go_further
+
     if result.table_note:
         print(f"note: no grok table in MLflow ({result.table_note})")
-    if result.ui_command:
-        print(f"look at them:  {result.ui_command}")
-        print(f"  then open    {result.runs_url}")
-    else:
-        print(f"look at them:  {result.runs_url}")
+    print("\n".join(go_further(result.tracking_uri, result.experiment, result.experiment_id,
+                               result.outcomes)))
 
 
 def sweep_main(parser: argparse.ArgumentParser,
@@ -255,7 +255,7 @@ def sweep_main(parser: argparse.ArgumentParser,
     """The body of a sweep script: parse, build and validate the grid, dry-run or run it.
 
     ``build_grid(args)`` turns the parsed options into RunConfigs (raise ConfigError on a bad
-    combination). Exit codes: 0 all trials ended (grokked, not_grokked or diverged), 1 some trial
+    combination). Exit codes: 0 all trials ended (reached, not_reached or diverged), 1 some trial
     failed or the sweep was interrupted, 2 invalid settings (nothing started, nothing written).
     """
     args = parser.parse_args(argv)

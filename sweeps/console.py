@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from grokcore.config import RunConfig
-from grokcore.records import tag_text
+from grokcore.records import current_names, tag_text
+from grokcore.signals import outcome_legend
 from sweeps.grid import FIELD_NAMES, varying_fields
 from sweeps.trial import index_of, key_of
 
@@ -40,18 +41,54 @@ def format_grid(configs: Sequence[RunConfig], always: Sequence[str] = ("a", "b",
 
 
 def format_outcomes(outcomes: Sequence[Any], always: Sequence[str] = ("a", "b", "p")) -> str:
-    """A table of the trials (TrialOutcomes): their varying settings, status, what it means
-    (outcome: grokked, no_delay, lookup, ...), memorization and grok epochs."""
+    """A table of the trials (TrialOutcomes), sorted by their settings (p, a, b first): the
+    settings that vary, the outcome (grokked, no_delay, lookup, ...; a trial without one shows
+    its status: failed, unfinished), the memorization and threshold epochs, for expmod the final
+    unseen-class accuracy and the leakage, and the epochs run; a one-line legend below."""
     configs = [o.config for o in outcomes if o.config is not None]
     cols = list(always) + [n for n in varying_fields(configs) if n not in always]
+    order = [n for n in ("p", "a", "b") if n in cols] + [n for n in cols if n not in "pab"]
+    expmod = any(getattr(o, "leakage", None) is not None for o in outcomes)
+
+    def settings(o) -> dict[str, Any]:
+        return o.config.to_dict() if o.config else {}
+
     rows = []
-    for o in outcomes:
-        d = o.config.to_dict() if o.config else {}
+    for o in sorted(outcomes, key=lambda o: [_sortable(settings(o).get(n)) for n in order]):
+        d = settings(o)
         rows.append([short(d.get(n, "?")) for n in cols]
-                    + [o.status, getattr(o, "outcome", None) or "-",
-                       tag_text(o.memorization_epoch), tag_text(o.grok_epoch),
-                       tag_text(o.epochs_run)])
-    return format_table(cols + ["status", "outcome", "memorized", "grok_epoch", "epochs"], rows)
+                    + [getattr(o, "outcome", None) or o.status, tag_text(o.memorization_epoch),
+                       tag_text(o.threshold_epoch)]
+                    + ([_acc(o.unseen_acc), _acc(o.leakage, 2)] if expmod else [])
+                    + [tag_text(o.epochs_run)])
+    head = cols + ["outcome", "memorized", "threshold epoch"] \
+        + (["unseen acc", "leakage"] if expmod else []) + ["epochs"]
+    return format_table(head, rows) + "\n" + _legend(configs)
+
+
+def _legend(configs: Sequence[RunConfig]) -> str:
+    """The outcomes' legend, naming the metric the first trial's threshold read."""
+    from grokcore.tasks import TASKS  # imports torch: only once a sweep has run
+
+    first = configs[0] if configs else RunConfig()
+    signal = TASKS[first.task].signal_keys(first)[1].replace("_", " ")  # e.g. "test acc"
+    return outcome_legend(first.grok_acc, first.grok_min_delay, signal)
+
+
+def ended_text(summary: Mapping[str, Any]) -> str:
+    """How a trial ended, for its ``done`` line: its outcome (its status when it has none) and
+    its threshold epoch when it has one, e.g. ``grokked, threshold epoch 680``."""
+    held = summary.get("threshold_epoch")
+    what = summary.get("outcome") or summary.get("status", "?")
+    return what + (f", threshold epoch {held}" if held is not None else "")
+
+
+def _sortable(value: Any) -> tuple:
+    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+
+
+def _acc(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or value != value else f"{value:.{digits}f}"
 
 
 def say(text: str) -> None:
@@ -133,9 +170,8 @@ class ProgressPrinter:
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         end = (trial.last_result or {}).get("end") or {}
-        s = end.get("summary", {})
-        grok = f"grok epoch {s.get('grok_epoch')}" if s.get("grokked") else "no grok"
-        self._say(f"done     {self._label(trial)}: {s.get('status', '?')}, {grok}, "
+        s = current_names(end.get("summary", {}))
+        self._say(f"done     {self._label(trial)}: {ended_text(s)}, "
                   f"{s.get('epochs_run')} epochs in {s.get('seconds', 0):.1f} s"
                   f"  ({self._ended(trials, trial)}/{self.total or '?'})")
 

@@ -30,7 +30,7 @@ from typing import Sequence
 from grokcore.config import ConfigError, RunConfig
 from grokcore.pack_grid import GRID_RUN_FILE, UNFINISHED_FILE
 from grokcore.records import (CONFIG_FILE, DATASET_STATS_FILE, DEFAULT_TRACKING_URI,
-                              HISTORY_FILE, SUMMARY_FILE, read_history_csv)
+                              HISTORY_FILE, SUMMARY_FILE, current_names, read_history_csv)
 from sweeps.console import say
 
 
@@ -106,15 +106,12 @@ def import_runs(dirs: Sequence[Path], experiment: str, sweep: str,
 
 def log_run(logger, client, folder: Path, cfg: RunConfig, key: str, index: int, dirs):
     """One run folder as a trial: created (or found: then left as it is), rows, end, files."""
-    from sweeps.tracking import TrialOutcome
+    from sweeps.tracking import outcome_of_run
 
-    summary = json.loads((folder / SUMMARY_FILE).read_text())
+    summary = current_names(json.loads((folder / SUMMARY_FILE).read_text()))
     run_id = logger.attach(key, cfg, None, index)
-    if key in logger._closed:  # logged by an earlier import
-        return TrialOutcome(key=key, config=cfg, status=summary["status"], run_id=run_id,
-                            outcome=summary.get("outcome"), grok_epoch=summary.get("grok_epoch"),
-                            memorization_epoch=summary.get("memorization_epoch"),
-                            epochs_run=summary.get("epochs_run"))
+    if key in logger._closed:  # logged by an earlier import: read back as a resumed sweep does
+        return outcome_of_run(client.get_run(run_id), key, cfg)
     logger.tag_node(run_id, node_of(folder, summary))
     for row in read_history_csv(folder / HISTORY_FILE):
         logger.log_row(run_id, row)
@@ -147,9 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    counts: dict[str, int] = {}
-    for o in outcomes:
-        counts[o.status] = counts.get(o.status, 0) + 1
+    from collections import Counter
+
+    from sweeps.sweep_run import outcome_word
+
+    counts = Counter(outcome_word(o) for o in outcomes)  # per outcome, as the parent run counts
     print(f"{len(outcomes)} runs into sweep {args.name!r} of experiment {args.experiment!r}: "
           + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     return 1 if counts.get("unfinished") or counts.get("failed") else 0

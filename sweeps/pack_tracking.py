@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from grokcore.records import DATASET_STATS_FILE, SUMMARY_FILE
-from sweeps.console import ProgressPrinter, one_line
+from grokcore.records import DATASET_STATS_FILE, SUMMARY_FILE, current_names
+from sweeps.console import ProgressPrinter, ended_text, one_line
 from sweeps.pack_trial import member_tune_config, pack_members
 from sweeps.tracking import MLflowTrialLogger, TrialOutcome
 from sweeps.trial import index_from_dirname
@@ -185,10 +185,9 @@ class PackProgress(ProgressPrinter):
             end = (news.get(entry["key"]) or {}).get("end")
             if end and entry["key"] not in self._done:
                 self._done.add(entry["key"])
-                s = end["summary"]
-                grok = f"grok epoch {s.get('grok_epoch')}" if s.get("grokked") else "no grok"
+                s = current_names(end["summary"])
                 name = self.labels.get(entry["key"], entry["key"])
-                self._say(f"done     [{entry['index']}] {name}: {s.get('status', '?')}, {grok}, "
+                self._say(f"done     [{entry['index']}] {name}: {ended_text(s)}, "
                           f"{s.get('epochs_run')} epochs  ({len(self._done)}/{self.total or '?'})")
 
     def on_trial_complete(self, iteration, trials, trial, **info):

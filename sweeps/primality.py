@@ -8,7 +8,7 @@ The grid is ``dtypes x encodings (token, then digits in each --bases) x the othe
 Each arm is float32 or float64 throughout: the loss's log-softmax follows ``dtype`` unless
 ``--loss-dtype`` is given (the seed's question is whether float64 training shows a phase
 transition that float32 does not). The signals read balanced accuracy (primality is ~83%
-composite), so "grokked" means balanced test accuracy >= grok_acc. Defaults are the task's (the
+composite), so the threshold (grok_acc) is on balanced test accuracy. Defaults are the task's (the
 seed's model and optimiser, sequential split at 0.7); every RunConfig option takes one or more
 values, as in every sweep script.
 """

@@ -1,30 +1,33 @@
 """What a trial's MLflow run is called and which params it carries: names short enough for the
-runs table (``a3b4 p113 f0.3 f32 s0``) and the RunConfig fields its task reads."""
+runs table (``a3b4 p113 frac0.3 fp32 s0``) and the RunConfig fields its task reads."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from grokcore.config import RunConfig, fields_only_other_tasks_read
+from grokcore.config import RunConfig, fields_only_other_tasks_read, in_force
 from grokcore.records import tag_text
 
 # Short spellings of the table keys in run names (booleans: (on, off)).
 _SHORT = {"n_max": "n", "base": "B", "list_len": "L", "n_heads": "h", "weight_decay": "wd",
-          "data_seed": "ds", "frac_train": "f", "seed": "s"}
+          "data_seed": "ds", "frac_train": "frac", "seed": "s"}
 _FLAGS = {"variable_len": ("var", "fixed"), "repeats": ("rep", "norep"),
           "pos_embed": ("pos", "nopos")}
 
 
 def task_params(cfg: RunConfig) -> dict[str, str]:
-    """The run's params: the RunConfig fields its task reads (not the fields of other tasks)."""
+    """The run's params: the RunConfig fields its task reads (not the fields of other tasks),
+    as in force (``grokcore.config.in_force``: no settings of an option that is off, the spike
+    floor the trainer uses)."""
     unread = fields_only_other_tasks_read([cfg.task])
-    return {k: tag_text(v) for k, v in cfg.to_dict().items() if k not in unread}
+    return {k: tag_text(v) for k, v in in_force(cfg).items() if k not in unread}
 
 
 def run_name(cfg: RunConfig, index: int | None = None, extras: Sequence[str] = ()) -> str:
-    """A name that fits the runs table: ``a3b4 p113 f0.3 f32 s0`` (expmod: a, b, p as the paper
-    writes them), ``primality n1000 digits B10 sequential f0.7 f32 s0``, ``sorting L10 n50 fixed
-    norep pos h1 f0.8 f32 s0``: the task's table keys, frac, dtype and seed, then the fields
+    """A name that fits the runs table: ``a3b4 p113 frac0.3 fp32 s0`` (expmod: a, b, p as the
+    paper writes them), ``primality n1000 digits B10 sequential frac0.7 fp32 s0``, ``sorting L10
+    n50 fixed norep pos h1 frac0.8 fp32 s0``: the task's table keys, frac, dtype (fp32, fp64)
+    and seed, then the fields
     named in ``extras`` (the grid's other varying settings, e.g. ``lr=0.003``). ``index`` (the
     grid index, also the tag ``grid_index``) prefixes it as ``#3`` when given."""
     from grokcore.tasks import TASKS
@@ -34,7 +37,7 @@ def run_name(cfg: RunConfig, index: int | None = None, extras: Sequence[str] = (
         parts = [f"a{cfg.a}b{cfg.b}", f"p{cfg.p}"]
     else:
         parts = [cfg.task] + [_name_part(k, getattr(cfg, k)) for k in keys]
-    parts += [f"f{cfg.frac_train:g}", cfg.dtype.replace("float", "f"), f"s{cfg.seed}"]
+    parts += [f"frac{cfg.frac_train:g}", cfg.dtype.replace("float", "fp"), f"s{cfg.seed}"]
     named = {"a", "b", "p", *keys, "frac_train", "dtype", "seed", "task"}
     parts += [_name_part(k, getattr(cfg, k), "=") for k in extras if k not in named]
     return " ".join(([f"#{index}"] if index is not None else []) + parts)

@@ -9,7 +9,7 @@ The one entry point for a sweep script is :func:`run_sweep`::
             for s in (0, 1)]
     result = run_sweep(grid, experiment="my_sweep")          # local Ray, ./mlflow.db
     for o in result.outcomes:
-        print(o.config.a, o.config.b, o.status, o.grok_epoch)
+        print(o.config.a, o.config.b, o.outcome, o.threshold_epoch)
 
 A search instead of a grid (e.g. Optuna) passes a :class:`Search`: ``param_space`` (Tune domains
 over RunConfig field names), ``base`` (the settings not searched), ``search_alg``,

@@ -5,7 +5,8 @@ named after the sweep); each trial is a child run of it (tag ``mlflow.parentRunI
 MLflow UI lists the trials under their sweep. The parent holds what describes the sweep as a
 whole: the command line (tag ``command``), the settings every trial shares (params), the grid
 (``grid.json``, ``grid.txt``) or the search space (``search.json``), the trial counts (metrics
-``n_trials``, ``n_grokked``, ... at step 0), and the analysis: the grok table
+``n_trials`` and one count per outcome, ``n_grokked``, ``n_no_delay``, ``n_lookup``, ... at
+step 0), and the analysis: the grok table
 (``grok_table.md/.csv/.tex/.txt``, ``trials.csv``, figures) and, as its description, the table in
 Markdown. ``--resume`` reopens the same parent run (found by the sweep's name).
 
@@ -23,23 +24,19 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from grokcore.config import RunConfig, fields_only_other_tasks_read
-from grokcore.records import RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG
+from grokcore.records import DEFAULT_TRACKING_URI, RUN_KIND_TAG, SWEEP_RUN_KIND, SWEEP_TAG
+from grokcore.signals import OUTCOMES
 from sweeps.console import format_grid, one_line
 from sweeps.grid import varying_fields
-from sweeps.run_names import task_params
+from sweeps.mlflow_view import RUN_COLOR_TAG, SWEEP_COLOR, VIEW_KEY, store_view
+from sweeps.run_names import run_name, task_params
 from analysis.runs import find_sweep_run
 
 # The experiment opens on the runs view (MLflow 3 would show its GenAI overview otherwise).
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
-# A saved view of the runs table (the UI's "share" state): the columns people look at first.
-VIEW_KEY = "grok"
-VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-# Each with its width in pixels, in this order: the runs table at 1280 pixels shows them all.
-VIEW_COLUMNS = {"attributes.`Run Name`": 200, "tags.`status`": 100, "tags.`outcome`": 90,
-                "params.`a`": 40,
-                "params.`b`": 40, "metrics.`grok_epoch`": 90, "metrics.`memorization_epoch`": 90,
-                "metrics.`test_acc`": 75, "metrics.`leakage`": 70}
-COUNTED = ("grokked", "not_grokked", "diverged", "failed", "unfinished")
+# The parent's counts: one per outcome (grokcore.signals.OUTCOMES), and the trials that ended
+# without one (failed after their retries, or interrupted).
+COUNTED = (*OUTCOMES, "failed", "unfinished")
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
@@ -67,7 +64,7 @@ def open_sweep_run(client, experiment_id: str, sweep: str, *, configs: Sequence[
     ``num_samples``, anything else JSON can hold)."""
     from mlflow.entities import Metric, Param
 
-    setup_experiment(client, experiment_id)
+    setup_experiment(client, experiment_id, configs[0].task if configs else "expmod")
     run = find_sweep_run(client, experiment_id, sweep)
     if run is not None:
         run_id = run.info.run_id
@@ -76,7 +73,8 @@ def open_sweep_run(client, experiment_id: str, sweep: str, *, configs: Sequence[
             client.set_tag(run_id, "last_command", command[:5000])
         return run_id
     tags = {RUN_KIND_TAG: SWEEP_RUN_KIND, SWEEP_TAG: sweep, "command": command[:5000],
-            "sweep_type": "search" if search is not None else "grid"}
+            "sweep_type": "search" if search is not None else "grid",
+            RUN_COLOR_TAG: SWEEP_COLOR}
     run_id = client.create_run(experiment_id, run_name=sweep, tags=tags).info.run_id
     if search is not None:
         params = shared_params(configs[:1], searched=list(search.get("searched", ())))
@@ -98,12 +96,13 @@ def open_sweep_run(client, experiment_id: str, sweep: str, *, configs: Sequence[
 
 
 def close_sweep_run(client, run_id: str, outcomes: Sequence[Any]) -> dict[str, int]:
-    """Record the trials' counts by status; FINISHED, or KILLED while trials are unfinished."""
+    """Record the trials' counts by outcome (:data:`COUNTED`); FINISHED, or KILLED while trials
+    are unfinished."""
     import time
 
     from mlflow.entities import Metric
 
-    counts = Counter(getattr(o, "status", "?") for o in outcomes)
+    counts = Counter(outcome_word(o) for o in outcomes)
     now = int(time.time() * 1000)
     numbers = {"n_trials": len(outcomes), **{f"n_{s}": counts.get(s, 0) for s in COUNTED}}
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in numbers.items()])
@@ -112,18 +111,19 @@ def close_sweep_run(client, run_id: str, outcomes: Sequence[Any]) -> dict[str, i
     return numbers
 
 
-def setup_experiment(client, experiment_id: str) -> None:
-    """Open the experiment on its runs (not MLflow 3's GenAI overview), and store the saved view
-    ``grok`` of the runs table (the columns of :data:`VIEW_COLUMNS`, runs nested under their
-    sweep) that :func:`runs_url` links to. Tags already set are left as they are."""
-    tags = client.get_experiment(experiment_id).tags
-    if EXPERIMENT_KIND_TAG not in tags:
+def outcome_word(outcome: Any) -> str:
+    """A trial's outcome (grokked, no_delay, lookup, ...), or its status when it has none
+    (failed, unfinished)."""
+    return getattr(outcome, "outcome", None) or getattr(outcome, "status", "?")
+
+
+def setup_experiment(client, experiment_id: str, task: str = "expmod") -> None:
+    """Open the experiment on its runs (not MLflow 3's GenAI overview; a kind set by hand is
+    kept), and store the saved view (``sweeps.mlflow_view``: the trials as rows, their main
+    columns, the chart view) that :func:`runs_url` links to."""
+    if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    if VIEW_TAG not in tags:
-        view = {"selectedColumns": list(VIEW_COLUMNS), "columnOrder": list(VIEW_COLUMNS),
-                "columnWidths": VIEW_COLUMNS, "orderByKey": "attributes.start_time",
-                "orderByAsc": False}
-        client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(view))
+    store_view(client, experiment_id, task)
 
 
 def publish_table(tracking_uri: str, experiment: str, sweep: str) -> str | None:
@@ -154,24 +154,70 @@ def _shown_path(path: str | Path) -> str:
         return str(path)
 
 
+def _program(path: Path) -> str:
+    shown = _shown_path(path)
+    return shlex.quote(shown if "/" in shown else f"./{shown}")
+
+
 def mlflow_command() -> str:
     """This environment's own ``mlflow`` (beside the running Python), or ``python -m mlflow``."""
     exe = Path(sys.executable).parent / "mlflow"
     if exe.is_file() and os.access(exe, os.X_OK):
-        shown = _shown_path(exe)
-        return shown if "/" in shown else f"./{shown}"
-    return f"{sys.executable} -m mlflow"
+        return _program(exe)
+    return f"{python_command()} -m mlflow"
+
+
+def python_command() -> str:
+    """The running Python, as a plain shell in the working directory finds it."""
+    return _program(Path(sys.executable))
+
+
+def shown_uri(tracking_uri: str) -> str:
+    """The tracking URI as the commands print it: a SQLite file relative to the working
+    directory when it is under it."""
+    if tracking_uri.startswith("sqlite:///"):
+        return "sqlite:///" + _shown_path(tracking_uri[len("sqlite:///"):])
+    return tracking_uri
 
 
 def ui_command(tracking_uri: str, port: int = 5000) -> str | None:
     """The command that starts the MLflow UI on this store (None for a tracking server)."""
     if tracking_uri.startswith(("http://", "https://")):
         return None
-    uri = tracking_uri
-    if uri.startswith("sqlite:///"):
-        uri = "sqlite:///" + _shown_path(uri[len("sqlite:///"):])
     port_arg = f" --port {port}" if port != 5000 else ""
-    return f"{mlflow_command()} ui --backend-store-uri {uri}{port_arg}"
+    return f"{mlflow_command()} ui --backend-store-uri {shlex.quote(shown_uri(tracking_uri))}" \
+        f"{port_arg}"
+
+
+def go_further(tracking_uri: str, experiment: str, experiment_id: str,
+               outcomes: Sequence[Any]) -> list[str]:
+    """What a finished sweep prints last: the MLflow UI (its command and the page to open), the
+    grok table, and one trial's figures and files (the grid's first grokked trial, else its
+    first no_delay or lookup one, else its first), each a line to paste into a plain shell in
+    the working directory."""
+    uri = shown_uri(tracking_uri)
+    store = "" if uri == DEFAULT_TRACKING_URI else f" --tracking-uri {shlex.quote(uri)}"
+    lines = ["Go further (paste a command into a shell in this folder):"]
+    command = ui_command(tracking_uri)
+    if command:
+        lines += [f"  the MLflow UI, then open {runs_url(tracking_uri, experiment_id)}",
+                  f"    {command}"]
+    else:
+        lines += [f"  the MLflow UI: open {runs_url(tracking_uri, experiment_id)}"]
+    lines += ["  the grok table (a row per setting, with censored statistics):",
+              f"    {python_command()} -m analysis.grok_table --experiment "
+              f"{shlex.quote(experiment)}{store}"]
+    ran = [o for o in outcomes if getattr(o, "run_id", None)]
+    pick = next((o for word in ("grokked", "no_delay", "lookup") for o in ran
+                 if o.outcome == word), ran[0] if ran else None)
+    if pick is not None:
+        name = run_name(pick.config) if pick.config is not None else pick.run_id
+        folder = "figures_" + "".join(c if c.isalnum() else "_" for c in name.split()[0])
+        lines += [f"  one trial's figures and files ({name}: {outcome_word(pick)}) into "
+                  f"./{folder}:",
+                  f"    MLFLOW_TRACKING_URI={shlex.quote(uri)} {mlflow_command()} artifacts "
+                  f"download --run-id {pick.run_id} --dst-path {folder}"]
+    return lines
 
 
 def runs_url(tracking_uri: str, experiment_id: str, port: int = 5000, view: bool = True) -> str:

@@ -18,8 +18,10 @@ from analysis.runs import find_sweep_run
 from grokcore.config import ConfigError, RunConfig
 from grokcore.provenance import PROVENANCE_FIELDS, merged
 from grokcore.records import (DONE_STATUSES, END_VALUES, OUTCOME_VALUES, PARENT_RUN_TAG,
-                              SWEEP_TAG, TRIAL_KEY_TAG, record_files, tag_text)
+                              SWEEP_TAG, TRIAL_KEY_TAG, current_names, current_status,
+                              record_files, tag_text)
 from sweeps.figures_after import FIGURES_TAG, figures_tag_at_end, log_drawn, shared_queue
+from sweeps.mlflow_view import RUN_COLOR_TAG, run_color
 from sweeps.row_writer import Locked, RowBatching
 from sweeps.run_names import run_name, task_params
 from sweeps.console import error_text, one_line
@@ -31,24 +33,33 @@ from sweeps.trial import (config_from_tune, config_hash, figures_mode, index_fro
 class TrialOutcome:
     key: str
     config: RunConfig | None
-    status: str  # grokked, not_grokked, diverged, failed, unfinished
-    outcome: str | None = None  # what the status means (grokcore.signals.OUTCOMES)
-    grok_epoch: int | None = None
+    status: str  # grokcore.records.STATUSES: reached, not_reached, diverged, failed, unfinished
+    outcome: str | None = None  # what it means (grokcore.signals.OUTCOMES: grokked, lookup, ...)
+    threshold_epoch: int | None = None
     memorization_epoch: int | None = None
     epochs_run: int | None = None
     run_id: str | None = None
     error: str | None = None
+    unseen_acc: float | None = None  # expmod: final accuracy on the test pairs of unseen classes
+    leakage: float | None = None  # expmod: share of test pairs whose class has a training pair
 
 
 def normalize_tracking_uri(uri: str) -> str:
-    """Make a relative SQLite path absolute, so every part of the driver writes the same file."""
+    """Make a relative SQLite path absolute, so every part of the driver writes the same file,
+    and check the store (``analysis.runs.checked_tracking_uri``: drivers, a database that
+    answers, a SQLite file that is one); ConfigError, before anything is written, if not."""
+    from analysis.runs import AnalysisError, checked_tracking_uri
+
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
+        uri = prefix + str(Path(uri[len(prefix):]).resolve())
     if "://" not in uri:
         raise ConfigError(f"tracking URI {uri!r} is not a URI; use sqlite:///FILE.db or "
                           "http://HOST:PORT")
-    return uri
+    try:
+        return checked_tracking_uri(uri)
+    except AnalysisError as err:
+        raise ConfigError(str(err)) from None
 
 
 def ensure_experiment(tracking_uri: str, experiment: str) -> str:
@@ -142,7 +153,8 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
         run = self.find_run(key)
         if run is not None:
             run_id = run.info.run_id
-            if run.info.status == "FINISHED" and run.data.tags.get("status") in DONE_STATUSES:
+            if (run.info.status == "FINISHED"
+                    and current_status(run.data.tags.get("status")) in DONE_STATUSES):
                 # Finished before an interruption and run again by a resume (Tune's state was
                 # saved before it ended): it only reports its end again; keep the run as it is.
                 self._closed.add(key)
@@ -163,9 +175,13 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             if self.parent_run_id:
                 tags[PARENT_RUN_TAG] = self.parent_run_id
             name = self.names.get(key) or (run_name(cfg) if cfg is not None else None)
+            number = (trial_id or "").rpartition("_")[2]
             if name and index is None and trial_id:  # search trials: Tune's trial number
-                number = trial_id.rpartition("_")[2]
                 name = f"{name} t{int(number)}" if number.isdigit() else f"{name} {trial_id}"
+            color = run_color(index if index is not None else
+                              int(number) if number.isdigit() else None)
+            if color:  # one colour per trial in MLflow's table and charts, and in the figure
+                tags[RUN_COLOR_TAG] = color
             run = self.client.create_run(self._experiment_id, run_name=name, tags=tags)
             run_id = run.info.run_id
             if cfg is not None:
@@ -212,7 +228,7 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
         client = self.client
         self.flush(run_id)  # its rows before its end values
         now = int(time.time() * 1000)
-        summary = dict(end["summary"]) if end else {}
+        summary = current_names(end["summary"]) if end else {}
         if error is not None or not end:
             summary["status"] = "failed"
         tags = {name: tag_text(summary.get(name)) for name in END_VALUES}
@@ -224,7 +240,7 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             tags["error"] = error[-4000:]
         metrics = []  # one value per run, at step 0: the charts draw them as bars
         phases = tuple(k for k in summary if k.startswith("phase_"))
-        for name in ("grokked", *OUTCOME_VALUES, "epochs_run", "seconds", *phases):
+        for name in ("reached", *OUTCOME_VALUES, "epochs_run", "seconds", *phases):
             value = summary.get(name)
             if value is not None:
                 metrics.append(Metric(name, float(value), now, 0))
@@ -247,9 +263,12 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
                     shared_queue().submit(run_id, files)
         client.set_terminated(run_id, "FAILED" if tags["status"] == "failed" else "FINISHED")
         return TrialOutcome(key=key, config=None, status=tags["status"],
-                            outcome=summary.get("outcome"), grok_epoch=summary.get("grok_epoch"),
+                            outcome=summary.get("outcome"),
+                            threshold_epoch=summary.get("threshold_epoch"),
                             memorization_epoch=summary.get("memorization_epoch"),
-                            epochs_run=summary.get("epochs_run"), run_id=run_id, error=error)
+                            epochs_run=summary.get("epochs_run"), run_id=run_id, error=error,
+                            unseen_acc=summary.get("final_test_acc_unseen"),
+                            leakage=stats.get("leakage"))
 
     # ---- Tune callback hooks ----------------------------------------------------------------
     def _key(self, trial) -> str:
@@ -340,13 +359,7 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             end = (result.metrics or {}).get("end")
             if run is not None and run.info.status in ("FINISHED", "FAILED") \
                     and "status" in run.data.tags:
-                tags = run.data.tags
-                outcome = TrialOutcome(
-                    key=key, config=cfg, status=tags["status"], outcome=tags.get("outcome"),
-                    grok_epoch=_int_or_none(tags.get("grok_epoch")),
-                    memorization_epoch=_int_or_none(tags.get("memorization_epoch")),
-                    epochs_run=_int_or_none(run.data.metrics.get("epochs_run")),
-                    run_id=run.info.run_id, error=tags.get("error"))
+                outcome = outcome_of_run(run, key, cfg)
             elif end:
                 outcome = self.finish(key, self.attach(key, cfg, trial_id, index), end,
                                       result.checkpoint, figures=figures_mode(tune_config))
@@ -367,6 +380,18 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
             if run.data.tags.get(TRIAL_KEY_TAG) not in seen:
                 self.client.set_terminated(run.info.run_id, "KILLED")
         return [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
+
+
+def outcome_of_run(run, key: str, cfg: RunConfig | None) -> TrialOutcome:
+    """The TrialOutcome of a trial's ended MLflow run (its end tags, old names mapped)."""
+    tags, metrics = current_names(run.data.tags), run.data.metrics
+    return TrialOutcome(
+        key=key, config=cfg, status=tags["status"], outcome=tags.get("outcome"),
+        threshold_epoch=_int_or_none(tags.get("threshold_epoch")),
+        memorization_epoch=_int_or_none(tags.get("memorization_epoch")),
+        epochs_run=_int_or_none(metrics.get("epochs_run")), run_id=run.info.run_id,
+        error=tags.get("error"), unseen_acc=metrics.get("test_acc_unseen"),
+        leakage=metrics.get("leakage"))
 
 
 def provenance_tags(before: Mapping[str, str], ran_with: Mapping[str, Any]) -> dict[str, str]:

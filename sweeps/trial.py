@@ -327,7 +327,7 @@ class TuneReporter:
             result = {**numeric(last), "timesteps_total": trainer.epoch,
                       "rows": rows_text(self._rows),
                       "start_epoch": self.start_epoch, "node": self.node,
-                      "grokked": int(bool(summary["grokked"])),
+                      "reached": int(bool(summary["reached"])),
                       "epochs_run": summary["epochs_run"],
                       "end": {"summary": summary, "dataset_stats": jsonable(trainer.dataset.stats),
                               "start_epoch": self.start_epoch},

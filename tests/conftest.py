@@ -38,6 +38,7 @@ SLOW_MODULES = {
     "test_tasks_sweeps.py",  # a sweep of each task on a Ray cluster
     "test_tracking_server.py",  # PostgreSQL and `mlflow server`
     "test_ui.py",  # a sweep, `mlflow ui` and headless Chromium
+    "test_demo.py",  # the Quickstart's demo sweep, whole (about 5 minutes on 2 cores)
     "test_analysis.py",  # its MLflow store of trained runs takes half a minute to make
     "test_compile.py",  # torch.compile compiles for tens of seconds
     "test_results.py",  # rebuilds every committed results table through make.sh

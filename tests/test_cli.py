@@ -35,7 +35,7 @@ def test_json_summary_is_last_line(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["provenance"]["torch_threads"] == "1"  # --threads, as the run records it
-    for key in ("status", "grokked", "grok_epoch", "memorization_epoch", "n_spikes",
+    for key in ("status", "reached", "threshold_epoch", "memorization_epoch", "n_spikes",
                 "final_train_loss", "final_test_loss", "final_train_acc", "final_test_acc",
                 "epochs_run", "seconds"):
         assert key in summary

@@ -5,16 +5,27 @@ from sweeps.console import format_outcomes
 from sweeps.tracking import TrialOutcome
 
 
-def test_the_closing_table_says_what_a_grokked_status_means():
+def test_the_closing_table_names_outcomes_sorted_by_p_a_b_with_a_legend():
     table = format_outcomes([
-        TrialOutcome("k1", RunConfig(p=31, a=5, b=5), "grokked", "lookup", 40, 40, 120),
-        TrialOutcome("k2", RunConfig(p=31, a=1, b=1), "grokked", "grokked", 600, 60, 680),
-        TrialOutcome("k3", RunConfig(p=31, a=3, b=4), "failed")])
-    header, lookup, grokked, failed = table.splitlines()
-    assert header.split()[:5] == ["a", "b", "p", "status", "outcome"]
-    assert lookup.split()[3:5] == ["grokked", "lookup"]
-    assert grokked.split()[3:5] == ["grokked", "grokked"]
-    assert failed.split()[3:5] == ["failed", "-"]
+        TrialOutcome("k1", RunConfig(p=31, a=5, b=5), "reached", "lookup", 40, 40, 120,
+                     unseen_acc=None, leakage=1.0),
+        TrialOutcome("k2", RunConfig(p=31, a=1, b=1), "reached", "grokked", 600, 60, 680,
+                     unseen_acc=0.9958, leakage=0.0),
+        TrialOutcome("k3", RunConfig(p=23, a=3, b=4), "failed"),
+        TrialOutcome("k4", RunConfig(p=31, a=4, b=5), "reached", "lookup", 300, 60, 380,
+                     unseen_acc=0.3333, leakage=0.987)])
+    header, *rows, legend = table.splitlines()
+    assert header.split() == ["a", "b", "p", "outcome", "memorized", "threshold", "epoch",
+                              "unseen", "acc", "leakage", "epochs"]
+    # sorted by (p, a, b); the trial without an outcome shows its status
+    assert [r.split() for r in rows] == [
+        ["3", "4", "23", "failed", "none", "none", "-", "-", "none"],
+        ["1", "1", "31", "grokked", "60", "600", "0.996", "0.00", "680"],
+        ["4", "5", "31", "lookup", "60", "300", "0.333", "0.99", "380"],
+        ["5", "5", "31", "lookup", "40", "40", "-", "1.00", "120"]]
+    assert "grokked" not in " ".join(r for r in rows if "lookup" in r)
+    assert legend.startswith("grokked: test acc reached 0.99 at least 5 evaluations after")
+    assert "lookup: reached, but unseen-class acc did not" in legend
 
 
 def test_tunes_warning_about_unstarted_trials_is_dropped_and_others_kept():

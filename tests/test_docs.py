@@ -79,7 +79,7 @@ def test_record_names_takes_the_comments_beside_and_above_each_name(generate):
     row = next(line for line in table.splitlines() if line.startswith("| `TRIAL_KEY_TAG`"))
     assert "stable per sweep and settings" in row  # the comment on its line
     row = next(line for line in table.splitlines() if line.startswith("| `DONE_STATUSES`"))
-    assert "How a trial ended" in row and "`grokked`, `not_grokked`, `diverged`" in row
+    assert "How a trial ended" in row and "`reached`, `not_reached`, `diverged`" in row
     # the comment beside one name is not the comment of the name below it
     row = next(line for line in table.splitlines() if line.startswith("| `SWEEP_TAG`"))
     assert "the sweep's name" in row and "stable per sweep" not in row

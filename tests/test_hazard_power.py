@@ -19,6 +19,7 @@ from analysis.logrank import stratified_logrank
 from analysis.lognormal import new_run_test
 from analysis.stats import logrank_p
 from analysis.table import build_table, compare_by
+from analysis.trials import read_trials
 from grokcore.config import RunConfig
 
 torch.set_num_threads(1)  # the machine is shared
@@ -86,7 +87,7 @@ def test_compare_split_on_table1_pools_the_rows(capsys):
     assert pooled.startswith("classes | pairs | 5 | 0 (8.9) | -5.007 | ")
     assert float(pooled.split(" | ")[5]) == pytest.approx(hand, rel=1e-2)
 
-    keys, tests, summary = compare_by(pd.read_csv(TABLE1), "split")
+    keys, tests, summary = compare_by(read_trials(TABLE1), "split")
     assert len(tests) == 5 and len(summary) == 1
     row = summary.iloc[0]
     assert (row.value_i, row.value_j, row.strata, row.observed_i) == ("classes", "pairs", 5, 0)
@@ -120,10 +121,10 @@ def _paper_trials() -> pd.DataFrame:
     for a, times in [(1, [1000, 2000, 4000]), (9, [1000, 2000, 4000]), (3, [1000, 2000])]:
         for i, t in enumerate(times):
             rows.append(dict(task="expmod", a=a, b=a, p=113, split="pairs", dtype="float32",
-                             frac_train=0.3, seed=i, status="grokked", outcome="grokked",
-                             grok_epoch=t, epochs_run=t + 100))
-    rows.append(dict(rows[-1], seed=9, status="not_grokked", outcome="not_generalized",
-                     grok_epoch=None, epochs_run=5000))
+                             frac_train=0.3, seed=i, status="reached", outcome="grokked",
+                             threshold_epoch=t, epochs_run=t + 100))
+    rows.append(dict(rows[-1], seed=9, status="not_reached", outcome="not_generalized",
+                     threshold_epoch=None, epochs_run=5000))
     return pd.DataFrame(rows)
 
 
@@ -193,9 +194,9 @@ def test_power_on_table1(capsys):
     out = capsys.readouterr().out
     # the pooled sd over the 8 rows whose runs grokked (lookup rows left out), by hand from
     # the log epochs: sqrt(mean of the rows' variances) with 2 df each
-    trials = pd.read_csv(TABLE1)
-    kept = trials[(trials.status == "grokked") & (trials.outcome == "grokked")]
-    variances = kept.groupby(["a", "b", "p", "split"]).grok_epoch.apply(
+    trials = read_trials(TABLE1)  # today's names, whichever the committed CSV has
+    kept = trials[(trials.status == "reached") & (trials.outcome == "grokked")]
+    variances = kept.groupby(["a", "b", "p", "split"]).threshold_epoch.apply(
         lambda t: np.var(np.log(t), ddof=1))
     assert len(variances) == 8
     assert f"pooled within-row sd: {math.sqrt(variances.mean()):.3f} (8 rows, 16 degrees" in out
@@ -253,14 +254,14 @@ def test_hazard_and_power_on_a_sweep_in_mlflow(small_sweep, tmp_path, capsys):
     src = ["--experiment", "small", "--tracking-uri", small_sweep["uri"]]
     summaries = small_sweep["summaries"]
     assert [s["outcome"] for s in summaries[:4]] == ["grokked"] * 4  # the fixture as meant
-    assert summaries[4]["status"] == "not_grokked"
+    assert summaries[4]["status"] == "not_reached"
 
     forest = tmp_path / "forest.png"
     assert hazard.main([*src, "--formula", "frac_train", "--plot", str(forest)]) == 0
     out = capsys.readouterr().out
     # the same model fitted on a frame built here from the runs' own summaries
     frame = pd.DataFrame({
-        "duration": [s["grok_epoch"] if s["outcome"] == "grokked" else s["epochs_run"]
+        "duration": [s["threshold_epoch"] if s["outcome"] == "grokked" else s["epochs_run"]
                      for s in summaries],
         "event": [s["outcome"] == "grokked" for s in summaries],
         "frac_train": [c.frac_train for c in small_sweep["configs"]]})
@@ -274,7 +275,7 @@ def test_hazard_and_power_on_a_sweep_in_mlflow(small_sweep, tmp_path, capsys):
 
     assert power.main([*src, "--sims", "300", "--max-n", "12"]) == 0
     out = capsys.readouterr().out
-    logs = [np.log([s["grok_epoch"] for s in summaries[i:i + 2]]) for i in (0, 2)]
+    logs = [np.log([s["threshold_epoch"] for s in summaries[i:i + 2]]) for i in (0, 2)]
     sd = math.sqrt(np.mean([np.var(y, ddof=1) for y in logs]))  # 1 df each
     assert f"pooled within-row sd: {sd:.3f} (2 rows, 2 degrees of freedom" in out
     assert "(Holm over 2 tests)" in out  # three rows: two tests against the reference

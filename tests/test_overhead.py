@@ -23,8 +23,8 @@ def _trial(i: int, sweep: str) -> SimpleNamespace:
 
 
 def _end(epochs: int) -> dict:
-    summary = {"status": "not_grokked", "outcome": "not_generalized", "grokked": False,
-               "grok_epoch": None, "memorization_epoch": None, "grok_delay": None,
+    summary = {"status": "not_reached", "outcome": "not_generalized", "reached": False,
+               "threshold_epoch": None, "memorization_epoch": None, "threshold_delay": None,
                "n_spikes": 0, "epochs_run": epochs, "seconds": 1.0}
     return {"summary": summary, "dataset_stats": {"n_train": 480}, "start_epoch": 0}
 

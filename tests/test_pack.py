@@ -79,7 +79,7 @@ def test_members_equal_their_single_runs_float64():
     for cfg, member, summary in zip(configs, pack.members, summaries):
         single = Trainer(cfg)
         alone = single.run()
-        for key in ("memorization_epoch", "grok_epoch", "outcome", "status", "epochs_run",
+        for key in ("memorization_epoch", "threshold_epoch", "outcome", "status", "epochs_run",
                     "n_spikes"):
             assert summary[key] == alone[key], (cfg.seed, key)
         assert worst_relative(member.history, single.history) <= 1e-9

@@ -28,7 +28,7 @@ def test_a_stacked_pack_prints_what_the_runs_one_by_one_print(capsys):
     for p, a in zip(packed, alone):
         for key in ("final_train_loss", "final_test_loss", "final_train_acc", "final_test_acc"):
             assert math.isclose(p[key], a[key], rel_tol=1e-9), key
-        for key in ("status", "outcome", "memorization_epoch", "grok_epoch", "epochs_run"):
+        for key in ("status", "outcome", "memorization_epoch", "threshold_epoch", "epochs_run"):
             assert p[key] == a[key]
         assert (p["provenance"]["pack_size"], a["provenance"]["pack_size"]) == ("3", "1")
     # replicate i trains with seed 999 + i and data seed 598 + i: different runs

@@ -22,9 +22,9 @@ from test_sweeps import (QUICK, ROOT, SCRIPT, by_index, cluster, mlflow_runs,  #
 # members end while the pack trains on; a checkpoint at epoch 200 and at the end.
 GRID = [*QUICK, "--a", "1", "3", "--b", "3", "--epochs", "300", "--stop-after-grok", "3",
         "--measure-every", "100", "--replicates", "2"]
-SAME_VALUES = ("status", "outcome", "grokked", "grok_epoch", "memorization_epoch", "grok_delay",
-               "n_spikes", "figures", "resumed_from_epoch", "compiled", "device", "grid_index",
-               "config_hash")
+SAME_VALUES = ("status", "outcome", "reached", "threshold_epoch", "memorization_epoch",
+               "threshold_delay", "n_spikes", "figures", "resumed_from_epoch", "compiled",
+               "device", "grid_index", "config_hash")
 
 
 def children(tracking: Path, experiment: str) -> dict[str, dict]:
@@ -78,7 +78,7 @@ def test_a_packed_sweep_leaves_the_runs_an_unpacked_one_does(cluster, tmp_path):
         # On the CPU a pack runs each member's own step: the same numbers, bit for bit.
         assert member["train_loss"] == alone["train_loss"] and len(alone["train_loss"]) >= 5
     # members that ended while the pack trained on, and members that ran to the end
-    assert {r["tags"]["status"] for r in packed.values()} == {"grokked", "not_grokked"}
+    assert {r["tags"]["status"] for r in packed.values()} == {"reached", "not_reached"}
     pd.testing.assert_frame_equal(grok_table(db, "single"), grok_table(db, "packed"))
 
 

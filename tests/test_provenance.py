@@ -46,8 +46,8 @@ def _trials(path: Path) -> Path:
     for a, compiled in [(1, "off"), (1, "off"), (3, "on"), (3, "off")]:
         rows.append({"task": "expmod", "a": a, "b": a, "p": 113, "split": "pairs",
                      "dtype": "float32", "frac_train": 0.3, "seed": len(rows),
-                     "data_seed": len(rows), "status": "grokked", "outcome": "grokked",
-                     "grok_epoch": 1000 + 100 * len(rows), "memorization_epoch": 100,
+                     "data_seed": len(rows), "status": "reached", "outcome": "grokked",
+                     "threshold_epoch": 1000 + 100 * len(rows), "memorization_epoch": 100,
                      "epochs_run": 1500 + 100 * len(rows), "n_spikes": 0, "final_test_acc": 1.0,
                      "compiled": compiled, "torch_version": "2.13.0+cpu", "device": "cpu",
                      "torch_threads": "1", "code_commit": "a" * 40, "code_dirty": "false"})

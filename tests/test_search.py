@@ -50,8 +50,9 @@ def test_bad_spaces_are_one_line_errors(names, ranges, fragment):
 
 
 def test_score_penalizes_runs_that_do_not_grok():
-    assert grok_score("grokked", 480, 600, 2.0) == 480
-    assert grok_score("not_grokked", None, 600, 2.0) == 1200
+    assert grok_score("reached", 480, 600, 2.0) == 480
+    assert grok_score("not_reached", None, 600, 2.0) == 1200
+    assert grok_score("grokked", 480, 600, 2.0) == 480  # the status as named before
     assert grok_score("diverged", None, 600, 2.0) == 1200
     assert set(PARAMS) >= {"lr", "weight_decay", "frac_train", "beta1", "beta2", "warmup_epochs",
                            "grokfast", "ortho_grad", "loss", "d_model"}
@@ -96,13 +97,13 @@ def test_tiny_search_end_to_end(tmp_path, capsys):
     runs = [r for r in runs if r.info.run_id != summary.info.run_id]
     assert len(runs) == 4 and len(client.search_runs([exp.experiment_id])) == 5
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {summary.info.run_id}
-    assert summary.info.run_name == "tiny" and "| grokked |" in summary.data.tags[
+    assert summary.info.run_name == "tiny" and "| reached |" in summary.data.tags[
         "mlflow.note.content"]
     scores = {}
     for run in runs:
         tags, params = run.data.tags, run.data.params
-        grokked = tags["status"] == "grokked"
-        expected = float(tags["grok_epoch"]) if grokked else 2.0 * float(params["epochs"])
+        reached = tags["status"] == "reached"
+        expected = float(tags["threshold_epoch"]) if reached else 2.0 * float(params["epochs"])
         assert params["p"] == "23" and params["d_model"] == "64"  # the base run's
         assert "base" not in params and "list_len" not in params  # fields expmod does not read
         assert run.data.metrics["grok_score"] == expected
@@ -141,6 +142,6 @@ def test_tiny_search_end_to_end(tmp_path, capsys):
     if importances:
         assert set(importances) <= {"lr", "weight_decay", "grokfast", "ortho_grad"}
         assert sum(importances.values()) == pytest.approx(1.0)
-        assert "what drives the grok epoch" in out
+        assert "what drives the threshold epoch" in out
     else:
         assert stored["importance_note"]

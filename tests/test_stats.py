@@ -160,20 +160,20 @@ def test_holm_by_hand():
 def _trials() -> pd.DataFrame:
     rows = []
     # reference (lr=0.001): the six runs above, plus a diverged and a failed run whose epochs
-    # must not count (a diverged "grok_epoch" of 5 would change the minimum if it did).
+    # must not count (a diverged "threshold_epoch" of 5 would change the minimum if it did).
     for t, g in zip(SIX_TIMES, SIX_GROKKED):
-        rows.append(dict(lr=0.001, wd=1.0, status="grokked" if g else "not_grokked",
-                         grok_epoch=t if g else None, epochs_run=t))
-    rows.append(dict(lr=0.001, wd=1.0, status="diverged", grok_epoch=5, epochs_run=5))
-    rows.append(dict(lr=0.001, wd=1.0, status="failed", grok_epoch=None, epochs_run=None))
+        rows.append(dict(lr=0.001, wd=1.0, status="reached" if g else "not_reached",
+                         threshold_epoch=t if g else None, epochs_run=t))
+    rows.append(dict(lr=0.001, wd=1.0, status="diverged", threshold_epoch=5, epochs_run=5))
+    rows.append(dict(lr=0.001, wd=1.0, status="failed", threshold_epoch=None, epochs_run=None))
     # lr=0.003: ten runs grokking at 10..100 and one unfinished
     for t in range(10, 101, 10):
-        rows.append(dict(lr=0.003, wd=1.0, status="grokked", grok_epoch=t, epochs_run=t + 20))
-    rows.append(dict(lr=0.003, wd=1.0, status="unfinished", grok_epoch=None, epochs_run=3))
+        rows.append(dict(lr=0.003, wd=1.0, status="reached", threshold_epoch=t, epochs_run=t + 20))
+    rows.append(dict(lr=0.003, wd=1.0, status="unfinished", threshold_epoch=None, epochs_run=3))
     # lr=0.01: one of four grokked -> median not reached
-    rows.append(dict(lr=0.01, wd=1.0, status="grokked", grok_epoch=50, epochs_run=70))
+    rows.append(dict(lr=0.01, wd=1.0, status="reached", threshold_epoch=50, epochs_run=70))
     for _ in range(3):
-        rows.append(dict(lr=0.01, wd=1.0, status="not_grokked", grok_epoch=None,
+        rows.append(dict(lr=0.01, wd=1.0, status="not_reached", threshold_epoch=None,
                          epochs_run=500))
     return pd.DataFrame(rows)
 
@@ -182,25 +182,25 @@ def test_survival_table():
     trials = _trials()
     table = survival_table(trials, ["lr", "wd"])
     assert list(table.columns) == ["lr", "wd", *TABLE_COLUMNS]
-    assert list(TABLE_COLUMNS) == ["runs", "grokked", "censored", "diverged", "failed",
-                                   "unfinished", "grok_km_median", "grok_km_ci_low",
-                                   "grok_km_ci_high", "grok_min", "grok_max", "logrank_p",
-                                   "logrank_p_holm"]
+    assert list(TABLE_COLUMNS) == ["runs", "reached", "censored", "diverged", "failed",
+                                   "unfinished", "threshold_km_median", "threshold_km_ci_low",
+                                   "threshold_km_ci_high", "threshold_min", "threshold_max",
+                                   "logrank_p", "logrank_p_holm"]
     ref, fast, slow = (table.iloc[i] for i in range(3))
     assert (ref.lr, fast.lr, slow.lr) == (0.001, 0.003, 0.01)
-    assert (ref.runs, ref.grokked, ref.censored, ref.diverged, ref.failed, ref.unfinished) == \
+    assert (ref.runs, ref.reached, ref.censored, ref.diverged, ref.failed, ref.unfinished) == \
         (8, 3, 3, 1, 1, 0)
-    assert (ref.grok_km_median, ref.grok_km_ci_low, ref.grok_min, ref.grok_max) == \
+    assert (ref.threshold_km_median, ref.threshold_km_ci_low, ref.threshold_min, ref.threshold_max) == \
         (300, 100, 100, 300)
-    assert math.isnan(ref.grok_km_ci_high)
+    assert math.isnan(ref.threshold_km_ci_high)
     assert math.isnan(ref.logrank_p) and math.isnan(ref.logrank_p_holm)
 
-    assert (fast.runs, fast.grokked, fast.censored, fast.unfinished) == (11, 10, 0, 1)
-    assert (fast.grok_km_median, fast.grok_km_ci_low, fast.grok_km_ci_high) == (50, 10, 80)
+    assert (fast.runs, fast.reached, fast.censored, fast.unfinished) == (11, 10, 0, 1)
+    assert (fast.threshold_km_median, fast.threshold_km_ci_low, fast.threshold_km_ci_high) == (50, 10, 80)
 
-    assert (slow.runs, slow.grokked, slow.censored) == (4, 1, 3)
-    assert math.isnan(slow.grok_km_median) and math.isnan(slow.grok_km_ci_high)
-    assert (slow.grok_min, slow.grok_max) == (50, 50)
+    assert (slow.runs, slow.reached, slow.censored) == (4, 1, 3)
+    assert math.isnan(slow.threshold_km_median) and math.isnan(slow.threshold_km_ci_high)
+    assert (slow.threshold_min, slow.threshold_max) == (50, 50)
 
     six = (SIX_TIMES, SIX_GROKKED)
     p_fast = logrank_p(range(10, 101, 10), [True] * 10, *six)
@@ -251,9 +251,9 @@ def _split_trials() -> pd.DataFrame:
     def add(a, b, split, times, grokked):
         for t, g in zip(times, grokked):
             rows.append(dict(task="expmod", a=a, b=b, p=113, split=split, dtype="float32",
-                             frac_train=0.3, status="grokked" if g else "not_grokked",
+                             frac_train=0.3, status="reached" if g else "not_reached",
                              outcome="grokked" if g else "not_generalized",
-                             grok_epoch=t if g else None, epochs_run=t + 400 if g else t))
+                             threshold_epoch=t if g else None, epochs_run=t + 400 if g else t))
 
     add(1, 1, "pairs", [4200, 4900, 6100], [True] * 3)
     add(3, 4, "pairs", [4400, 4700, 7500], [True] * 3)
@@ -305,8 +305,8 @@ def test_heatmap_keeps_the_splits_apart(tmp_path):
     p, panels = heatmap_cells(table)
     assert p == 113 and list(panels) == ["pairs", "classes"]  # the split with more rows first
     pairs, classes = panels["pairs"], panels["classes"]
-    assert (pairs.loc[(3, 4), "grokked"], pairs.loc[(3, 4), "runs"]) == (3, 3)
-    assert (classes.loc[(3, 4), "grokked"], classes.loc[(3, 4), "runs"]) == (0, 3)
+    assert (pairs.loc[(3, 4), "reached"], pairs.loc[(3, 4), "runs"]) == (3, 3)
+    assert (classes.loc[(3, 4), "reached"], classes.loc[(3, 4), "runs"]) == (0, 3)
     assert math.isnan(classes.loc[(3, 4), "epoch"]) and pairs.loc[(3, 4), "epoch"] == 4700
     assert (1, 1) in pairs.index and (1, 1) not in classes.index
     data = plot_grok_heatmap(table, tmp_path / "heat.png").read_bytes()
@@ -355,7 +355,7 @@ def test_a_setting_trained_twice_with_the_same_seeds_is_one_replicate():
         "task": ["expmod"] * 5, "a": [1, 1, 1, 1, 3], "b": [1] * 5, "p": [31] * 5,
         "split": ["pairs"] * 5, "dtype": ["float32"] * 5, "frac_train": [0.5] * 5,
         "seed": [0, 0, 1, 1, 0], "data_seed": [0, 0, 1, 1, 0],
-        "status": ["unfinished", "grokked", "grokked", "not_grokked", "grokked"],
+        "status": ["unfinished", "reached", "reached", "not_reached", "reached"],
         "run_name": ["cpu-killed", "gpu", "cpu-early", "gpu-late", "other-row"]})
     kept = one_run_per_setting(trials, pd.Series([1, 5, 2, 6, 3]))
     assert list(kept.run_name) == ["gpu", "cpu-early", "other-row"]

@@ -208,7 +208,7 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
                   "1", "--epochs", "200", *store_args(tmp_path)], cwd=tmp_path, env=cluster.env)
     assert done.returncode == 0, done.stdout + done.stderr
     # the printed command is this environment's own mlflow, which exists
-    command = re.search(r"^look at them:\s+(\S+) ui --backend-store-uri sqlite:///(\S+)$",
+    command = re.search(r"^    (\S+) ui --backend-store-uri sqlite:///(\S+)$",
                         done.stdout, re.M)
     assert command and os.access(command.group(1), os.X_OK), done.stdout
     assert tmp_path / command.group(2) == tmp_path / "mlflow.db"  # relative to where it ran
@@ -216,10 +216,15 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
     assert len(runs) == 4
     # The sweep is a parent run holding its grid, command line, counts and grok table.
     parent = sweep_run(tmp_path)
-    assert re.search(r"then open\s+http://127.0.0.1:5000/#/experiments/\d+/runs\?", done.stdout)
+    assert re.search(r"then open http://127.0.0.1:5000/#/experiments/\d+/runs\?", done.stdout)
     assert parent.data.tags["command"].endswith(" ".join(done.args[2:]))
     assert parent.data.metrics["n_trials"] == 4 and parent.info.status == "FINISHED"
-    assert sum(parent.data.metrics[f"n_{s}"] for s in ("grokked", "not_grokked")) == 4
+    # one count per outcome, and they agree with the trials' own outcome tags
+    outcomes = [r.data.tags["outcome"] for r in runs]
+    for word in ("grokked", "no_delay", "lookup", "not_generalized", "diverged", "failed",
+                 "unfinished"):
+        assert parent.data.metrics[f"n_{word}"] == outcomes.count(word), word
+    assert "n_not_grokked" not in parent.data.metrics
     assert (parent.data.params["p"], parent.data.params["lr"]) == ("31", "0.003")
     assert "a" not in parent.data.params and "seed" not in parent.data.params  # they vary
     assert {"grid.json", "grok_table.md", "trials.csv"} <= {
@@ -229,7 +234,8 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
                                                          str(tmp_path)))
     assert set(table_trials.compiled) == {"off"} and table_trials.code_commit.notna().all()
     note = parent.data.tags["mlflow.note.content"]
-    assert note.startswith("**Grok table** of sweep") and "| 3 | 3 |" in note
+    assert note.startswith("**Grok table**: expmod (a, b; p 31") and "| 3 | 3 |" in note
+    assert "The grok table of sweep" in note
     experiment = client.get_experiment_by_name("test")
     assert "| 1 | 1 |" in experiment.tags["mlflow.note.content"]
     assert {(r.data.params["a"], r.data.params["seed"]) for r in runs} == {
@@ -238,23 +244,30 @@ def test_cluster_sweep_logs_every_trial(cluster, tmp_path):
     for run in runs:
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
         assert run.info.status == "FINISHED"
-        assert set(params) == fields - fields_only_other_tasks_read(["expmod"])
+        grokfast_own = {"grokfast_alpha", "grokfast_ema_lambda", "grokfast_window",
+                        "grokfast_ma_lambda"}  # Grokfast is off: its settings are not params
+        assert set(params) == fields - fields_only_other_tasks_read(["expmod"]) - grokfast_own
+        assert float(params["spike_floor"]) == torch.finfo(torch.float32).eps  # the one in force
         assert {"a", "b", "p", "lr"} <= set(params) and "list_len" not in params
-        assert run.info.run_name == f"a{params['a']}b{params['a']} p31 f0.5 f32 s{params['seed']}"
+        assert run.info.run_name == f"a{params['a']}b{params['a']} p31 frac0.5 fp32 s{params['seed']}"
         assert (params["p"], params["frac_train"], params["lr"]) == ("31", "0.5", "0.003")
         # Stopping: held 5 evaluations after grokking, else the whole budget.
-        assert tags["status"] in ("grokked", "not_grokked")
+        assert tags["status"] in ("reached", "not_reached")
         epochs_run = int(metrics["epochs_run"])
-        if tags["status"] == "grokked":
-            assert tags["grokked"] == "true" and metrics["grokked"] == 1
-            assert epochs_run == int(tags["grok_epoch"]) + 4 * 20 == metrics["grok_epoch"] + 80
+        if tags["status"] == "reached":
+            assert tags["reached"] == "true" and metrics["reached"] == 1
+            assert tags["outcome"] in ("grokked", "no_delay", "lookup")
+            assert epochs_run == int(tags["threshold_epoch"]) + 4 * 20 \
+                == metrics["threshold_epoch"] + 80
             # end values are one value per run, at step 0 (bars in the UI's charts)
-            assert steps(client, run, "grok_epoch") == [0]
+            assert steps(client, run, "threshold_epoch") == [0]
         else:
-            assert tags["grokked"] == "false" and metrics["grokked"] == 0
-            assert epochs_run == 200 and tags["grok_epoch"] == "none"
-            assert "grok_epoch" not in metrics
-        for name in ("memorization_epoch", "grok_delay", "n_spikes"):
+            assert tags["reached"] == "false" and metrics["reached"] == 0
+            assert epochs_run == 200 and tags["threshold_epoch"] == "none"
+            assert "threshold_epoch" not in metrics and tags["outcome"] == "not_generalized"
+        # "grokked" is an outcome only: no tag or metric of that name
+        assert "grokked" not in tags and "grokked" not in metrics
+        for name in ("memorization_epoch", "threshold_delay", "n_spikes"):
             assert name in tags
         # What the trial ran with (grokcore.provenance): eager, 1 thread, this torch, a commit.
         assert (tags["compiled"], tags["torch_threads"], tags["device"]) == ("off", "1", "cpu")
@@ -360,7 +373,7 @@ def test_interrupted_sweep_resumes(cluster, tmp_path):
     assert len(runs) == 4 and set(by_index(runs)) == {0, 1, 2, 3}
     for index, run in by_index(runs).items():
         assert run.info.status == "FINISHED"
-        assert run.data.tags["status"] in ("grokked", "not_grokked")
+        assert run.data.tags["status"] in ("reached", "not_reached")
         epochs_run = int(run.data.metrics["epochs_run"])
         history = steps(client, run)
         assert history == list(range(0, epochs_run + 1, 20)), (index, history)  # none twice
@@ -408,11 +421,30 @@ def test_crash_is_retried_and_divergence_recorded_on_local_ray(tmp_path):
         assert runs[index].data.metrics["epochs_run"] < 160
     for index in (0, 2):
         assert runs[index].info.status == "FINISHED"
-        assert runs[index].data.tags["status"] in ("grokked", "not_grokked")
+        assert runs[index].data.tags["status"] in ("reached", "not_reached")
         assert steps(client, runs[index]) == list(range(0, 161, 20))
     # The crash at epoch 60 was retried from the checkpoint at epoch 40.
     assert runs[0].data.tags["resumed_from_epoch"] == "40"
     assert runs[2].data.tags["resumed_from_epoch"] == "0"
+
+
+def test_a_trial_logs_the_params_in_force_under_a_name_that_cannot_be_misread():
+    import torch
+
+    from grokcore.config import RunConfig
+    from sweeps.run_names import run_name, task_params
+
+    cfg = RunConfig(p=31, a=3, b=4, frac_train=0.5, dtype="float64", seed=2)
+    assert run_name(cfg) == "a3b4 p31 frac0.5 fp64 s2"
+    params = task_params(cfg)
+    assert float(params["spike_floor"]) == torch.finfo(torch.float64).eps
+    assert params["grokfast"] == "none" and not any(k.startswith("grokfast_") for k in params)
+    ema = task_params(cfg.replace(grokfast="ema", spike_floor=1e-9))
+    assert (ema["grokfast_alpha"], ema["spike_floor"]) == ("0.98", "1e-09")
+    assert "grokfast_window" not in ema and "grokfast_ma_lambda" not in ema
+    ma = task_params(cfg.replace(grokfast="ma"))
+    assert ma["grokfast_window"] == "100" and "grokfast_alpha" not in ma
+    assert "list_len" not in params and params["a"] == "3"  # a field only sorting reads
 
 
 def test_trial_logger_unpickles_state_of_the_version_before_parent_runs():
@@ -426,8 +458,8 @@ def test_trial_logger_unpickles_state_of_the_version_before_parent_runs():
     old.__setstate__({"tracking_uri": "sqlite:///x.db", "experiment": "e", "sweep": "s"})
     assert (old.parent_run_id, old.names, old.sweep) == (None, {}, "s")
     new = pickle.loads(pickle.dumps(MLflowTrialLogger("sqlite:///x.db", "e", "s", "abc",
-                                                      {"k": "a1b1 p31 f0.5 f32 s0"})))
-    assert (new.parent_run_id, new.names) == ("abc", {"k": "a1b1 p31 f0.5 f32 s0"})
+                                                      {"k": "a1b1 p31 frac0.5 fp32 s0"})))
+    assert (new.parent_run_id, new.names) == ("abc", {"k": "a1b1 p31 frac0.5 fp32 s0"})
 
 
 def test_a_new_worker_removes_the_checkpoint_scratch_of_workers_that_are_gone(tmp_path, monkeypatch):

@@ -104,7 +104,7 @@ def test_grok_signal_reads_balanced_accuracy():
         assert 0.0 <= row["test_bacc"] <= 1.0
     last = trainer.history[-1]
     assert last["test_acc"] >= 0.8 > last["test_bacc"], last  # the majority trap, raw vs balanced
-    assert summary["grokked"] is False
+    assert summary["reached"] is False
 
 
 def test_number_task_config_errors():

@@ -53,14 +53,16 @@ def test_a_sweep_against_a_tracking_server_on_postgresql(server, tmp_path, capsy
 
     client = MlflowClient(url)
     experiment = client.get_experiment_by_name("team")
-    assert f"look at them:  {url}/#/experiments/{experiment.experiment_id}/runs?" in done.stdout
+    assert f"the MLflow UI: open {url}/#/experiments/{experiment.experiment_id}/runs?" \
+        in done.stdout
     runs = client.search_runs([experiment.experiment_id])
     [parent] = [r for r in runs if r.data.tags.get("run_kind") == "sweep"]
     trials = [r for r in runs if r is not parent]
     assert len(runs) == 3 and parent.info.run_name == "team-sweep"
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
     assert parent.data.metrics["n_trials"] == 2 and parent.info.status == "FINISHED"
-    assert parent.data.metrics["n_grokked"] + parent.data.metrics["n_not_grokked"] == 2
+    outcomes = [r.data.tags["outcome"] for r in trials]
+    assert all(parent.data.metrics[f"n_{o}"] == outcomes.count(o) for o in set(outcomes))
 
     # The store is PostgreSQL: the runs and their tags are rows there.
     conn = psycopg2.connect(backend.replace("postgresql+psycopg2://", "postgresql://"))
@@ -86,7 +88,10 @@ def test_a_sweep_against_a_tracking_server_on_postgresql(server, tmp_path, capsy
     capsys.readouterr()
     table = pd.read_csv(out, float_precision="round_trip")
     statuses = {(int(r.data.params["a"]), r.data.tags["status"]) for r in trials}
-    assert {(row.a, "grokked" if row.grokked else "not_grokked")
+    # the bare postgresql:// of the README's server works too (the driver that is installed)
+    assert grok_table.main(["--experiment", "team", "--no-log", "--tracking-uri",
+                            backend.replace("postgresql+psycopg2://", "postgresql://")]) == 0
+    assert {(row.a, "reached" if row.reached else "not_reached")
             for row in table.itertuples()} == statuses
     assert set(table.p) == {31} and set(table.runs) == {1}
     files = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -97,3 +102,69 @@ def test_a_sweep_against_a_tracking_server_on_postgresql(server, tmp_path, capsy
     assert "| 1 | 1 |" in experiment.tags["mlflow.note.content"]
     # nothing analytical among the trials
     assert len(client.search_runs([experiment.experiment_id])) == 3
+
+
+def test_the_sweep_survives_a_tracking_server_stopped_for_30_s(tmp_path):
+    """The server stops while trials run, stays down 35 s and comes back on the same address:
+    the sweep goes on, and afterwards every evaluation is logged exactly once, no run is left
+    RUNNING and every trial ended."""
+    import threading
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from grokcore.records import read_history_csv
+    from services import free_port, stop
+
+    require_postgres()
+    port, artifacts = free_port(), tmp_path / "artifacts"
+    with postgres() as backend:
+        server = start_server(backend, artifacts, port, tmp_path / "server1.log")
+        sweep = subprocess.Popen(
+            [sys.executable, str(SCRIPT), "--pairs", "1,1", "3,4", "--primes", "31", "--frac",
+             "0.5", "--lr", "3e-3", "--weight-decay", "3", "--epochs", "900", "--eval-every",
+             "20", "--max-concurrent", "2", "--progress-every", "0", "--stop-after-grok", "1000",
+             "--tracking-uri", f"http://127.0.0.1:{port}", "--experiment", "outage",
+             "--name", "outage-sweep", "--storage", str(tmp_path / "ray")],
+            cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        lines: list[str] = []  # the sweep's output, read by a thread (the driver may block)
+        reader = threading.Thread(target=lambda: lines.extend(sweep.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 600
+        while sum(" running " in x for x in lines) < 10:  # both trials well into training
+            assert sweep.poll() is None and time.monotonic() < deadline, "".join(lines)[-4000:]
+            time.sleep(0.5)
+        stop(server)
+        time.sleep(35)
+        server = start_server(backend, artifacts, port, tmp_path / "server2.log")
+        assert sweep.wait(timeout=900) == 0, "".join(lines)[-4000:]
+        reader.join(timeout=30)
+        assert sum(" running " in x for x in lines) > 10  # it went on training
+
+        client = MlflowClient(f"http://127.0.0.1:{port}")
+        experiment = client.get_experiment_by_name("outage")
+        runs = client.search_runs([experiment.experiment_id])
+        trials = [r for r in runs if r.data.tags.get("run_kind") != "sweep"]
+        assert len(trials) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+        for run in trials:
+            assert run.data.tags["status"] in ("reached", "not_reached")
+            history = read_history_csv(client.download_artifacts(run.info.run_id, "history.csv",
+                                                                 str(tmp_path)))
+            for key in ("train_loss", "test_acc"):
+                steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+                assert sorted(steps) == [int(r["epoch"]) for r in history], (key, steps)
+        stop(server)
+
+
+def start_server(backend: str, artifacts: Path, port: int, log: Path):
+    """``mlflow server`` on 127.0.0.1:port in a session of its own (services.stop ends it)."""
+    from services import wait_http
+
+    with open(log, "w") as out:
+        proc = subprocess.Popen([*mlflow_server_args(backend, artifacts), "--host", "127.0.0.1",
+                                 "--port", str(port), "--workers", "1"], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+    return proc
+

@@ -57,7 +57,7 @@ COMMANDS = (
 )
 
 # Table 1's columns shown on the results page (the full table is results/table1/table1.md).
-TABLE1_COLUMNS = ("a", "b", "p", "split", "shows", "grokked", "KM median [95% CI]", "p (Holm)",
+TABLE1_COLUMNS = ("a", "b", "p", "split", "shows", "reached", "KM median [95% CI]", "p (Holm)",
                   "observed", "test acc", "unseen", "leakage", "paper", "95% PI, one run",
                   "paper p (Holm)", "paper vs runs")
 
@@ -152,7 +152,8 @@ def commands() -> str:
 def _comments(source: str) -> dict[int, str]:
     """Line number -> the comment on that line."""
     tokens = tokenize.generate_tokens(io.StringIO(source).readline)
-    return {t.start[0]: t.string.lstrip("#").strip() for t in tokens if t.type == tokenize.COMMENT}
+    found = {t.start[0]: t.string.lstrip("#").strip() for t in tokens if t.type == tokenize.COMMENT}
+    return {line: text for line, text in found.items() if not text.startswith("noqa")}  # linters
 
 
 def _comment_of(node: ast.Assign, lines: list[str], comments: dict[int, str]) -> str:
@@ -184,14 +185,24 @@ def record_names() -> str:
     lines, comments = source.splitlines(), _comments(source)
     out = ["| name | value | what it is |", "|---|---|---|"]
     for node in ast.parse(source).body:
+        if isinstance(node, ast.ImportFrom):  # names records takes from another module
+            names = [a.name for a in node.names if a.name.isupper()]
+            if names:
+                shown = "; ".join(f"`{n}` = {_shown(getattr(records, n))}" for n in names)
+                out.append(f"| {', '.join(f'`{n}`' for n in names)} (from `{node.module}`) | "
+                           f"{shown} | {cell(_comment_of(node, lines, comments))} |")
+            continue
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1
                 and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper()):
             continue
         name = node.targets[0].id
         value = getattr(records, name)
-        shown = ", ".join(f"`{v}`" for v in value) if isinstance(value, tuple) else f"`{value}`"
-        out.append(f"| `{name}` | {shown} | {cell(_comment_of(node, lines, comments))} |")
+        out.append(f"| `{name}` | {_shown(value)} | {cell(_comment_of(node, lines, comments))} |")
     return "\n".join(out)
+
+
+def _shown(value) -> str:
+    return ", ".join(f"`{v}`" for v in value) if isinstance(value, tuple) else f"`{value}`"
 
 
 # ---- the columns of a trials CSV ----------------------------------------------------------------

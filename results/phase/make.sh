@@ -2,7 +2,7 @@
 # The committed results of results/phase/run.sh (run from the project root): trials.csv from its
 # MLflow store, then everything else from trials.csv alone (no MLflow):
 #   phase.csv, phase.md            the grok table of every (a, b, p, split, dtype, frac) row
-#   heatmap_p<P>.png               per prime, the 9 x 9 Kaplan-Meier median grok epoch of the
+#   heatmap_p<P>.png               per prime, the 9 x 9 Kaplan-Meier median threshold epoch of the
 #                                  float32, frac 0.5 rows, one panel per split; coloured only
 #                                  where the runs generalized (lookup and none: grey, labelled)
 #   compare_dtype.txt, compare_frac.txt, compare_split.txt

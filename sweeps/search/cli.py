@@ -124,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cond = f"  (when {spec.only_if[0]}={spec.only_if[1]})" if spec.only_if else ""
             print(f"  {n:<22} {spec.describe()}{cond}")
         print(f"baseline (trial 0): {space.baseline_point()}")
-        print(f"objective: grok epoch, or {fmt(args.penalty_factor * base.epochs)} without grok; "
+        print(f"objective: threshold epoch (test accuracy held from it on), or "
+              f"{fmt(args.penalty_factor * base.epochs)} when not reached; "
               f"{args.num_samples} trials")
         return 0
 

@@ -11,6 +11,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from grokcore.records import current_status
 from sweeps.search.space import OPTUNA_TRIAL, SCORE, NumberedSpace, SearchSpace, grok_score
 
 
@@ -19,9 +20,9 @@ class GrokSearcher(Searcher):
 
     Tune sees no metric (the trainable reports none that means "grok epoch" at every
     evaluation); at a trial's end this searcher reads the summary the trainable reported
-    (``end/summary/status``, ``end/summary/grok_epoch``), computes the score and tells Optuna.
+    (``end/summary/status``, ``end/summary/threshold_epoch``), computes the score and tells Optuna.
     Each Optuna trial also gets user attributes: ``tune_trial_id``, ``status``,
-    ``grok_epoch``, ``baseline``, so the study alone ties back to Tune and MLflow.
+    ``threshold_epoch``, ``baseline``, so the study alone ties back to Tune and MLflow.
 
     Which Optuna trial a Tune trial is comes from the trial's config (the space is a
     :class:`~sweeps.search.space.NumberedSpace`); the attributes are written through the study's
@@ -76,10 +77,10 @@ class GrokSearcher(Searcher):
                 self._set_user_attr(trial_id, "status", "failed")
             self.inner.on_trial_complete(trial_id, None, error=True)
             return
-        grok = result.get("end/summary/grok_epoch")
-        self._set_user_attr(trial_id, "status", status)
-        self._set_user_attr(trial_id, "grok_epoch", grok)
-        score = grok_score(status, grok, self.space.base.epochs, self.penalty_factor)
+        held = result.get("end/summary/threshold_epoch", result.get("end/summary/grok_epoch"))
+        self._set_user_attr(trial_id, "status", current_status(status))
+        self._set_user_attr(trial_id, "threshold_epoch", held)
+        score = grok_score(status, held, self.space.base.epochs, self.penalty_factor)
         self.inner.on_trial_complete(trial_id, {SCORE: score})
 
     def save(self, checkpoint_path: str) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from grokcore.config import ConfigError, RunConfig
+from grokcore.records import REACHED, current_status
 
 SCORE = "grok_score"  # the objective's name: the Optuna metric and each trial run's MLflow metric
 # The key of a search trial's Tune config that holds its Optuna trial number (NumberedSpace).
@@ -179,10 +180,12 @@ class NumberedSpace:
 
 # ==== the objective ==============================================================================
 
-def grok_score(status: str | None, grok_epoch: Any, epochs: int, penalty_factor: float) -> float:
-    """The objective: the grok epoch, or penalty_factor x epochs when the run did not grok."""
-    if status == "grokked" and grok_epoch is not None:
-        return float(grok_epoch)
+def grok_score(status: str | None, threshold_epoch: Any, epochs: int,
+               penalty_factor: float) -> float:
+    """The objective: the threshold epoch, or penalty_factor x epochs when the run did not reach
+    the threshold (status, old names mapped: grokcore.records)."""
+    if current_status(status) == REACHED and threshold_epoch is not None:
+        return float(threshold_epoch)
     return float(penalty_factor * epochs)
 
 

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from grokcore.records import RUN_KIND_TAG, tag_text
+from grokcore.records import RUN_KIND_TAG, current_status, tag_text
 from sweeps.console import format_table
 from sweeps.search.space import PARAMS, SCORE, SearchSpace, fmt
 
@@ -21,7 +21,7 @@ class TrialScore:
     params: dict[str, Any]
     score: float | None  # None: failed
     status: str
-    grok_epoch: int | None
+    threshold_epoch: int | None
     baseline: bool
     tune_trial_id: str | None
     run_id: str | None = None
@@ -45,7 +45,8 @@ class SearchSummary:
     def to_json(self) -> dict[str, Any]:
         return {
             "sweep": self.sweep, "study_name": self.study_name, "storage": self.storage,
-            "penalty": self.penalty, "objective": "grok epoch (minimized); penalty if no grok",
+            "penalty": self.penalty,
+            "objective": "threshold epoch (minimized); penalty if not reached",
             "best": dataclasses.asdict(self.best) if self.best else None,
             "baseline": dataclasses.asdict(self.baseline) if self.baseline else None,
             "importances": self.importances, "importance_note": self.importance_note,
@@ -66,8 +67,9 @@ def summarize_study(study_name: str, storage: str, sweep: str, penalty: float) -
         complete = t.state == optuna.trial.TrialState.COMPLETE
         trials.append(TrialScore(
             number=t.number, params=dict(t.params), score=t.value if complete else None,
-            status=t.user_attrs.get("status", "failed" if not complete else "?"),
-            grok_epoch=t.user_attrs.get("grok_epoch"), baseline=bool(t.user_attrs.get("baseline")),
+            status=current_status(t.user_attrs.get("status", "failed" if not complete else "?")),
+            threshold_epoch=t.user_attrs.get("threshold_epoch", t.user_attrs.get("grok_epoch")),
+            baseline=bool(t.user_attrs.get("baseline")),
             tune_trial_id=t.user_attrs.get("tune_trial_id")))
     scored = [t for t in trials if t.score is not None]
     best = min(scored, key=lambda t: (t.score, t.number)) if scored else None
@@ -157,9 +159,10 @@ def format_summary(summary: SearchSummary, space: SearchSpace | None = None) -> 
     for t in sorted(summary.trials, key=lambda t: (t.score is None, t.score or 0, t.number)):
         mark = "*" if t.baseline else ""
         rows.append([f"{t.number}{mark}"] + [fmt(t.params.get(n, "-")) for n in names]
-                    + [t.status, str(t.grok_epoch), fmt(t.score)])
-    lines = [format_table(["trial"] + names + ["status", "grok_epoch", "score"], rows)]
-    lines.append(f"(* the baseline; a trial that does not grok scores {fmt(summary.penalty)})")
+                    + [t.status, str(t.threshold_epoch), fmt(t.score)])
+    lines = [format_table(["trial"] + names + ["status", "threshold_epoch", "score"], rows)]
+    lines.append(f"(* the baseline; score: the threshold epoch; a trial that does not reach the "
+                 f"threshold scores {fmt(summary.penalty)})")
     lines.append("")
     lines.append("best configuration beside the baseline:")
     shown = []
@@ -167,13 +170,14 @@ def format_summary(summary: SearchSummary, space: SearchSpace | None = None) -> 
     for name in names:
         shown.append((name, fmt(best.params.get(name, "-")) if best else "-",
                       fmt(base.params.get(name, "-")) if base else "-"))
-    for label, get in (("status", lambda t: t.status), ("grok_epoch", lambda t: str(t.grok_epoch)),
+    for label, get in (("status", lambda t: t.status),
+                       ("threshold_epoch", lambda t: str(t.threshold_epoch)),
                        ("score", lambda t: fmt(t.score)), ("optuna trial", lambda t: str(t.number))):
         shown.append((label, get(best) if best else "-", get(base) if base else "-"))
     lines.append(format_table(("setting", "best", "baseline"), shown, left=True, indent="  "))
     lines.append("")
     if summary.importances:
-        lines.append("what drives the grok epoch (Optuna parameter importances, sum 1):")
+        lines.append("what drives the threshold epoch (Optuna parameter importances, sum 1):")
         for name, value in summary.importances.items():
             lines.append(f"  {name:<22} {value:6.3f}  {'#' * round(40 * value)}")
     else:
