@@ -59,14 +59,6 @@ def plan(configs: Sequence[RunConfig], stacked: bool, max_pack: int) -> list[lis
             for chunk in balanced_chunks(group, min(max_pack, len(group)))]
 
 
-def ended_by_own_rule(trainer) -> bool:
-    """Whether a run stopped by its own rule (diverged, held above the grok threshold, out of
-    epochs), not by a budget."""
-    cfg, signals = trainer.cfg, trainer.signals
-    held = cfg.stop_after_grok and signals.evals_above_grok >= cfg.stop_after_grok
-    return bool(signals.diverged or held or trainer.epoch >= cfg.epochs)
-
-
 class GridRecord:
     """A member's callbacks: stop at the deadline; at the end, write the run's folder."""
 
@@ -80,7 +72,7 @@ class GridRecord:
     def on_end(self, trainer, summary) -> None:
         records.write_run_folder(trainer, summary, self.folder, figures=False,
                                  weights=self.weights, history_every=self.history_every)
-        if not ended_by_own_rule(trainer):
+        if not trainer.ended_by_own_rule():
             (self.folder / UNFINISHED_FILE).write_text(
                 f"stopped by the budget at epoch {trainer.epoch} of {trainer.cfg.epochs}\n")
 
@@ -105,7 +97,7 @@ def run_pack(job: dict[str, Any]) -> dict[str, Any]:
                                        job["history_every"], job["weights"])]
     summaries = pack.run()
     seconds = time.perf_counter() - built
-    unfinished = sum(not ended_by_own_rule(m) for m in pack.members)
+    unfinished = sum(not m.ended_by_own_rule() for m in pack.members)
     return {"indices": job["indices"], "members": len(configs), "engine": pack.engine,
             "p": configs[0].p, "dtype": configs[0].dtype, "build_s": round(built - started, 2),
             "train_s": round(seconds, 2), "member_epochs": sum(s["epochs_run"] for s in summaries),

@@ -195,8 +195,7 @@ class Trainer:
         self.history.append(row)
         train_key, test_key = self.task.signal_keys(self.cfg)  # acc, bacc or unseen-class acc
         self.signals.observe_eval(self.epoch, row[train_key], row[test_key])
-        held = self.cfg.stop_after_grok and self.signals.evals_above_grok >= self.cfg.stop_after_grok
-        stop = bool(self.signals.diverged or held or self.epoch >= self.cfg.epochs)
+        stop = self.ended_by_own_rule()
         every = self.cfg.checkpoint_every
         checkpoint = stop or bool(every and self.epoch % every == 0)
         if self.measures is not None:
@@ -204,6 +203,12 @@ class Trainer:
         for cb in self.callbacks:
             stop = bool(cb.on_eval(self, row, checkpoint)) or stop
         return stop
+
+    def ended_by_own_rule(self) -> bool:
+        """Whether the run's own rule stops it here: diverged, the threshold held for
+        ``stop_after_grok`` evaluations, or out of epochs (not a callback, such as a budget)."""
+        held = self.cfg.stop_after_grok and self.signals.evals_above_grok >= self.cfg.stop_after_grok
+        return bool(self.signals.diverged or held or self.epoch >= self.cfg.epochs)
 
     def training_seconds(self) -> float:
         """Seconds in run() so far, summed over resumptions: what a checkpoint taken during the
