@@ -45,6 +45,27 @@ def curve_styles(names: Sequence[tuple], keys: Sequence[str], style_key: str | N
             for n, r, v in zip(names, rest, values)}
 
 
+def draw_km_curve(ax, times, events, label: str, marker_size: int = 10, **style) -> None:
+    """One KM step curve from epoch 0, with a '|' at each censored run (``style``: matplotlib's
+    color, linestyle)."""
+    curve = km_curve(times, events)
+    (line,) = ax.step([0.0, *curve.times], [1.0, *curve.survival], where="post", label=label,
+                      **style)
+    if curve.censored_times.size:
+        ax.plot(curve.censored_times, curve.censored_survival, linestyle="none", marker="|",
+                markersize=marker_size, color=line.get_color())
+
+
+def km_axes(ax, ylabel: str, title: str) -> None:
+    """The axes of a KM figure: epochs from 0, shares from 0 to 1, a light grid."""
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+
+
 def plot_km(trials: pd.DataFrame, keys: Sequence[str], path: str | Path,
             title: str | None = None, rows: Sequence[Any] | None = None,
             style_key: str | None = None) -> Path:
@@ -71,20 +92,10 @@ def plot_km(trials: pd.DataFrame, keys: Sequence[str], path: str | Path,
         if len(times) == 0:
             ax.plot([], [], label=label, color=colour, linestyle=style)  # keeps it in the legend
             continue
-        curve = km_curve(times, grokked)
-        x = [0.0, *curve.times]
-        y = [1.0, *curve.survival]
-        (line,) = ax.step(x, y, where="post", label=label, color=colour, linestyle=style)
-        if curve.censored_times.size:
-            ax.plot(curve.censored_times, curve.censored_survival, linestyle="none",
-                    marker="|", markersize=10, color=line.get_color())
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("share of runs not yet at the threshold")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(left=0)
-    ax.grid(alpha=0.3)
-    ax.set_title(title or "Kaplan-Meier: runs whose test accuracy has not yet held the threshold "
-                 "('|' censored)")
+        draw_km_curve(ax, times, grokked, label, color=colour, linestyle=style)
+    km_axes(ax, "share of runs not yet at the threshold",
+            title or "Kaplan-Meier: runs whose test accuracy has not yet held the threshold "
+            "('|' censored)")
     if many:
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
@@ -122,18 +133,10 @@ def plot_km_classes(frame: pd.DataFrame, names: Sequence[str], path: str | Path,
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for label in sorted(classes.unique()):
         part = frame[classes == label]
-        curve = km_curve(part["duration"], part["event"])
         text = f"{label} ({int(part['event'].sum())}/{len(part)} {event_name})"
-        (line,) = ax.step([0.0, *curve.times], [1.0, *curve.survival], where="post", label=text)
-        if curve.censored_times.size:
-            ax.plot(curve.censored_times, curve.censored_survival, linestyle="none", marker="|",
-                    markersize=8, color=line.get_color())
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"share of runs not yet {event_name}")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(left=0)
-    ax.grid(alpha=0.3)
-    ax.set_title(f"Kaplan-Meier by {', '.join(names)} ('|' censored; lookup censored)")
+        draw_km_curve(ax, part["duration"], part["event"], text, marker_size=8)
+    km_axes(ax, f"share of runs not yet {event_name}",
+            f"Kaplan-Meier by {', '.join(names)} ('|' censored; lookup censored)")
     ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
     return save_figure(fig, path, dpi=120)

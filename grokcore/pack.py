@@ -270,11 +270,13 @@ class Pack:
         checkpoint = bool(ended) or any(
             self.members[i].cfg.checkpoint_every
             and self.members[i].epoch % self.members[i].cfg.checkpoint_every == 0 for i in due)
+        if ended:
+            # Every member's own state, once: the ended ones' records hold it, and the engine
+            # of the rest is rebuilt from it.
+            self.sync_all()
         for i in ended:
-            self.steps.sync(self.active.index(i))  # its record holds its own final state
             self.summaries[i] = self.members[i].finish()
         if ended:
-            self.sync_all()  # the engine is rebuilt from the members' own state
             for i in ended:
                 self.members[i].state_source = None  # frozen: its own state is final
             self.active = [i for i in self.active if i not in ended]

@@ -1,5 +1,5 @@
-"""``python -m grokcore grid GRID.json [GRID.json ...] --out DIR``: every run of a grid trained as packs on one
-device, without Ray or MLflow, each run's record written to a folder of its own.
+"""``python -m grokcore grid GRID.json [GRID.json ...] --out DIR``: every run of a grid trained
+as packs on one device, without Ray or MLflow, each run's record written to a folder of its own.
 
 For a GPU machine that has neither Ray nor MLflow: the sweep's grid is written where they are
 (``sweeps/expmod_grid.py ... --write-grid GRID.json``, the sweep's own validated RunConfigs),
@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 from grokcore import records
 from grokcore.config import ConfigError, RunConfig
+from grokcore.pack import ENGINES
 
 GRID_RUN_FILE = "grid_run.json"
 UNFINISHED_FILE = "UNFINISHED"  # in a run's folder: the budget stopped it, not its own rule
@@ -78,7 +79,8 @@ class GridRecord:
 
 
 def run_pack(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one pack (in a worker process): its members' folders written; its figures back."""
+    """Train one pack (in a worker process): its members' folders written; its counts and
+    seconds returned."""
     import torch
 
     from grokcore.pack import Pack
@@ -175,7 +177,8 @@ def add_grid_parser(sub) -> None:
                       help="keep only the evaluations at multiples of N epochs in history.csv "
                            "(and the memorization, grok and last ones); default: all")
     grid.add_argument("--no-weights", action="store_true", help="leave model.pt out")
-    grid.add_argument("--pack-engine", default="auto", help="auto, stacked or loop")
+    grid.add_argument("--pack-engine", choices=ENGINES, default="auto",
+                      help="how each pack trains (grokcore/pack.py; default: auto)")
 
 
 def grid_main(args: argparse.Namespace) -> int:
@@ -185,6 +188,10 @@ def grid_main(args: argparse.Namespace) -> int:
             configs = [c.replace(device=args.device) for c in configs]
         if args.workers < 1 or args.max_pack < 1:
             raise ConfigError("--workers and --max-pack take 1 or more")
+        if args.budget_s is not None and not args.budget_s > 0:
+            raise ConfigError(f"--budget-s {args.budget_s:g}: give seconds > 0, or leave it out")
+        if args.history_every < 0:
+            raise ConfigError(f"--history-every {args.history_every}: give 0 (all) or more")
         args.out.mkdir(parents=True, exist_ok=True)
         run_grid(configs, args.out, workers=args.workers, max_pack=args.max_pack,
                  budget_s=args.budget_s, history_every=args.history_every,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 from pathlib import Path
@@ -57,10 +58,16 @@ def run_folders(dirs: Sequence[Path]) -> list[Path]:
     return folders
 
 
+@functools.lru_cache(maxsize=None)
+def grid_run_info(folder: Path) -> dict:
+    """A grid's grid_run.json (read once per grid, not once per run); {} without one."""
+    path = folder / GRID_RUN_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def node_of(folder: Path, summary: dict) -> dict[str, str]:
     """The node tags of a run trained by ``python -m grokcore grid`` (no Ray node there)."""
-    grid_run = folder.parent / GRID_RUN_FILE
-    info = json.loads(grid_run.read_text()) if grid_run.is_file() else {}
+    info = grid_run_info(folder.parent)
     where = str(summary.get("provenance", {}).get("device") or info.get("device") or "unknown")
     return {"node_id": f"grid:{folder.parent.name}", "hostname": "grokcore grid",
             "gpu_ids": "none", "device": where}
@@ -115,8 +122,7 @@ def log_run(logger, client, folder: Path, cfg: RunConfig, key: str, index: int, 
     logger.tag_node(run_id, node_of(folder, summary))
     for row in read_history_csv(folder / HISTORY_FILE):
         logger.log_row(run_id, row)
-    grid_run = folder.parent / GRID_RUN_FILE
-    every = json.loads(grid_run.read_text()).get("history_every") if grid_run.is_file() else 0
+    every = grid_run_info(folder.parent).get("history_every")
     client.set_tag(run_id, "imported_from", str(folder.parent))
     if every:
         client.set_tag(run_id, "history_every", str(every))
