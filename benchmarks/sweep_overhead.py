@@ -33,6 +33,10 @@ compare the two: the ratio of their wall times and the packed sweep's efficiency
 unpacked sweep's training CPU (the same runs' work; on CPUs a pack trains each member with its
 own step, so the two differ only by noise).
 
+The sweep's own CPU seconds are not counted: Ray's workers are the raylet's children, and
+``getrusage(RUSAGE_CHILDREN)`` of the driver misses them (an earlier version printed such a
+"CPU efficiency" and got values over 1). Efficiency therefore needs a quiet machine.
+
 The wall time is the whole sweep, figures included. ``efficiency until the last trial ended``
 stops the clock when the last trial's run is closed (what is left then is drawing figures).
 The last lines are ``efficiency: X`` and ``overhead per trial: Y s`` (of the last mode, the
@@ -76,16 +80,6 @@ def grid(trials: int, p: int, epochs: int, eval_every: int, measure_every: int,
     return [base.replace(seed=seed) for seed in range(trials)]
 
 
-def used_cpu() -> float:
-    """CPU seconds of this process and of its ended descendants: the driver, and once Ray is
-    shut down its processes (GCS, raylet and the workers it reaped), and the figure pool."""
-    import resource
-
-    return sum(part.ru_utime + part.ru_stime for part in
-               (resource.getrusage(resource.RUSAGE_SELF),
-                resource.getrusage(resource.RUSAGE_CHILDREN)))
-
-
 def trial_timings(sweep_folder: Path) -> list[dict]:
     """Each trial's timing, with the trial keys of the runs it trained (a pack's members)."""
     found = []
@@ -116,7 +110,6 @@ def one_sweep(mode: str, args, work: Path, pack: str = "off") -> dict:
     row_writer.BATCH_SECONDS, figures, report_s = MODES[mode]
     os.environ["GROK_REPORT_EVERY_S"] = str(report_s)  # the local Ray's workers inherit it
     folder = Path(tempfile.mkdtemp(prefix=f"{mode}_{pack}_", dir=work))
-    cpu_before = used_cpu()
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     ray.init(address="local", num_cpus=args.cores, include_dashboard=False,
              _temp_dir=tempfile.mkdtemp(prefix="ro", dir="/tmp"), logging_level="WARNING",
@@ -133,7 +126,6 @@ def one_sweep(mode: str, args, work: Path, pack: str = "off") -> dict:
         wall = time.time() - started
     finally:
         ray.shutdown()
-    sweep_cpu = used_cpu() - cpu_before
     assert all(o.status in ("reached", "not_reached") for o in result.outcomes), result.outcomes
     rows = trial_timings(Path(result.path))
     by_run = {key: t for t in rows for key in t["keys"]}
@@ -150,8 +142,7 @@ def one_sweep(mode: str, args, work: Path, pack: str = "off") -> dict:
              "trials": len(rows), "workers": len({t["pid"] for t in rows}),
              "efficiency_wall": train / (wall * args.cores),
              "efficiency": train_cpu / (wall * args.cores),
-             "overhead": (wall * args.cores - train_cpu) / len(by_run),
-             "sweep_cpu": sweep_cpu, "cpu_efficiency": train_cpu / sweep_cpu}
+             "overhead": (wall * args.cores - train_cpu) / len(by_run)}
     phases = {label: [t[b] - t[a] for t in rows] for label, a, b in PHASES}
     phases["reports in the loop"] = [t["report_seconds"] for t in rows]
     phases["driver start -> trial entered"] = [t["entered"] - t["driver_start"] for t in rows]
@@ -213,10 +204,6 @@ def main() -> None:
                       f"efficiency {stats['efficiency']:.3f} ({stats['efficiency_wall']:.3f} by "
                       f"the loops' wall time), overhead per trial {stats['overhead']:.2f} s; "
                       f"load average now {os.getloadavg()[0]:.2f}")
-                print(f"  CPU used by the sweep's processes (driver, Ray, workers, figures) "
-                      f"{stats['sweep_cpu']:.1f} s, of which training "
-                      f"{stats['cpu_efficiency']:.3f} (CPU efficiency: machine load does not "
-                      f"enter it, as far as contention leaves CPU seconds alone)")
                 print(f"  sweep start -> first trial {stats['before first trial']:.2f} s, "
                       f"last trial closed -> sweep returned {stats['after last trial']:.2f} s; "
                       f"efficiency until the last trial ended "
@@ -229,7 +216,6 @@ def main() -> None:
     print()
     for mode, stats in runs.items():
         print(f"{mode}: efficiency {statistics.median(s['efficiency'] for s in stats):.3f}, "
-              f"CPU efficiency {statistics.median(s['cpu_efficiency'] for s in stats):.3f}, "
               f"overhead per trial {statistics.median(s['overhead'] for s in stats):.2f} s "
               f"({len(stats)} rounds)")
     if args.pack != "off":
