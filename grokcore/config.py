@@ -149,6 +149,14 @@ class RunConfig:
         _choice("grokfast", self.grokfast, GROKFAST)
         _choice("grok_on", self.grok_on, GROK_ON)
         _choice("compile", self.compile, COMPILE)
+        self._check_grokfast()
+        self._check_model_and_optimiser()
+        self._check_signals_device_measures()
+        return self
+
+    # The checks in parts, called in this order so that the first invalid setting is the one named.
+    def _check_grokfast(self) -> None:
+        """The Grokfast filter's settings."""
         if not 0.0 <= self.grokfast_alpha < 1.0:
             raise ConfigError(f"grokfast_alpha={self.grokfast_alpha} is outside [0, 1); the "
                               "Grokfast default is 0.98")
@@ -159,6 +167,9 @@ class RunConfig:
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0 (Grokfast defaults: "
                                   "2 for ema, 5 for ma)")
+
+    def _check_model_and_optimiser(self) -> None:
+        """The split, the model's sizes, the budget and cadences, the optimiser."""
         if not 0.0 < self.frac_train < 1.0:
             raise ConfigError(f"frac_train={self.frac_train} is outside (0, 1); give a share such "
                               "as 0.3 (--frac)")
@@ -179,6 +190,9 @@ class RunConfig:
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)} is outside [0, 1)")
+
+    def _check_signals_device_measures(self) -> None:
+        """The signal thresholds, the device and the progress measures' cadence."""
         for name in ("memorize_acc", "grok_acc"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)} is outside (0, 1]")
@@ -197,7 +211,6 @@ class RunConfig:
         if self.measure_every % self.eval_every:
             raise ConfigError(f"measure_every={self.measure_every} is not a multiple of "
                               f"eval_every={self.eval_every}; measures are taken at evaluations")
-        return self
 
     # ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

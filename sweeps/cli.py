@@ -128,22 +128,7 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str, grid: bo
                         "sweep ends when all are logged); 'trial', the trial itself; 'none' "
                         "(default: after)")
     if grid:
-        g.add_argument("--from-grid", type=Path, nargs="+", default=None, metavar="FILE",
-                       help="run the RunConfigs of these grid files (--write-grid's, or a "
-                            "sweep's grid.json), in order, instead of a grid built from the "
-                            "options above (give none of those)")
-        g.add_argument("--skip-ended", action="store_true",
-                       help="leave out the runs whose configuration already has an ended run in "
-                            "the experiment (the same config_hash: trained by another sweep, or "
-                            "elsewhere and logged with python -m sweeps.import_runs)")
-        g.add_argument("--pack", type=pack_option, default="off", metavar="K|auto|off",
-                       help="train up to K runs of the grid together as one trial (a pack; each "
-                            "run is still its own MLflow run): on a GPU as one stacked model, "
-                            "on CPUs sharing a trial's overhead; runs go to the same pack only "
-                            "where grokcore.pack allows (same shapes and optimizer settings). "
-                            "auto: on cuda the size measured to help on the GPU, on CPUs small "
-                            "runs two packs per concurrent trial (sweeps/packing.py) "
-                            "(default: off)")
+        _add_grid_only_options(g)
     g.add_argument("--progress-every", type=float, default=30.0,
                    help="seconds between progress lines of a running trial; 0 prints every "
                         "evaluation (default: 30)")
@@ -153,6 +138,27 @@ def add_sweep_options(parser: argparse.ArgumentParser, experiment: str, grid: bo
     g.add_argument("--fail-trials", type=int, nargs="+", default=[0], metavar="INDEX",
                    help="FOR TESTS: grid indices of the trials --fail-at-epoch applies to "
                         "(default: 0)")
+
+
+def _add_grid_only_options(g) -> None:
+    """The sweep options a grid has and a search does not, added to the argument group ``g``:
+    --from-grid, --skip-ended, --pack."""
+    g.add_argument("--from-grid", type=Path, nargs="+", default=None, metavar="FILE",
+                   help="run the RunConfigs of these grid files (--write-grid's, or a "
+                        "sweep's grid.json), in order, instead of a grid built from the "
+                        "options above (give none of those)")
+    g.add_argument("--skip-ended", action="store_true",
+                   help="leave out the runs whose configuration already has an ended run in "
+                        "the experiment (the same config_hash: trained by another sweep, or "
+                        "elsewhere and logged with python -m sweeps.import_runs)")
+    g.add_argument("--pack", type=pack_option, default="off", metavar="K|auto|off",
+                   help="train up to K runs of the grid together as one trial (a pack; each "
+                        "run is still its own MLflow run): on a GPU as one stacked model, "
+                        "on CPUs sharing a trial's overhead; runs go to the same pack only "
+                        "where grokcore.pack allows (same shapes and optimizer settings). "
+                        "auto: on cuda the size measured to help on the GPU, on CPUs small "
+                        "runs two packs per concurrent trial (sweeps/packing.py) "
+                        "(default: off)")
 
 
 def gpu_share(text: str) -> float | None:
@@ -301,6 +307,12 @@ def sweep_main(parser: argparse.ArgumentParser,
     except (ConfigError, SweepError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    return print_sweep_end(result, always)
+
+
+def print_sweep_end(result, always: Sequence[str]) -> int:
+    """A sweep's end on the console: the outcomes, where to look, what did not run; the exit
+    code (1 when a trial failed or the sweep was interrupted, else 0)."""
     print()
     print(format_outcomes(result.outcomes, always))
     print(f"\n{len(result.outcomes)} trials in {result.seconds:.0f} s "

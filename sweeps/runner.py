@@ -26,113 +26,40 @@ retries) is the same::
                             num_samples=20),
               experiment="optuna_lr_wd")
 
-Where the parts are: the trainable and what a trial reports in :mod:`sweeps.trial` (worker), the
+Where the parts are: the trainable and what a trial reports in :mod:`sweeps.trial` (worker); the
+settings and their checks (:class:`Search`, :class:`Resources`) in :mod:`sweeps.sweep_plan`, the
 MLflow logger in :mod:`sweeps.tracking` and the progress lines in :mod:`sweeps.console` (driver).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 from ray import tune
 
-from grokcore.config import ConfigError, RunConfig
+from grokcore.config import RunConfig
 from grokcore.records import DEFAULT_TRACKING_URI
 from sweeps.console import one_line, say
-from sweeps.figures_after import check_mode, close_shared_queue, draw_pending
-from sweeps.grid import FIELD_NAMES, check_devices, prepare_configs, varying_fields
+from sweeps.figures_after import close_shared_queue, draw_pending
+from sweeps.grid import check_devices, varying_fields
+from sweeps.sweep_plan import Resources, Search, SweepError, SweepPlan
 from sweeps.sweep_run import (close_sweep_run, command_line, open_sweep_run, publish_table,
                               runs_url, ui_command)
 from sweeps.run_names import run_name
 from sweeps.pack_tracking import PackLogger, PackProgress
 from sweeps.packing import describe_packs, sweep_packs, write_packs
-from sweeps.tracking import (MLflowTrialLogger, TrialOutcome, ensure_experiment,
-                             normalize_tracking_uri)
+from sweeps.tracking import TrialOutcome, ensure_experiment
 from sweeps.pack_trial import pack_param_space, run_keys
 from sweeps.trainable import trainable_with_resources
 from sweeps.trial import (BASE_RUN, FIGURES_KEY, FaultInjection, grid_param_space, trial_dirname,
                           trial_key)
-
-
-class SweepError(RuntimeError):
-    """The sweep could not start (no cluster, nothing to resume...); the message is one line."""
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What each trial gets and how many run: Ray resources of one trial (GPUs may be
-    fractional; ``None``: settled from the cluster, see :meth:`settle`), at most
-    ``max_concurrent`` trials at once (0: as many as fit), and ``retries`` restarts of a crashed
-    trial, each from its last checkpoint (after that the trial is recorded ``failed`` and the
-    others go on)."""
-
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None
-    max_concurrent: int = 0
-    retries: int = 2
-
-    def check(self) -> None:
-        if (self.retries < 0 or self.cpus_per_trial <= 0 or (self.gpus_per_trial or 0) < 0
-                or self.max_concurrent < 0):
-            raise ConfigError("need retries >= 0, cpus_per_trial > 0, gpus_per_trial >= 0 and "
-                              "max_concurrent >= 0")
-
-    def settle(self, nodes: Sequence[Mapping[str, float]]) -> "Resources":
-        """These resources with ``gpus_per_trial`` settled, from the Ray resources of the
-        cluster's live ``nodes``. Given, it stays. ``None`` (auto): 0 unless every node has a
-        GPU, else the share that lets as many trials use a node's GPUs as its CPUs run, so that
-        no node idles (a trial that reserves a GPU runs only on a node with one, and Ray hides
-        the GPUs from a trial that reserves none)."""
-        if self.gpus_per_trial is not None:
-            return self
-        shares = []
-        for node in nodes:
-            trials = int(node.get("CPU", 0.0) // self.cpus_per_trial)
-            if trials:  # a node that cannot hold a trial does not count
-                shares.append(min(1.0, node.get("GPU", 0.0) / trials))
-        share = min(shares, default=0.0)
-        # Ray counts fractions of a GPU in ten-thousandths: round down, so that they all fit.
-        return dataclasses.replace(self, gpus_per_trial=math.floor(share * 1e4) / 1e4)
-
-    def describe(self, cluster: Mapping[str, float]) -> list[str]:
-        """What the sweep will use of ``cluster`` (Ray's cluster_resources()), as lines to print:
-        the resources, how many trials fit at once, and a hint where GPUs would stay idle."""
-        cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
-        fit = [int(cpus // self.cpus_per_trial)]
-        if self.gpus_per_trial:
-            fit.append(int(gpus // self.gpus_per_trial))
-        if self.max_concurrent:
-            fit.append(self.max_concurrent)
-        gpu = f" and {self.gpus_per_trial:g} GPU" if self.gpus_per_trial else ""
-        lines = [f"Ray: {cpus:g} CPU, {gpus:g} GPU; each trial {self.cpus_per_trial:g} CPU{gpu}, "
-                 f"{min(fit)} at once"]
-        if gpus and not self.gpus_per_trial:
-            lines.append(f"note: the cluster's {gpus:g} GPU(s) stay idle: trials that reserve no "
-                         "GPU train on CPUs (by default they reserve a share only when every node "
-                         "has a GPU); --gpus-per-trial 0.25 lets four trials share each GPU, and "
-                         "runs trials only on nodes with one")
-        return lines
-
-
-@dataclass
-class Search:
-    """A search instead of a grid: ``num_samples`` trials of ``base`` with the fields of
-    ``param_space`` (RunConfig field names -> Tune domains) chosen by ``search_alg`` (Tune's
-    searcher; None: random/grid sampling of ``param_space``), optimizing ``metric`` in ``mode``."""
-
-    base: RunConfig = field(default_factory=RunConfig)
-    param_space: Mapping[str, Any] = field(default_factory=dict)
-    search_alg: Any = None
-    num_samples: int = 1
-    metric: str | None = None
-    mode: str | None = None
 
 
 @dataclass
@@ -208,8 +135,6 @@ def connect_ray(address: str | None) -> bool:
                          f"({one_line(err)[:200]}); {hint}") from None
 
 
-# ==== the sweep =================================================================================
-
 class _NoMissingMetricsWarning(logging.Filter):
     """Drops Tune's "Failed to fetch metrics for N trial(s)" warning, one line per trial, which it
     prints on a resume and after an interruption for every trial that has not started yet. Those
@@ -225,66 +150,15 @@ def quiet_unstarted_trials() -> None:
         tune_analysis.addFilter(_NoMissingMetricsWarning())
 
 
-def safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+# ==== the sweep =================================================================================
 
-
-def new_sweep_name(experiment: str) -> str:
-    """The default name of a new sweep: EXPERIMENT-DATE-TIME."""
-    return f"{safe_name(experiment)}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _storage_path(storage: str | os.PathLike) -> str:
-    text = str(storage)
-    return text if "://" in text else str(Path(text).resolve())
-
-
-def _latest_sweep(storage: str, experiment: str) -> str | None:
-    root = Path(storage)
-    if "://" in storage or not root.is_dir():
-        return None
-    prefix = safe_name(experiment) + "-"
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(prefix)
-             and tune.Tuner.can_restore(str(p))]
-    return max(found, key=lambda p: p.stat().st_mtime).name if found else None
-
-
-def _sweep_path(storage: str, experiment: str, name: str | None, resume: bool,
-                ) -> tuple[str, str]:
-    """The sweep's name and folder; SweepError when there is nothing to resume, or (new) when
-    the folder already holds a sweep."""
-    if resume:
-        name = name or _latest_sweep(storage, experiment)
-        path = f"{storage.rstrip('/')}/{name}" if name else None
-        if not path or not tune.Tuner.can_restore(path):
-            raise SweepError(f"no sweep to resume under {storage}"
-                             + (f" named {name!r}" if name else f" for experiment {experiment!r}"))
-        return name, path
-    name = name or new_sweep_name(experiment)
-    path = f"{storage.rstrip('/')}/{name}"
-    if tune.Tuner.can_restore(path):
-        raise SweepError(f"a sweep named {name!r} already exists under {storage}; pass "
-                         "--resume to continue it or another --name")
-    return name, path
-
-
-def run_sweep(
-    configs: Sequence[RunConfig] = (),
-    *,
-    search: Search | None = None,
-    experiment: str = "grokking",
-    name: str | None = None,
-    tracking_uri: str = DEFAULT_TRACKING_URI,
-    storage: str | os.PathLike = "ray_results",
-    address: str | None = None,
-    resume: bool = False,
-    resources: Resources = Resources(),
-    fault: FaultInjection | None = None,
-    progress_every_s: float = 30.0,
-    command: str | None = None,
-    figures: str = "after",
-    pack: str | int = "off",
-) -> SweepResult:
+def run_sweep(configs: Sequence[RunConfig] = (), *, search: Search | None = None,
+              experiment: str = "grokking", name: str | None = None,
+              tracking_uri: str = DEFAULT_TRACKING_URI, storage: str | os.PathLike = "ray_results",
+              address: str | None = None, resume: bool = False, resources: Resources = Resources(),
+              fault: FaultInjection | None = None, progress_every_s: float = 30.0,
+              command: str | None = None, figures: str = "after", pack: str | int = "off",
+              ) -> SweepResult:
     """Run a grid (``configs``) or a ``search`` of grokcore trainings on Ray Tune, one MLflow
     run per trial, and return their outcomes.
 
@@ -323,101 +197,130 @@ def run_sweep(
     is nothing to resume; both before anything is written to MLflow.
     """
     started = time.perf_counter()
-    if (search is not None) == bool(configs):
-        raise ConfigError("give either configs (a grid) or a search, not both")
-    if search is not None:
-        base = prepare_configs([search.base], resources.gpus_per_trial)[0]
-        unknown = sorted(set(search.param_space) - set(FIELD_NAMES))
-        if unknown:
-            raise ConfigError(f"param_space keys {unknown} are not RunConfig fields")
-    else:
-        configs = prepare_configs(configs, resources.gpus_per_trial)
-    resources.check()
-    check_mode(figures)
-    tracking_uri = normalize_tracking_uri(tracking_uri)
-    storage = _storage_path(storage)
-    name, path = _sweep_path(storage, experiment, name, resume)
+    plan = SweepPlan(configs=configs, search=search, experiment=experiment, name=name,
+                     tracking_uri=tracking_uri, storage=storage, address=address, resume=resume,
+                     resources=resources, fault=fault, progress_every_s=progress_every_s,
+                     command=command, figures=figures, pack=pack).checked()
+    with driver_session(plan.address):
+        result = _run_on_ray(plan)
+    return dataclasses.replace(result, seconds=time.perf_counter() - started)
 
+
+@contextlib.contextmanager
+def driver_session(address: str | None) -> Iterator[None]:
+    """Tune's environment and console set for a sweep, and Ray connected (:func:`connect_ray`)
+    for the body; on the way out the figure processes end and a Ray started here stops."""
     # Forced experiment snapshots (num_to_keep) are what makes a resume exact: no warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: only our progress lines
     quiet_unstarted_trials()
     started_ray = connect_ray(address)
     try:
-        import ray
-
-        trials = "" if resume else f", {search.num_samples if search else len(configs)} trials"
-        resources = resources.settle([n["Resources"] for n in ray.nodes() if n["Alive"]])
-        check_devices([base] if search is not None else configs, resources.gpus_per_trial)
-        packs = sweep_packs(configs, pack, resources, search is not None, resume, path)
-        say(f"{'resuming' if resume else 'starting'} sweep {name!r}{trials}")
-        for line in resources.describe(ray.cluster_resources()):
-            say(line)
-        if packs is not None and not resume:
-            say(describe_packs(packs, len(configs)))
-        experiment_id = ensure_experiment(tracking_uri, experiment)  # the store exists from here
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri)
-        extras = varying_fields(configs)  # settings the name must show to tell trials apart
-        labels = {trial_key(name, c.to_json()): run_name(c, extras=extras) for c in configs}
-        searched = {"searched": sorted(search.param_space), "num_samples": search.num_samples,
-                    "param_space": {k: str(v) for k, v in search.param_space.items()}} \
-            if search is not None else None
-        parent_id = open_sweep_run(client, experiment_id, name,
-                                   configs=[base] if search is not None else configs,
-                                   search=searched, command=command or command_line())
-        logger = PackLogger(tracking_uri, experiment, name, parent_id, labels)
-        trainable = trainable_with_resources(resources.cpus_per_trial, resources.gpus_per_trial)
-        if resume:
-            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
-                                       resume_errored=True, restart_errored=False)
-        else:
-            if search is not None:
-                space = {BASE_RUN: base.to_dict(), FIGURES_KEY: figures, **search.param_space}
-            else:
-                space = grid_param_space(configs, name, fault, f"{path}/injected_faults", figures)
-                if packs is not None:
-                    space = pack_param_space(configs, packs, space, name)
-                    write_packs(path, packs)
-            n_trials = search.num_samples if search is not None else len(configs)
-            how = search or Search()  # a grid: no searcher, one sample of each grid entry
-            tuner = tune.Tuner(
-                trainable,
-                param_space=space,
-                tune_config=tune.TuneConfig(
-                    search_alg=how.search_alg, num_samples=how.num_samples, metric=how.metric,
-                    mode=how.mode, max_concurrent_trials=resources.max_concurrent or None,
-                    reuse_actors=True, trial_dirname_creator=trial_dirname,
-                    trial_name_creator=trial_dirname),
-                run_config=tune.RunConfig(
-                    name=name, storage_path=storage, verbose=0,
-                    callbacks=[logger,
-                               TuneProgress(labels, n_trials, progress_every_s, name)],
-                    failure_config=tune.FailureConfig(max_failures=resources.retries),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
-            )
-        results = tuner.fit()
-        outcomes = PackLogger(tracking_uri, experiment, name, parent_id,
-                              labels).reconcile(results, configs, packs)
-        draw_pending(client, experiment_id, name, say=say,
-                     every_s=progress_every_s)
-        close_sweep_run(client, parent_id, outcomes)
-        table_note = publish_table(tracking_uri, experiment, name)
-        # A resume runs the stored grid; settings given now that it lacks are not run. Tune
-        # creates a grid's trials as they are about to start, so only a sweep that ran to its
-        # end has them all: after an interruption the note would name trials still to come.
-        stored = {key for r in results for key in run_keys(r.config or {})}
-        ran_to_end = not any(o.status == "unfinished" for o in outcomes)
-        not_in_stored = [label for key, label in labels.items()
-                         if resume and search is None and ran_to_end and key not in stored]
+        yield
     finally:
         close_shared_queue()
         if started_ray:
             import ray
 
             ray.shutdown()
-    return SweepResult(name=name, path=path, experiment=experiment, experiment_id=experiment_id,
-                       tracking_uri=tracking_uri, outcomes=outcomes,
-                       seconds=time.perf_counter() - started, not_in_stored_grid=not_in_stored,
+
+
+def _run_on_ray(plan: SweepPlan) -> SweepResult:
+    """The sweep once Ray is up: resources settled and shown, the parent run opened, the Tuner
+    fitted, then MLflow made to agree with Tune, the figures drawn, the parent closed and the
+    grok table published. ``seconds`` is left 0 for the caller."""
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    trials = "" if plan.resume else f", {plan.n_trials} trials"
+    plan = dataclasses.replace(plan, resources=plan.resources.settle(
+        [n["Resources"] for n in ray.nodes() if n["Alive"]]))
+    check_devices(plan.runs, plan.resources.gpus_per_trial)
+    packs = sweep_packs(plan.configs, plan.pack, plan.resources, plan.search is not None,
+                        plan.resume, plan.path)
+    say(f"{'resuming' if plan.resume else 'starting'} sweep {plan.name!r}{trials}")
+    for line in plan.resources.describe(ray.cluster_resources()):
+        say(line)
+    if packs is not None and not plan.resume:
+        say(describe_packs(packs, len(plan.configs)))
+    experiment_id = ensure_experiment(plan.tracking_uri, plan.experiment)  # the store exists now
+    client = MlflowClient(plan.tracking_uri)
+    labels = trial_labels(plan)
+    parent_id = _open_parent_run(plan, client, experiment_id)
+    results = _tuner(plan, packs, labels, parent_id).fit()
+    outcomes = PackLogger(plan.tracking_uri, plan.experiment, plan.name, parent_id,
+                          labels).reconcile(results, plan.configs, packs)
+    draw_pending(client, experiment_id, plan.name, say=say, every_s=plan.progress_every_s)
+    close_sweep_run(client, parent_id, outcomes)
+    table_note = publish_table(plan.tracking_uri, plan.experiment, plan.name)
+    return SweepResult(name=plan.name, path=plan.path, experiment=plan.experiment,
+                       experiment_id=experiment_id, tracking_uri=plan.tracking_uri,
+                       outcomes=outcomes, seconds=0.0,
+                       not_in_stored_grid=_not_in_stored_grid(plan, results, outcomes, labels),
                        parent_run_id=parent_id, table_note=table_note)
+
+
+def trial_labels(plan: SweepPlan) -> dict[str, str]:
+    """The grid's run names by trial key (a search's trials are named as they start)."""
+    extras = varying_fields(plan.configs)  # settings the name must show to tell trials apart
+    return {trial_key(plan.name, c.to_json()): run_name(c, extras=extras) for c in plan.configs}
+
+
+def _open_parent_run(plan: SweepPlan, client, experiment_id: str) -> str:
+    """The sweep's parent run (:func:`sweeps.sweep_run.open_sweep_run`), with the grid or the
+    search's base run and what it searches."""
+    search = plan.search
+    searched = {"searched": sorted(search.param_space), "num_samples": search.num_samples,
+                "param_space": {k: str(v) for k, v in search.param_space.items()}} \
+        if search is not None else None
+    return open_sweep_run(client, experiment_id, plan.name, configs=plan.runs, search=searched,
+                          command=plan.command or command_line())
+
+
+def _tuner(plan: SweepPlan, packs: list[list[int]] | None, labels: dict[str, str],
+           parent_id: str) -> tune.Tuner:
+    """Tune's Tuner: the stored one with ``resume`` (its own callbacks and settings), else a
+    new one over the grid (as packs, when packed) or the search, FIFO, with the MLflow logger
+    and the progress lines as callbacks."""
+    trainable = trainable_with_resources(plan.resources.cpus_per_trial,
+                                         plan.resources.gpus_per_trial)
+    if plan.resume:
+        return tune.Tuner.restore(plan.path, trainable, resume_unfinished=True,
+                                  resume_errored=True, restart_errored=False)
+    if plan.search is not None:
+        space = {BASE_RUN: plan.base.to_dict(), FIGURES_KEY: plan.figures,
+                 **plan.search.param_space}
+    else:
+        space = grid_param_space(plan.configs, plan.name, plan.fault,
+                                 f"{plan.path}/injected_faults", plan.figures)
+        if packs is not None:
+            space = pack_param_space(plan.configs, packs, space, plan.name)
+            write_packs(plan.path, packs)
+    how = plan.search or Search()  # a grid: no searcher, one sample of each grid entry
+    logger = PackLogger(plan.tracking_uri, plan.experiment, plan.name, parent_id, labels)
+    progress = TuneProgress(labels, plan.n_trials, plan.progress_every_s, plan.name)
+    return tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            search_alg=how.search_alg, num_samples=how.num_samples, metric=how.metric,
+            mode=how.mode, max_concurrent_trials=plan.resources.max_concurrent or None,
+            reuse_actors=True, trial_dirname_creator=trial_dirname,
+            trial_name_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=plan.name, storage_path=plan.storage, verbose=0, callbacks=[logger, progress],
+            failure_config=tune.FailureConfig(max_failures=plan.resources.retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+    )
+
+
+def _not_in_stored_grid(plan: SweepPlan, results, outcomes: Sequence[TrialOutcome],
+                        labels: dict[str, str]) -> list[str]:
+    """With ``resume``: the run names of the grid given that the stored grid lacks."""
+    # A resume runs the stored grid; settings given now that it lacks are not run. Tune
+    # creates a grid's trials as they are about to start, so only a sweep that ran to its
+    # end has them all: after an interruption the note would name trials still to come.
+    stored = {key for r in results for key in run_keys(r.config or {})}
+    ran_to_end = not any(o.status == "unfinished" for o in outcomes)
+    return [label for key, label in labels.items()
+            if plan.resume and plan.search is None and ran_to_end and key not in stored]

@@ -2,7 +2,8 @@
 
 :class:`MLflowTrialLogger` is a driver-side Tune callback; after ``Tuner.fit`` its
 :meth:`~MLflowTrialLogger.reconcile` makes MLflow agree with Tune and returns each trial's
-:class:`TrialOutcome`. The names of the end values and tags come from :mod:`grokcore.records`.
+:class:`TrialOutcome`. What goes into a run at a node and at its end (tags, step-0 metrics, the
+record's files) is :mod:`sweeps.trial_run`; the names come from :mod:`grokcore.records`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from ray import tune
 
 from analysis.runs import find_sweep_run
 from grokcore.config import ConfigError, RunConfig
-from grokcore.provenance import PROVENANCE_FIELDS, merged
-from grokcore.records import (DONE_STATUSES, END_VALUES, OUTCOME_VALUES, PARENT_RUN_TAG,
-                              SWEEP_TAG, TRIAL_KEY_TAG, current_names, current_status,
-                              record_files, tag_text)
-from sweeps.figures_after import FIGURES_TAG, figures_tag_at_end, log_drawn, shared_queue
+from grokcore.records import (DONE_STATUSES, PARENT_RUN_TAG, SWEEP_TAG, TRIAL_KEY_TAG,
+                              current_names, current_status)
+from sweeps.figures_after import log_drawn, shared_queue
 from sweeps.mlflow_view import RUN_COLOR_TAG, run_color
 from sweeps.row_writer import Locked, RowBatching
 from sweeps.run_names import run_name, task_params
 from sweeps.console import error_text, one_line
+from sweeps.trial_run import end_metrics, end_tags, log_record, node_tags
 from sweeps.trial import (config_from_tune, config_hash, figures_mode, index_from_dirname,
                           index_of, key_of, numeric, rows_of, trial_key)
 
@@ -212,55 +212,25 @@ class MLflowTrialLogger(RowBatching, tune.Callback):
         if not node_id or self._nodes.get(run_id) == node_id:
             return
         self._nodes[run_id] = node_id
-        before = self.client.get_run(run_id).data.tags
-        nodes = [n for n in before.get("nodes", "").split(",") if n]
-        tags = {k: str(node[k]) for k in ("node_id", "node_ip", "hostname", "gpu_ids", "device")
-                if k in node}
-        tags["nodes"] = ",".join(nodes if node_id in nodes else [*nodes, node_id])
-        tags.update(provenance_tags(before, node))
+        tags = node_tags(self.client.get_run(run_id).data.tags, node)
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def finish(self, key: str, run_id: str, end: Mapping[str, Any] | None, checkpoint,
                error: str | None = None, figures: str = "trial") -> TrialOutcome:
-        """Write the end values and artifacts and close the run."""
-        from mlflow.entities import Metric
-
+        """Write the end values and artifacts (:mod:`sweeps.trial_run`) and close the run."""
         client = self.client
         self.flush(run_id)  # its rows before its end values
-        now = int(time.time() * 1000)
         summary = current_names(end["summary"]) if end else {}
         if error is not None or not end:
             summary["status"] = "failed"
-        tags = {name: tag_text(summary.get(name)) for name in END_VALUES}
-        if end:
-            tags["resumed_from_epoch"] = str(end.get("start_epoch", 0))
-            tags.update(provenance_tags(client.get_run(run_id).data.tags,
-                                        summary.get("provenance") or {}))
-        if error is not None:
-            tags["error"] = error[-4000:]
-        metrics = []  # one value per run, at step 0: the charts draw them as bars
-        phases = tuple(k for k in summary if k.startswith("phase_"))
-        for name in ("reached", *OUTCOME_VALUES, "epochs_run", "seconds", *phases):
-            value = summary.get(name)
-            if value is not None:
-                metrics.append(Metric(name, float(value), now, 0))
+        tags = end_tags(summary, end, error, client.get_run(run_id).data.tags if end else {})
         stats = (end or {}).get("dataset_stats", {})
-        for name, value in stats.items():
-            if isinstance(value, (bool, int, float)):
-                metrics.append(Metric(name, float(value), now, 0))
-        client.log_batch(run_id, metrics=metrics)
+        client.log_batch(run_id, metrics=end_metrics(summary, stats))
         client.set_tag(run_id, SWEEP_TAG, self.sweep)
         for name, value in tags.items():
             client.set_tag(run_id, name, value)
         if checkpoint is not None and end:
-            with checkpoint.as_directory() as folder:
-                files = record_files(folder)
-                for path in files:  # the record, and the figures when the trial drew them
-                    client.log_artifact(run_id, str(path))
-                tag = figures_tag_at_end(figures, files)
-                client.set_tag(run_id, FIGURES_TAG, tag)
-                if tag == "pending":
-                    shared_queue().submit(run_id, files)
+            log_record(client, run_id, checkpoint, figures)
         client.set_terminated(run_id, "FAILED" if tags["status"] == "failed" else "FINISHED")
         return TrialOutcome(key=key, config=None, status=tags["status"],
                             outcome=summary.get("outcome"),
@@ -392,13 +362,6 @@ def outcome_of_run(run, key: str, cfg: RunConfig | None) -> TrialOutcome:
         epochs_run=_int_or_none(metrics.get("epochs_run")), run_id=run.info.run_id,
         error=tags.get("error"), unseen_acc=metrics.get("test_acc_unseen"),
         leakage=metrics.get("leakage"))
-
-
-def provenance_tags(before: Mapping[str, str], ran_with: Mapping[str, Any]) -> dict[str, str]:
-    """The provenance tags (``grokcore.provenance``) of a run that ``ran_with`` these values,
-    merged with the ones it had: a run resumed under another commit or torch keeps both."""
-    return {name: merged(before.get(name), str(ran_with[name]))
-            for name in PROVENANCE_FIELDS if name in ran_with}
 
 
 def _int_or_none(value: Any) -> int | None:

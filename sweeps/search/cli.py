@@ -30,10 +30,11 @@ def run_search(space: SearchSpace, *, num_samples: int, seed: int = 0,
                progress_every_s: float = 30.0, figures: str = "after") -> SearchSummary:
     """Run the search on Ray Tune through ``run_sweep``, then summarize it (and log that).
 
-    ``resources``: a :class:`sweeps.runner.Resources` (default: one CPU a trial, two retries).
+    ``resources``: a :class:`sweeps.sweep_plan.Resources` (default: one CPU a trial, two retries).
     """
-    from sweeps.runner import Resources, Search, new_sweep_name, run_sweep
+    from sweeps.runner import run_sweep
     from sweeps.search.searcher import make_searcher
+    from sweeps.sweep_plan import Resources, Search, new_sweep_name
     from sweeps.tracking import normalize_tracking_uri
 
     if num_samples < 1 or penalty_factor <= 1:
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{args.num_samples} trials")
         return 0
 
-    from sweeps.runner import SweepError
+    from sweeps.sweep_plan import SweepError
 
     try:
         summary = run_search(
