@@ -20,6 +20,7 @@ from grokcore.provenance import PROVENANCE_FIELDS, merged
 from grokcore.records import (DONE_STATUSES, END_VALUES, OUTCOME_VALUES, PARENT_RUN_TAG,
                               SWEEP_TAG, TRIAL_KEY_TAG, current_names, current_status,
                               record_files, tag_text)
+from grokcore.values import integer
 from sweeps.figures_after import FIGURES_TAG, figures_tag_at_end, log_drawn, shared_queue
 from sweeps.mlflow_view import RUN_COLOR_TAG, run_color
 from sweeps.row_writer import Locked, RowBatching
@@ -387,9 +388,9 @@ def outcome_of_run(run, key: str, cfg: RunConfig | None) -> TrialOutcome:
     tags, metrics = current_names(run.data.tags), run.data.metrics
     return TrialOutcome(
         key=key, config=cfg, status=tags["status"], outcome=tags.get("outcome"),
-        threshold_epoch=_int_or_none(tags.get("threshold_epoch")),
-        memorization_epoch=_int_or_none(tags.get("memorization_epoch")),
-        epochs_run=_int_or_none(metrics.get("epochs_run")), run_id=run.info.run_id,
+        threshold_epoch=integer(tags.get("threshold_epoch")),
+        memorization_epoch=integer(tags.get("memorization_epoch")),
+        epochs_run=integer(metrics.get("epochs_run")), run_id=run.info.run_id,
         error=tags.get("error"), unseen_acc=metrics.get("test_acc_unseen"),
         leakage=metrics.get("leakage"))
 
@@ -399,10 +400,3 @@ def provenance_tags(before: Mapping[str, str], ran_with: Mapping[str, Any]) -> d
     merged with the ones it had: a run resumed under another commit or torch keeps both."""
     return {name: merged(before.get(name), str(ran_with[name]))
             for name in PROVENANCE_FIELDS if name in ran_with}
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
