@@ -110,15 +110,6 @@ def cluster_nodes(address: str, env: dict[str, str]) -> list[dict]:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sweep_env(**extra: str) -> dict[str, str]:
-    """The environment of a sweep or node started by a test: no RAY_* of the caller, this
-    checkout first on PYTHONPATH (the installed package may point at another checkout)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(extra)
-    return env
-
-
 def read_runs(db: Path) -> list[dict]:
     """The runs of an MLflow SQLite store while its writer runs, read-only and without MLflow
     (whose client would check the schema): run id, status, tags, last train_loss step.

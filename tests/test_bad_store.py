@@ -14,8 +14,7 @@ import pytest
 
 from analysis import grok_table
 from analysis.runs import PG_DRIVERS, checked_tracking_uri
-from raynodes import sweep_env
-from services import free_port
+from services import checkout_env, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "sweeps" / "expmod_grid.py"
@@ -24,7 +23,8 @@ SCRIPT = ROOT / "sweeps" / "expmod_grid.py"
 def sweep_with(uri: str, folder: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), "--pairs", "1,1", "--primes", "31",
                            "--epochs", "20", "--eval-every", "10", "--tracking-uri", uri],
-                          cwd=folder, env=sweep_env(), capture_output=True, text=True, timeout=300)
+                          cwd=folder, env=checkout_env(), capture_output=True, text=True,
+                          timeout=300)
 
 
 def one_line_exit_2(done: subprocess.CompletedProcess, folder: Path, *words: str) -> None:

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from raynodes import sweep_env
-from services import free_port
+from services import checkout_env, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "sweeps" / "expmod_grid.py"
@@ -45,7 +44,7 @@ def cluster():
     """A 2-CPU Ray head without GPUs, with token authentication, on free ports, in its own
     temp dir."""
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are long
-    env = sweep_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    env = checkout_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     port = free_port()
     log = open(Path(temp_dir) / "head.log", "w")
     proc = subprocess.Popen(
@@ -72,8 +71,9 @@ def cluster():
 
 def sweep(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
           ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env or sweep_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd,
+                          env=env or checkout_env(), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def store_args(tmp_path: Path) -> list[str]:
@@ -303,7 +303,8 @@ def test_a_cli_run_and_a_sweep_trial_leave_the_same_files(cluster, tmp_path):
     out = tmp_path / "cli"
     cli = subprocess.run([sys.executable, "-m", "grokcore", "train", *settings, "--p", "31",
                           "--a", "2", "--b", "3", "--out", str(out), "--no-progress"],
-                         cwd=tmp_path, env=sweep_env(), capture_output=True, text=True, timeout=300)
+                         cwd=tmp_path, env=checkout_env(), capture_output=True, text=True,
+                         timeout=300)
     assert cli.returncode == 0, cli.stderr
     written = {p.name for p in out.iterdir()}
     assert written - {"checkpoint.pt"} == logged

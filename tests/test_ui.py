@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from raynodes import sweep_env
-from services import browser, mlflow_process, require_chromium
+from services import browser, checkout_env, mlflow_process, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "sweeps" / "expmod_grid.py"
@@ -44,7 +43,8 @@ def finished_sweep(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ui")
     done = subprocess.run([sys.executable, str(SCRIPT), *QUICK, "--experiment", "ui_demo",
                            "--name", "ui-sweep"],
-                          cwd=folder, env=sweep_env(), capture_output=True, text=True, timeout=600)
+                          cwd=folder, env=checkout_env(), capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return folder, done.stdout
 
