@@ -10,11 +10,12 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.runs import (AnalysisError, experiment_id, find_sweep_run, log_analysis_run,
-                           log_files, load_runs, set_description, tag_value)
+                           log_files, load_runs, set_description)
 from analysis.table import build_table
 from analysis.table_render import headline, render, render_brief_md
 from analysis.trials import trials_from_runs, with_current_names
 from grokcore.records import SWEEP_TAG, TRIALS_FIGURE
+from grokcore.values import number
 
 
 def table_files(table: pd.DataFrame, trials: pd.DataFrame,
@@ -120,12 +121,12 @@ def log_trials_figure(client, run_id: str, runs: pd.DataFrame) -> None:
     shown = runs.assign(name=names).sort_values("name").head(MAX_TRIALS)
     trials = [{"name": row["name"], "color": _text(row.get("tags.mlflow.runColor")),
                "outcome": _text(row.get("tags.outcome")),
-               "threshold_epoch": tag_value(row.get("tags.threshold_epoch")),
+               "threshold_epoch": number(row.get("tags.threshold_epoch")),
                "test_acc": _history(client, row["run_id"], "test_acc"),
                "unseen": _history(client, row["run_id"], "test_acc_unseen")}
               for row in shown.to_dict("records")]
     given = runs.get("params.grok_acc", pd.Series(dtype=object)).dropna()
-    threshold = (tag_value(given.iloc[0]) if len(given) else None) or 0.99
+    threshold = (number(given.iloc[0]) if len(given) else None) or 0.99
     with tempfile.TemporaryDirectory() as tmp:
         path = plot_trials_compared(trials, f"{tmp}/{TRIALS_FIGURE}.png", threshold, len(runs))
         client.log_artifact(run_id, str(path))

@@ -24,9 +24,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from analysis.runs import AnalysisError, client_for, fail, load_runs, tag_value
+from analysis.runs import AnalysisError, client_for, fail, load_runs
+from analysis.text_table import format_table
 from analysis.trials import with_current_names
 from grokcore.records import DEFAULT_TRACKING_URI, REACHED
+from grokcore.values import number
 
 
 def residue_table(p: int, max_exp: int, frac: float = 0.3, data_seed: int = 598,
@@ -50,14 +52,15 @@ def residue_table(p: int, max_exp: int, frac: float = 0.3, data_seed: int = 598,
     return pd.DataFrame(rows)
 
 
+def _yes(flag) -> str:
+    return "yes" if flag else "no"
+
+
 def format_residues(table: pd.DataFrame) -> str:
-    lines = [f"{'a':>2} {'b':>2} {'distinct':>8} {'entropy':>8} {'chi2 p':>10} {'leakage':>8} "
-             f"{'x^a bij':>7} {'y^b bij':>7}"]
-    for r in table.itertuples(index=False):
-        lines.append(f"{r.a:>2} {r.b:>2} {r.distinct:>8} {r.entropy:>8.4f} {r.chi2_pvalue:>10.3g} "
-                     f"{r.leakage:>8.3f} {'yes' if r.bijective_a else 'no':>7} "
-                     f"{'yes' if r.bijective_b else 'no':>7}")
-    return "\n".join(lines)
+    rows = [[r.a, r.b, r.distinct, f"{r.entropy:.4f}", f"{r.chi2_pvalue:.3g}", f"{r.leakage:.3f}",
+             _yes(r.bijective_a), _yes(r.bijective_b)] for r in table.itertuples(index=False)]
+    return format_table(["a", "b", "distinct", "entropy", "chi2 p", "leakage", "x^a bij",
+                         "y^b bij"], rows, sep=" ", widths=(2, 2, 8, 8, 10, 8, 7, 7))
 
 
 def spearman(x: Sequence[float], y: Sequence[float], shuffles: int = 9_999,
@@ -91,11 +94,11 @@ def relate_to_sweep(table: pd.DataFrame, runs: pd.DataFrame, p: int) -> tuple[pd
     runs = with_current_names(runs)
     frame = pd.DataFrame({
         "task": runs.get("params.task"),
-        "p": runs.get("params.p").map(tag_value),
-        "a": runs.get("params.a").map(tag_value),
-        "b": runs.get("params.b").map(tag_value),
+        "p": runs.get("params.p").map(number),
+        "a": runs.get("params.a").map(number),
+        "b": runs.get("params.b").map(number),
         "status": runs.get("tags.status", pd.Series(["failed"] * len(runs))).fillna("failed"),
-        "held": runs.get("tags.threshold_epoch", pd.Series([None] * len(runs))).map(tag_value),
+        "held": runs.get("tags.threshold_epoch", pd.Series([None] * len(runs))).map(number),
     })
     frame = frame[(frame.task == "expmod") & (frame.p == p)]
     if frame.empty:
@@ -110,13 +113,11 @@ def relate_to_sweep(table: pd.DataFrame, runs: pd.DataFrame, p: int) -> tuple[pd
     merged = agg.merge(table, on=["a", "b"], how="left")
     rho_rate, p_rate = spearman(merged.entropy, merged.reach_rate)
     rho_epoch, p_epoch = spearman(merged.entropy, merged.held)
-    lines = [f"{'a':>2} {'b':>2} {'runs':>4} {'reach rate':>10} {'threshold epoch':>15} "
-             f"{'entropy':>8} {'chi2 p':>10} {'bijective':>9}"]
-    for r in merged.sort_values("entropy").itertuples(index=False):
-        epoch = "-" if pd.isna(r.held) else str(int(r.held))
-        lines.append(f"{r.a:>2} {r.b:>2} {r.runs:>4} {r.reach_rate:>10.3f} {epoch:>15} "
-                     f"{r.entropy:>8.4f} {r.chi2_pvalue:>10.3g} "
-                     f"{'yes' if r.bijective_a and r.bijective_b else 'no':>9}")
+    rows = [[r.a, r.b, r.runs, f"{r.reach_rate:.3f}", "-" if pd.isna(r.held) else int(r.held),
+             f"{r.entropy:.4f}", f"{r.chi2_pvalue:.3g}", _yes(r.bijective_a and r.bijective_b)]
+            for r in merged.sort_values("entropy").itertuples(index=False)]
+    lines = [format_table(["a", "b", "runs", "reach rate", "threshold epoch", "entropy", "chi2 p",
+                           "bijective"], rows, sep=" ", widths=(2, 2, 4, 10, 15, 8, 10, 9))]
     lines.append(f"Spearman rho(entropy, reach rate)      = {rho_rate:.3f} "
                  f"(permutation p = {p_rate:.3g}, {len(merged)} configurations)")
     lines.append(f"Spearman rho(entropy, threshold epoch) = {rho_epoch:.3f} "

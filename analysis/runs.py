@@ -13,13 +13,11 @@ runs without a ``task`` param (anything else).
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -126,22 +124,6 @@ def experiment_id(client, name: str) -> str:
         known = ", ".join(sorted(e.name for e in client.search_experiments())) or "none"
         raise AnalysisError(f"no MLflow experiment named {name!r}; known: {known}")
     return exp.experiment_id
-
-
-def tag_value(value: Any) -> float | None:
-    """A tag or param string as a number; "none", "", missing and NaN give None."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value.strip().lower() in ("", "none", "nan", "null"):
-            return None
-        if value.lower() in ("true", "false"):
-            return float(value.lower() == "true")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.runs import AnalysisError
+from analysis.text_table import format_table
 from analysis.trials import config_keys, task_metrics
 from grokcore.tasks import TASKS
 
@@ -207,10 +208,8 @@ def _text(task: str, head: list[str], rows: list[list[str]]) -> str:
     lines = [f"{task}: " + ", ".join(f"{head[j]} {rows[0][j]}" for j in shared)] if shared else \
         [f"{task}:"]
     keep = [j for j in range(len(head)) if j not in shared]
-    table = [[head[j] for j in keep]] + [[r[j] for j in keep] for r in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(keep))]
-    lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in
-                        enumerate(zip(r, widths))).rstrip() for r in table]
+    lines.append(format_table([head[j] for j in keep], [[r[j] for j in keep] for r in rows],
+                              align="lr", strip=True))
     return "\n".join(lines) + "\n"
 
 

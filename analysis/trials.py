@@ -19,10 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import stats
-from analysis.runs import AnalysisError, tag_value
+from analysis.runs import AnalysisError
 from grokcore.provenance import PROVENANCE_FIELDS
 from grokcore.records import OUTCOME_VALUES, current_name, current_status
 from grokcore.tasks import TASKS
+from grokcore.values import number
 
 
 EXPMOD_STATS = ("label_entropy", "label_chi2_pvalue", "leakage", "n_test_unseen", "bijective_a",
@@ -47,16 +48,17 @@ def task_metrics(task: str) -> tuple[str, ...]:
 
 
 def param_value(value):
-    """A param as MLflow stores it (a string) back to a number where it is one, so keys sort."""
+    """A param as MLflow stores it (a string) back to the value it stands for, so that keys sort
+    and compare: a number (an int where it is whole; read by ``grokcore.values.number``),
+    True / False, "none" for a missing one (None, NaN), other text as it is."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "none"
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+    found = number(value)
+    if found is None:  # text that is not a number ("pairs", "float32", "none", "nan")
         return value
-    return int(number) if number.is_integer() else number
+    return int(found) if found.is_integer() else found
 
 
 def _column(runs: pd.DataFrame, name: str, default=None) -> pd.Series:
@@ -104,7 +106,7 @@ def trials_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
     ended = trials.status.isin([*stats.ESTIMABLE, "diverged"])
     trials["outcome"] = outcome.where(ended & outcome.notna(), None)
     for name in OUTCOME_VALUES:
-        trials[name] = _column(runs, f"tags.{name}").map(tag_value).astype(float)
+        trials[name] = _column(runs, f"tags.{name}").map(number).astype(float)
     metrics = {"epochs_run": "epochs_run", "final_test_acc": "test_acc",
                "final_test_acc_unseen": "test_acc_unseen", "seconds": "seconds",
                **{m: m for m in EXPMOD_STATS},

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from grokcore import records
-from grokcore.config import ConfigError, RunConfig, fields_by_section
+from grokcore.config import ConfigError, RunConfig, add_field_option, fields_by_section
 from grokcore.pack import ENGINES
 from grokcore.pack_grid import add_grid_parser, grid_main
 
@@ -40,18 +40,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group(title)
         groups.append(group)
         for f in fields:
-            flags = [f"--{f.name.replace('_', '-')}"]
-            if "flag" in f.metadata:
-                flags.insert(0, f"--{f.metadata['flag']}")
-            kind = type(f.default)
-            if kind is bool:
-                group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
-                                   default=argparse.SUPPRESS,
-                                   help=f"{f.metadata['help']} (default: {f.default})")
-            else:
-                group.add_argument(*flags, dest=f.name, type=kind, default=argparse.SUPPRESS,
-                                   metavar=kind.__name__.upper(),
-                                   help=f"{f.metadata['help']} (default: {f.default})")
+            add_field_option(group, f, shown=str(f.default))
     groups[0].add_argument("--preset", default=None,  # beside the task it belongs to
                            help="named settings of a seed experiment (see README), under the "
                                 "options given")

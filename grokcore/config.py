@@ -7,6 +7,7 @@ command line, the docs and the sweeps read the same description.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -274,6 +275,38 @@ def fields_by_section() -> list[tuple[str, list[dataclasses.Field]]]:
             sections.append((SECTION_STARTS[f.name], []))
         sections[-1][1].append(f)
     return sections
+
+
+def field_flags(f: dataclasses.Field, alias: str | None = None) -> list[str]:
+    """The option strings of a RunConfig field: ``--frac-train`` for ``frac_train``, after its
+    short flag (the ``flag`` metadata: ``--frac``) and ``alias`` (a sweep's plural: ``--fracs``)
+    where it has them."""
+    flags = [f"--{f.name.replace('_', '-')}"]
+    if "flag" in f.metadata:
+        flags.insert(0, f"--{f.metadata['flag']}")
+    if alias:
+        flags.insert(0, f"--{alias}")
+    return flags
+
+
+def add_field_option(group, f: dataclasses.Field, *, shown: str | None,
+                     default: Any = argparse.SUPPRESS, nargs: str | None = None,
+                     alias: str | None = None) -> None:
+    """The command-line option of RunConfig field ``f``, added to an argparse parser or group:
+    typed as the field's default is (a boolean: ``--x`` / ``--no-x``), with the field's help
+    text, followed by ``(default: SHOWN)`` unless ``shown`` is None. ``default``: the value when
+    the option is not given (by default it stays out of the namespace); ``nargs``: how many
+    values the option takes (not for a boolean). ``python -m grokcore train`` and the sweep
+    scripts both add their options here, so an option is spelled and explained alike in both."""
+    flags = field_flags(f, alias)
+    text = f.metadata["help"] if shown is None else f"{f.metadata['help']} (default: {shown})"
+    kind = type(f.default)
+    if kind is bool:
+        group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=default, help=text)
+    else:
+        group.add_argument(*flags, dest=f.name, type=kind, nargs=nargs, default=default,
+                           metavar=kind.__name__.upper(), help=text)
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -31,6 +31,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from grokcore.values import number
+
 
 OUTCOMES = ("grokked", "no_delay", "lookup", "not_generalized", "diverged")
 # The status of a run whose signal held the threshold to the end, or did not (grokcore.records
@@ -200,7 +202,7 @@ def measure_phases(history: Sequence[dict[str, Any]], memorize_acc: float = 0.99
     circuit = None
     if mem is not None:
         circuit = next((r["epoch"] for r in rows if r["epoch"] >= mem
-                        and _num(r.get("restricted_loss")) is not None
+                        and number(r.get("restricted_loss")) is not None
                         and r["restricted_loss"] <= restricted_frac * r["test_loss"]), None)
     cleanup = None
     held = _held_from(rows, lambda r: r["test_acc"] >= grok_acc)
@@ -227,11 +229,3 @@ def _held_from(rows, pred) -> int | None:
         else:
             start = None
     return start
-
-
-def _num(value) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value

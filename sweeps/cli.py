@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from grokcore.config import (ConfigError, RunConfig, fields_by_section,
+from grokcore.config import (ConfigError, RunConfig, add_field_option, fields_by_section,
                              fields_only_other_tasks_read)
 from grokcore.records import DEFAULT_TRACKING_URI
 from sweeps.console import format_grid, format_outcomes
@@ -57,25 +57,18 @@ def add_grid_options(parser: argparse.ArgumentParser, tasks: Iterable[str],
              "(default: 1)")
 
 
-def _add_field_options(group: argparse._ArgumentGroup, fields: Sequence[dataclasses.Field],
-                       defaults: Mapping[str, Any], default_help: Mapping[str, str]) -> None:
-    """The options of these fields, in one --help group; see add_grid_options."""
+def _add_field_options(group, fields: Sequence[dataclasses.Field], defaults: Mapping[str, Any],
+                       default_help: Mapping[str, str]) -> None:
+    """The options of these fields, in one --help group (an argparse argument group); see
+    add_grid_options."""
     for f in fields:
-        flags = [f"--{f.name.replace('_', '-')}"]
-        if "flag" in f.metadata:
-            flags.insert(0, f"--{f.metadata['flag']}")
-        if f.name in PLURAL:
-            flags.insert(0, f"--{PLURAL[f.name]}")
         default = defaults.get(f.name, f.default)
-        kind = type(f.default)
-        if kind is bool:
-            group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=default, help=f.metadata["help"])
+        if isinstance(f.default, bool):  # one value: --x / --no-x
+            add_field_option(group, f, shown=None, default=default, alias=PLURAL.get(f.name))
             continue
         shown = default_help.get(f.name, "none" if default is None else default)
-        group.add_argument(*flags, dest=f.name, type=kind, nargs="+", metavar=kind.__name__.upper(),
-                           default=None if default is None else [default],
-                           help=f"{f.metadata['help']} (default: {shown})")
+        add_field_option(group, f, shown=str(shown), nargs="+", alias=PLURAL.get(f.name),
+                         default=None if default is None else [default])
 
 
 def add_sweep_options(parser: argparse.ArgumentParser, experiment: str, grid: bool = True) -> None:

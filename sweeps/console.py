@@ -1,4 +1,5 @@
-"""What a sweep prints: its tables (the grid, the outcomes, a search's summary) and progress lines.
+"""What a sweep prints: its tables (the grid, the outcomes; laid out by
+``analysis.text_table.format_table``) and progress lines.
 
 Nothing here imports Ray, MLflow or torch (a dry run prints the grid table at once).
 :class:`ProgressPrinter` has the hooks of a Tune callback; the runner mixes it with
@@ -12,21 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from analysis.text_table import format_table
 from grokcore.config import RunConfig
 from grokcore.records import current_names, tag_text
 from grokcore.signals import outcome_legend
 from sweeps.grid import FIELD_NAMES, varying_fields
 from sweeps.trial import index_of, key_of
-
-
-def format_table(header: Sequence[Any], rows: Sequence[Sequence[Any]], *, left: bool = False,
-                 indent: str = "") -> str:
-    """Columns two spaces apart, each as wide as its widest cell: right-aligned (numbers), or
-    left-aligned with ``left``; every line starts with ``indent``."""
-    table = [[str(v) for v in header]] + [[str(v) for v in row] for row in rows]
-    widths = [max(len(r[j]) for r in table) for j in range(len(table[0]))]
-    align = str.ljust if left else str.rjust
-    return "\n".join(indent + "  ".join(align(v, w) for v, w in zip(r, widths)) for r in table)
 
 
 def short(value: Any) -> str:

@@ -19,6 +19,7 @@ from analysis.runs import find_sweep_run
 from grokcore.config import ConfigError, RunConfig
 from grokcore.records import (DONE_STATUSES, PARENT_RUN_TAG, SWEEP_TAG, TRIAL_KEY_TAG,
                               current_names, current_status)
+from grokcore.values import integer
 from sweeps.figures_after import log_drawn, shared_queue
 from sweeps.mlflow_view import RUN_COLOR_TAG, run_color
 from sweeps.row_writer import Locked, RowBatching
@@ -357,15 +358,8 @@ def outcome_of_run(run, key: str, cfg: RunConfig | None) -> TrialOutcome:
     tags, metrics = current_names(run.data.tags), run.data.metrics
     return TrialOutcome(
         key=key, config=cfg, status=tags["status"], outcome=tags.get("outcome"),
-        threshold_epoch=_int_or_none(tags.get("threshold_epoch")),
-        memorization_epoch=_int_or_none(tags.get("memorization_epoch")),
-        epochs_run=_int_or_none(metrics.get("epochs_run")), run_id=run.info.run_id,
+        threshold_epoch=integer(tags.get("threshold_epoch")),
+        memorization_epoch=integer(tags.get("memorization_epoch")),
+        epochs_run=integer(metrics.get("epochs_run")), run_id=run.info.run_id,
         error=tags.get("error"), unseen_acc=metrics.get("test_acc_unseen"),
         leakage=metrics.get("leakage"))
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None

@@ -9,23 +9,18 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from services import free_port
+
 RAY = Path(sys.executable).parent / "ray"
 # The head's GCS notices a node that stopped answering after about 3 s instead of about 30 s.
 FAST_HEALTH_CHECK = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
                      "RAY_health_check_failure_threshold": "3"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclasses.dataclass
@@ -113,15 +108,6 @@ def cluster_nodes(address: str, env: dict[str, str]) -> list[dict]:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def sweep_env(**extra: str) -> dict[str, str]:
-    """The environment of a sweep or node started by a test: no RAY_* of the caller, this
-    checkout first on PYTHONPATH (the installed package may point at another checkout)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(extra)
-    return env
 
 
 def read_runs(db: Path) -> list[dict]:

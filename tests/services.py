@@ -26,6 +26,19 @@ import pytest
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def checkout_env(**extra: str) -> dict[str, str]:
+    """The environment of a process a test starts (a sweep, a Ray node, a server, a docs build):
+    no RAY_* of the caller, this checkout first on PYTHONPATH (the installed package may point at
+    another checkout), then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(extra)
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

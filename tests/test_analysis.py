@@ -15,7 +15,7 @@ import torch
 
 from analysis import grok_table, inspect as inspect_cmd, residues
 from analysis.figures_progress import plot_grok_heatmap, plot_loss_curves, plot_residue_distribution
-from analysis.runs import client_for, load_model, load_runs, tag_value
+from analysis.runs import client_for, load_model, load_runs
 from grokcore.config import RunConfig
 from grokcore.figures import (
     plot_attention_patterns, plot_embedding_fourier, plot_neuron_fourier, plot_progress_measures,
@@ -27,6 +27,7 @@ from grokcore.records import END_VALUES, OUTCOME_VALUES, tag_text, write_history
 from grokcore.records import RUN_KIND_TAG as KIND_TAG
 from grokcore.tasks import build_dataset, config_for, validate
 from grokcore.trainer import Trainer
+from grokcore.values import number
 
 torch.set_num_threads(1)  # the machine is shared; see test_progress.py
 
@@ -153,7 +154,7 @@ def test_grok_table_rows_match_the_runs_tags(store, tmp_path, capsys):
             assert row.threshold_delay_median == statistics.median(delays)
         else:
             assert math.isnan(row.threshold_km_median)
-        mems = [int(t["memorization_epoch"]) for t in tags if tag_value(t.get("memorization_epoch"))]
+        mems = [int(t["memorization_epoch"]) for t in tags if number(t.get("memorization_epoch"))]
         if mems:
             assert row.memorization_epoch_median == statistics.median(mems)
         assert row.spikes == sum(int(t["n_spikes"]) for t in tags if "n_spikes" in t)

@@ -6,7 +6,6 @@ A bare ``postgresql://`` (the form people type) names the driver that is install
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,17 +14,17 @@ import pytest
 
 from analysis import grok_table
 from analysis.runs import PG_DRIVERS, checked_tracking_uri
-from services import free_port
+from services import checkout_env, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "sweeps" / "expmod_grid.py"
 
 
 def sweep_with(uri: str, folder: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(SCRIPT), "--pairs", "1,1", "--primes", "31",
                            "--epochs", "20", "--eval-every", "10", "--tracking-uri", uri],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=folder, env=checkout_env(), capture_output=True, text=True,
+                          timeout=300)
 
 
 def one_line_exit_2(done: subprocess.CompletedProcess, folder: Path, *words: str) -> None:

@@ -15,6 +15,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from services import checkout_env
+
 ROOT = Path(__file__).resolve().parents[1]
 OUTCOMES = ("grokked", "no_delay", "lookup", "not_generalized", "diverged")
 
@@ -22,10 +24,9 @@ OUTCOMES = ("grokked", "no_delay", "lookup", "not_generalized", "diverged")
 def test_the_demo_answers_the_question_in_one_vocabulary(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PYTHONPATH"] = str(ROOT)  # the project as setup.sh installs it (editable)
     done = subprocess.run([sys.executable, str(ROOT / "sweeps" / "expmod_grid.py"), "--demo"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
+                          cwd=tmp_path, env=checkout_env(), capture_output=True, text=True,
+                          timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout.splitlines()
 

@@ -11,15 +11,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from services import checkout_env
 
 ROOT = Path(__file__).resolve().parents[1]
 MKDOCS = str(Path(sys.executable).parent / "mkdocs")
 
 
 def mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    # checkout_env: the hooks and the commands whose --help they show import this checkout's
+    # code (the mkdocs script's own path does not hold it; the installed package may be another)
     return subprocess.run([MKDOCS, "build", "--strict", "--config-file", str(config),
-                           "--site-dir", str(site)], cwd=config.parent, capture_output=True,
-                          text=True, timeout=900)
+                           "--site-dir", str(site)], cwd=config.parent, env=checkout_env(),
+                          capture_output=True, text=True, timeout=900)
 
 
 def page_text(site: Path, page: str) -> str:

@@ -16,7 +16,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from raynodes import ROOT, cluster_nodes, read_runs, start_node, sweep_env
+from raynodes import ROOT, cluster_nodes, read_runs, start_node
+from services import checkout_env
 
 SCRIPT = ROOT / "sweeps" / "expmod_grid.py"
 # p = 31 trials (README, "A run that groks fast"); stop_after_grok 0: every trial runs its
@@ -63,7 +64,7 @@ def test_node_loss_trials_continue_on_the_surviving_node(tmp_path):
     trial has finished on the worker and its next trial is part-way, the worker is SIGKILLed;
     that trial continues from its last checkpoint on the head, and the sweep completes."""
     started = time.monotonic()
-    env = sweep_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    env = checkout_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     epochs = 800  # a wide window between epoch 200 and the end, however fast the machine
     head = start_node(env, num_cpus=1)
     worker = proc = None
@@ -169,7 +170,7 @@ def test_driver_killed_mid_sweep_then_resumed_loses_nothing(tmp_path):
     started = time.monotonic()
     # Trials report every evaluation (not every second, with a checkpoint at 100): the epochs
     # between the checkpoint and the end are then seen, however fast the machine.
-    env = sweep_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
+    env = checkout_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
                     GROK_REPORT_EVERY_S="0")
     n_trials, epochs = 20, 200
     head = start_node(env, num_cpus=2)
@@ -231,7 +232,7 @@ def test_a_node_with_a_gpu_shares_it_among_its_trials_by_default(tmp_path):
     machine without CUDA (this one) still trains them on the CPU, and the runs say so."""
     import torch
 
-    env = sweep_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    env = checkout_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     head = start_node(env, num_cpus=2, num_gpus=1)
     try:
         done = subprocess.run(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from services import checkout_env, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "sweeps" / "expmod_grid.py"
@@ -30,19 +31,6 @@ QUICK = ["--primes", "31", "--frac", "0.5", "--lr", "3e-3", "--weight-decay", "3
          "--eval-every", "20", "--progress-every", "0.5"]
 TABLE1_ROWS = [(1, 1, 113), (3, 3, 113), (3, 4, 113), (5, 4, 113), (5, 5, 113), (7, 7, 113),
                (7, 7, 101), (9, 9, 113), (4, 5, 113), (8, 9, 113)]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(extra)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclasses.dataclass
@@ -56,8 +44,8 @@ def cluster():
     """A 2-CPU Ray head without GPUs, with token authentication, on free ports, in its own
     temp dir."""
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are long
-    env = _env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
-    port = _free_port()
+    env = checkout_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    port = free_port()
     log = open(Path(temp_dir) / "head.log", "w")
     proc = subprocess.Popen(
         [str(RAY), "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
@@ -83,8 +71,9 @@ def cluster():
 
 def sweep(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
           ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env or _env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd,
+                          env=env or checkout_env(), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def store_args(tmp_path: Path) -> list[str]:
@@ -314,7 +303,8 @@ def test_a_cli_run_and_a_sweep_trial_leave_the_same_files(cluster, tmp_path):
     out = tmp_path / "cli"
     cli = subprocess.run([sys.executable, "-m", "grokcore", "train", *settings, "--p", "31",
                           "--a", "2", "--b", "3", "--out", str(out), "--no-progress"],
-                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+                         cwd=tmp_path, env=checkout_env(), capture_output=True, text=True,
+                         timeout=300)
     assert cli.returncode == 0, cli.stderr
     written = {p.name for p in out.iterdir()}
     assert written - {"checkpoint.pt"} == logged

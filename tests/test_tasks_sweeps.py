@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from test_sweeps import _env, by_index, cluster, mlflow_runs, store_args  # noqa: F401  (the fixture)
+from services import checkout_env
+from test_sweeps import by_index, cluster, mlflow_runs, store_args  # noqa: F401  (the fixture)
 
 from analysis import grok_table
 
@@ -123,7 +124,7 @@ def test_sweep_help_lists_its_own_task_options_only():
            "sorting.py": ["--list-len", "--repeats", "--n-examples", "--n-max"]}
     for script, flags in own.items():
         done = subprocess.run([sys.executable, str(ROOT / "sweeps" / script), "--help"],
-                              env=_env(), capture_output=True, text=True, timeout=60)
+                              env=checkout_env(), capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         options = set(done.stdout.replace("[", " ").replace("]", " ").replace(",", " ").split())
         others = {f for s, fs in own.items() if s != script for f in fs} - set(flags)

@@ -7,25 +7,19 @@ analysis reads it back through the server. Everything is stopped and removed aft
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from services import mlflow_process, mlflow_server_args, postgres, require_postgres
+from services import (checkout_env, mlflow_process, mlflow_server_args, postgres,
+                      require_postgres)
 
 from analysis import grok_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "sweeps" / "expmod_grid.py"
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
 
 
 @pytest.fixture
@@ -47,7 +41,7 @@ def test_a_sweep_against_a_tracking_server_on_postgresql(server, tmp_path, capsy
          "--lr", "3e-3", "--weight-decay", "3", "--epochs", "200", "--eval-every", "20",
          "--max-concurrent", "2", "--progress-every", "5", "--tracking-uri", url,
          "--experiment", "team", "--name", "team-sweep", "--storage", str(tmp_path / "ray")],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=400)
+        cwd=tmp_path, env=checkout_env(), capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
 
@@ -126,7 +120,7 @@ def test_the_sweep_survives_a_tracking_server_stopped_for_30_s(tmp_path):
              "20", "--max-concurrent", "2", "--progress-every", "0", "--stop-after-grok", "1000",
              "--tracking-uri", f"http://127.0.0.1:{port}", "--experiment", "outage",
              "--name", "outage-sweep", "--storage", str(tmp_path / "ray")],
-            cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=tmp_path, env=checkout_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
         lines: list[str] = []  # the sweep's output, read by a thread (the driver may block)
         reader = threading.Thread(target=lambda: lines.extend(sweep.stdout), daemon=True)

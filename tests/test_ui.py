@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from services import browser, mlflow_process, require_chromium
+from services import browser, checkout_env, mlflow_process, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "sweeps" / "expmod_grid.py"
@@ -35,12 +35,6 @@ COLUMNS = ["tags.`outcome`", "params.`a`", "params.`b`", "params.`p`",
 WIDTH, HEIGHT = 1600, 1000
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
 @pytest.fixture(scope="module")
 def finished_sweep(tmp_path_factory):
     """A three-trial sweep on a local Ray into ./mlflow.db of its own folder, as the README's
@@ -49,7 +43,8 @@ def finished_sweep(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ui")
     done = subprocess.run([sys.executable, str(SCRIPT), *QUICK, "--experiment", "ui_demo",
                            "--name", "ui-sweep"],
-                          cwd=folder, env=_env(), capture_output=True, text=True, timeout=600)
+                          cwd=folder, env=checkout_env(), capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return folder, done.stdout
 

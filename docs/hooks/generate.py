@@ -89,16 +89,14 @@ def cell(text: str) -> str:
 def run_options() -> str:
     """One table per section of RunConfig: the option, its type and default, the tasks that read
     it (every task when empty), and its help text, as ``--help`` prints them."""
-    from grokcore.config import fields_by_section
+    from grokcore.config import field_flags, fields_by_section
 
     out = []
     for title, fields in fields_by_section():
         out += [f"### {title.capitalize()}", "",
                 "| option | type | default | tasks | what it sets |", "|---|---|---|---|---|"]
         for f in fields:
-            flags = [f"--{f.name.replace('_', '-')}"]
-            if "flag" in f.metadata:
-                flags.insert(0, f"--{f.metadata['flag']}")
+            flags = field_flags(f)
             if isinstance(f.default, bool):
                 flags = [f"{flag} / --no-{flag[2:]}" for flag in flags]
             names = ", ".join(f"`{flag}`" for flag in flags)

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from analysis.text_table import format_table
 from grokcore.records import RUN_KIND_TAG, current_status, tag_text
-from sweeps.console import format_table
 from sweeps.search.space import PARAMS, SCORE, SearchSpace, fmt
 
 SEARCH_SUMMARY_FILE = "search_summary.json"  # the summary run's artifact
@@ -174,7 +174,7 @@ def format_summary(summary: SearchSummary, space: SearchSpace | None = None) -> 
                        ("threshold_epoch", lambda t: str(t.threshold_epoch)),
                        ("score", lambda t: fmt(t.score)), ("optuna trial", lambda t: str(t.number))):
         shown.append((label, get(best) if best else "-", get(base) if base else "-"))
-    lines.append(format_table(("setting", "best", "baseline"), shown, left=True, indent="  "))
+    lines.append(format_table(("setting", "best", "baseline"), shown, align="l", indent="  "))
     lines.append("")
     if summary.importances:
         lines.append("what drives the threshold epoch (Optuna parameter importances, sum 1):")
