@@ -2,8 +2,8 @@
 
 Every function writes one PNG (matplotlib, Agg backend) and returns its path. The figures of one
 run (its curves, progress measures, Fourier views and attention) are part of the run's record
-and live in ``grokcore.figures``, which ``grokcore.records.write_run_folder`` calls: grokcore may
-not import analysis.
+and live in ``grokcore.figures`` (and a task's own, e.g. ``grokcore.tasks.expmod_figures``),
+which ``grokcore.records.write_run_folder`` calls: grokcore may not import analysis.
 """
 
 from __future__ import annotations

@@ -64,16 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder for the figures (default: inspect-<run id>)")
     parser.add_argument("--log", action="store_true", help="also store the figures in the run")
     args = parser.parse_args(argv)
+    from grokcore.tasks import TASKS  # torch: not for --help
+
     try:
         client = client_for(args.tracking_uri)
         cfg, dataset, model = load_model(client, args.run_id)
-        if cfg.task != "expmod" or cfg.n_operands != 2 or cfg.attn_only:
-            raise AnalysisError("inspect needs an expmod run with 2 operands and an MLP")
+        if not TASKS[cfg.task].progress_measures_apply(cfg):
+            raise AnalysisError("inspect needs a run with progress measures: an expmod run with "
+                                "2 operands and an MLP")
     except AnalysisError as err:
         return fail(str(err))
     _, text = summarize(cfg, dataset, model)
     print(text)
-    from grokcore import figures as figs
+    from grokcore.tasks import expmod_figures as figs
 
     out = args.out or Path(f"inspect-{args.run_id}")
     paths = [figs.plot_attention_patterns(model, cfg, dataset, out / "attention.png"),

@@ -64,9 +64,11 @@ MEASURES = ("restricted_loss", "excluded_loss", "gini_embed", "gini_unembed",
 KEY_FREQS = "key_freqs"  # a string such as "4 11 14" in the history row (not a number)
 
 
-def measures_apply(cfg: RunConfig) -> bool:
-    """The progress measures are defined for expmod with two operands and an MLP."""
-    return cfg.task == "expmod" and cfg.n_operands == 2 and not cfg.attn_only
+def measurable(cfg: RunConfig) -> bool:
+    """What the measures need of a config: two operands (the p x p grid of inputs they fit) and
+    an MLP (the activations they read). Which tasks have them is the task's to say
+    (``TaskBase.progress_measures_apply``: expmod asks this)."""
+    return cfg.n_operands == 2 and not cfg.attn_only
 
 
 # ---- Fourier basis and Gini --------------------------------------------------------------------
@@ -303,8 +305,11 @@ class ProgressMeasures:
         self.threshold = threshold
         if self.every <= 0:
             raise ConfigError("ProgressMeasures needs a positive cadence (measure_every)")
-        if not measures_apply(cfg):
-            raise ConfigError("progress measures need the expmod task with 2 operands and an MLP")
+        # what the measures read: every pair (x, y, =) in x-major order, p classes (expmod's)
+        grid = tuple(dataset.inputs.shape) == (cfg.p ** 2, 3) and dataset.d_vocab_out == cfg.p
+        if not (measurable(cfg) and grid):
+            raise ConfigError("progress measures need the expmod task with 2 operands and an MLP "
+                              "(all p^2 pairs (x, y, =), p classes)")
 
     def due(self, epoch: int, final: bool = False) -> bool:
         return final or epoch % self.every == 0

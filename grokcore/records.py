@@ -142,7 +142,7 @@ def write_run_folder(trainer, summary: Mapping[str, Any], folder: str | Path,
         from grokcore.figures import write_run_figures
 
         write_run_figures(trainer.cfg, trainer.history, summary, trainer.model, trainer.dataset,
-                          folder)
+                          folder, task=trainer.task)
     return folder
 
 

@@ -105,8 +105,10 @@ def _pool_process(folder: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    import grokcore.figures  # noqa: F401  (matplotlib, torch, TransformerLens: once per process)
-    import grokcore.progress  # noqa: F401
+    # matplotlib, torch and TransformerLens imported once per process, here (a task's own
+    # figure module is imported at its first figure)
+    import grokcore.figures  # noqa: F401
+    import grokcore.tasks  # noqa: F401
 
 
 def _end_with_parent(folder: str, every_s: float = 2.0) -> None:
@@ -134,10 +136,12 @@ def draw_from_record(folder: str | Path) -> list[Path]:
 
     from grokcore.figures import write_run_figures
     from grokcore.records import load_run_folder
+    from grokcore.tasks import TASKS
 
     cfg, history, summary, model, dataset = load_run_folder(folder)
     with torch.no_grad():
-        return write_run_figures(cfg, history, summary, model, dataset, folder)
+        return write_run_figures(cfg, history, summary, model, dataset, folder,
+                                 task=TASKS[cfg.task])
 
 
 def _draw(folder: str) -> list[str]:  # in a pool process

@@ -17,7 +17,7 @@ from analysis import grok_table, inspect as inspect_cmd, residues
 from analysis.figures_progress import plot_grok_heatmap, plot_loss_curves, plot_residue_distribution
 from analysis.runs import client_for, load_model, load_runs
 from grokcore.config import RunConfig
-from grokcore.figures import (
+from grokcore.tasks.expmod_figures import (
     plot_attention_patterns, plot_embedding_fourier, plot_neuron_fourier, plot_progress_measures,
     plot_unembed_fourier,
 )

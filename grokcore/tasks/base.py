@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -80,6 +81,12 @@ class TaskBase:
     * ``progress_measures``: with ``has_progress_measures`` and ``measure_every`` > 0, an object
       whose ``on_eval(trainer, row, checkpoint, final)`` adds the task's progress measures to the
       evaluation rows at that cadence, before any callback sees the row (expmod: Nanda et al.).
+      ``progress_measures_apply(cfg)``: whether they are defined for this config (expmod: two
+      operands and an MLP); what draws their figures and ``analysis.inspect`` ask it.
+    * ``draw_figures``: the task's own figures of a finished run, written into the run's folder
+      beside the curves every run has (``grokcore.figures.write_run_figures`` asks for them;
+      sorting: its attention pattern; expmod, where the progress measures apply: the measures
+      and the Fourier views); none by default.
     * ``table_keys``: the RunConfig fields that name a configuration in the grok table (beside
       task, dtype and frac_train; seeds are aggregated); ``table_metrics``: the end values of the
       history the table shows for this task (median over a configuration's runs).
@@ -118,6 +125,16 @@ class TaskBase:
 
     def progress_measures(self, cfg: RunConfig, ds: Dataset):
         return None
+
+    def progress_measures_apply(self, cfg: RunConfig) -> bool:
+        """Whether the task's progress measures are defined for ``cfg``."""
+        return self.has_progress_measures
+
+    def draw_figures(self, cfg: RunConfig, history, summary, model, dataset: Dataset,
+                     folder: Path) -> list[Path]:
+        """Write the task's own figures of a finished run (``model`` on the CPU, ``history`` its
+        rows, ``summary`` its end values and phases) into ``folder``; return their paths."""
+        return []
 
 
 def label_distribution_stats(labels: torch.Tensor, n_classes: int) -> dict[str, Any]:

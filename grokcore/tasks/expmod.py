@@ -12,6 +12,7 @@ no test class is ever seen in training (zero leakage).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -66,6 +67,21 @@ class ExpModTask(TaskBase):
         from grokcore.progress import ProgressMeasures
 
         return ProgressMeasures(cfg, ds)
+
+    def progress_measures_apply(self, cfg: RunConfig) -> bool:
+        from grokcore.progress import measurable
+
+        return measurable(cfg)
+
+    def draw_figures(self, cfg: RunConfig, history, summary, model, dataset: Dataset,
+                     folder: Path) -> list[Path]:
+        """Where the progress measures apply: the measures over training and the views of the
+        final weights (``grokcore.tasks.expmod_figures``)."""
+        if not self.progress_measures_apply(cfg):
+            return []
+        from grokcore.tasks.expmod_figures import draw_run_figures
+
+        return draw_run_figures(cfg, history, summary, model, dataset, folder)
 
     def build(self, cfg: RunConfig) -> Dataset:
         p, k = cfg.p, cfg.n_operands

@@ -90,6 +90,11 @@ class SortingTask(TaskBase):
         return Dataset(inputs=inputs, labels=labels, train_idx=train_idx, test_idx=test_idx,
                        d_vocab=v + 3, d_vocab_out=v, stats=stats)
 
+    def draw_figures(self, cfg: RunConfig, history, summary, model, dataset: Dataset,
+                     folder: Path) -> list[Path]:
+        """Its one head's pattern is the mechanism (where each output looks): ``attention.png``."""
+        return [attention_figure(model, dataset, Path(folder) / "attention.png")]
+
     def extra_metrics(self, trainer) -> dict[str, float]:
         scores = copying_scores(trainer.model, trainer.dataset.d_vocab_out)
         out = {f"copying_score_h{h}": s for h, s in enumerate(scores)}
