@@ -30,7 +30,8 @@ never grok: its hazard ratio would run off to 0). ``--only KEY=VALUE`` keeps the
 that setting (e.g. one split).
 
 **What it prints.** The hazard ratio of each covariate (per unit: 0 -> 1 for a flag or a share)
-with its 95% interval and Wald p-value, the concordance (Harrell's C: the share of comparable
+with its 95% interval and Wald p-value (``--per-sd``: a continuous covariate per standard
+deviation over the runs instead), the concordance (Harrell's C: the share of comparable
 pairs of runs whose predicted order of grokking is right), and the proportional-hazards check
 (lifelines' test on scaled Schoenfeld residuals against the rank of time, per covariate: a small
 p says that covariate's effect changes over time). Warnings lifelines raises while fitting (a
@@ -61,6 +62,7 @@ COVARIATES = ("label_entropy", "label_chi2_pvalue", "bijective_a", "bijective_b"
               "unseen_share", "p", "frac_train", "dtype", "split", "a", "b")
 DEFAULT_FORMULA = "leakage + bijective_a + bijective_b"
 LOOKUP_CHOICES = ("censored", "competing")
+FOREST_LIMIT = 1e4  # the forest plot's axis: 1e-4 .. 1e4
 
 
 def hazard_frame(trials: pd.DataFrame, lookup: str = "censored") -> pd.DataFrame:
@@ -114,12 +116,29 @@ def check_formula(formula: str, frame: pd.DataFrame) -> list[str]:
     return names
 
 
-def fit(frame: pd.DataFrame, formula: str):
-    """(the fitted lifelines CoxPHFitter, the notes lifelines warned while fitting)."""
+def per_sd(data: pd.DataFrame, names: Sequence[str]) -> dict[str, float]:
+    """``--per-sd``: each numeric covariate of more than two values (a share, an entropy, p)
+    centred and divided by its standard deviation over the runs, in place, so that its hazard
+    ratio is per standard deviation rather than per unit (label entropy spans about 0.08 of a
+    unit at p = 31: its ratio per unit runs to 1e64). Flags (0/1) keep their unit. Returns the
+    standard deviations."""
+    sds = {}
+    for name in names:
+        values = data[name]
+        if pd.api.types.is_numeric_dtype(values) and values.nunique() > 2 and values.std() > 0:
+            sds[name] = float(values.std())
+            data[name] = (values - values.mean()) / sds[name]
+    return sds
+
+
+def fit(frame: pd.DataFrame, formula: str, standardize: bool = False):
+    """(the fitted lifelines CoxPHFitter, its data, the notes lifelines warned while fitting,
+    the standard deviations of the covariates ``standardize`` (--per-sd) rescaled)."""
     from lifelines import CoxPHFitter
 
     names = check_formula(formula, frame)
-    data = frame[["duration", "event", *names]]
+    data = frame[["duration", "event", *names]].copy()
+    sds = per_sd(data, names) if standardize else {}
     if int(data.event.sum()) < 2 or len(data) < len(names) + 2:
         raise AnalysisError(f"too few runs to fit: {len(data)} runs with {int(data.event.sum())} "
                             f"grok events for {len(names)} covariates; run more replicates or "
@@ -137,7 +156,7 @@ def fit(frame: pd.DataFrame, formula: str):
     notes = list(dict.fromkeys(" ".join(str(w.message).split()).split(". ")[0]
                                for w in caught
                                if type(w.message).__module__.startswith("lifelines")))
-    return model, data, notes
+    return model, data, notes, sds
 
 
 def ph_check(model, data: pd.DataFrame) -> pd.DataFrame:
@@ -156,7 +175,7 @@ def _g(v: float) -> str:
 
 
 def report(model, frame: pd.DataFrame, formula: str, lookup: str, notes: list[str],
-           ph: pd.DataFrame) -> str:
+           ph: pd.DataFrame, sds: dict[str, float] | None = None) -> str:
     """The printed result: counts, hazard ratios, concordance, the PH check, notes."""
     summary = model.summary
     n_lookup = int(frame.lookup.sum())
@@ -165,6 +184,8 @@ def report(model, frame: pd.DataFrame, formula: str, lookup: str, notes: list[st
     lines = [f"Cox proportional hazards of the grok epoch (lifelines CoxPHFitter): {formula}",
              f"runs: {len(frame)}; grok events (outcome grokked): {int(frame.event.sum())}; "
              f"not grokked: {int((~frame.event).sum())}, of which lookup {n_lookup} ({held})",
+             *([f"per standard deviation (--per-sd): "
+                + ", ".join(f"{k} (sd {_g(v)})" for k, v in sds.items())] if sds else []),
              "",
              f"{'covariate':<18} {'hazard ratio':>12}  {'95% CI':<22} {'p':>9}"]
     for name, row in summary.iterrows():
@@ -187,10 +208,31 @@ def plot_forest(model, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 0.5 * len(model.summary) + 1.5))
-    model.plot(hazard_ratios=True, ax=ax)
+    summary = model.summary
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(summary) + 1.5))
+    rows = np.arange(len(summary))[::-1]
+    ratio, low, high = (summary[c].to_numpy(dtype=float) for c in
+                        ("exp(coef)", "exp(coef) lower 95%", "exp(coef) upper 95%"))
+    # an interval past FOREST_LIMIT (a covariate that nearly separates the runs, or one whose
+    # unit is too coarse: see --per-sd) is cut there and marked with an arrow, so that the
+    # axis stays readable and finite
+    def clip(v):
+        return np.clip(np.nan_to_num(v, nan=1.0), 1 / FOREST_LIMIT, FOREST_LIMIT)
+
+    ax.hlines(rows, clip(low), clip(high), color="k")
+    inside = (ratio > 1 / FOREST_LIMIT) & (ratio < FOREST_LIMIT)
+    ax.plot(ratio[inside], rows[inside], "s", color="k")
+    for row, lo, hi in zip(rows, low, high):
+        if not lo > 1 / FOREST_LIMIT:
+            ax.plot(1 / FOREST_LIMIT, row, "<", color="k")
+        if not hi < FOREST_LIMIT:
+            ax.plot(FOREST_LIMIT, row, ">", color="k")
+    ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
     ax.set_xscale("log")  # ratios: 1/10 and 10 are as far from 1
-    ax.set_title("hazard ratio of grokking (95% CI)")
+    ax.set_yticks(rows, [str(n) for n in summary.index])
+    ax.set_xlabel(f"hazard ratio, 95% CI (an arrow: beyond {FOREST_LIMIT:g} or "
+                  f"1/{FOREST_LIMIT:g})")
+    ax.set_title("hazard ratio of grokking")
     fig.tight_layout()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +270,10 @@ def build_parser():
                         help="lookup runs: censored at their end (default; the cause-specific "
                              "hazard of grokking), or a competing event (kept at risk to the "
                              "end of follow-up: the subdistribution hazard)")
+    parser.add_argument("--per-sd", action="store_true",
+                        help="hazard ratios of the continuous covariates per standard deviation "
+                             "over the runs (each centred and scaled), not per unit; flags keep "
+                             "0 -> 1")
     parser.add_argument("--plot", type=Path, default=None, metavar="FILE",
                         help="forest plot of the hazard ratios (PNG)")
     parser.add_argument("--plot-km-by", nargs=2, default=None, metavar=("COVARIATES", "FILE"),
@@ -244,11 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         frame = hazard_frame(trials, args.lookup)
         if args.plot_km_by:
             plot_km_by(frame, *args.plot_km_by)
-        model, data, notes = fit(frame, args.formula)
+        model, data, notes, sds = fit(frame, args.formula, args.per_sd)
         # an interval that overflows is printed "-" (the report's point); numpy's warning about
         # it would only add a line naming a file path of this machine
         with np.errstate(over="ignore", invalid="ignore"):
-            text = report(model, frame, args.formula, args.lookup, notes, ph_check(model, data))
+            text = report(model, frame, args.formula, args.lookup, notes, ph_check(model, data),
+                          sds)
             if args.plot:
                 plot_forest(model, args.plot)
     except AnalysisError as err:

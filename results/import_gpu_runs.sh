@@ -5,6 +5,7 @@
 # (their make.sh). Runs of a configuration that the CPU sweeps had already ended count once
 # (analysis.trials.one_run_per_setting).
 #   bash results/import_gpu_runs.sh FOLDER     (FOLDER: the files gpu_runs.sh left in its $OUT)
+# SWEEP_TAG names a later call's sweeps apart (table1_15-gpu2, phase-gpu2: SWEEP_TAG=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FROM=${1:?give the folder that holds table1_15_runs.tar.xz and phase_runs.tar.xz}
@@ -22,7 +23,7 @@ for name in table1_15 phase; do
     fi
     tar -C "$WORK" -xJf "$WORK/$name.tar.xz"
     mkdir -p "$RUNS/$name"
-    "$PY" -m sweeps.import_runs "$WORK/$name" --experiment "$name" --name "$name-gpu" \
+    "$PY" -m sweeps.import_runs "$WORK/$name" --experiment "$name" --name "$name-gpu${SWEEP_TAG:-}" \
         --tracking-uri "sqlite:///$RUNS/$name/mlflow.db" || true  # exit 1: some unfinished
     GROK_RUNS="$RUNS/$name" bash "results/$name/make.sh"
 done

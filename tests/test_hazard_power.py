@@ -303,3 +303,29 @@ def test_km_by_covariate_class_groups_as_documented(tmp_path):
     trials = tmp_path / "trials.csv"
     pd.read_csv(TABLE1).to_csv(trials, index=False)
     assert hazard.main(["--trials", str(trials), "--plot-km-by", "nope", str(tmp_path / "x.png")]) == 2
+
+
+def test_a_covariate_that_separates_the_runs_is_drawn_with_arrows(tmp_path):
+    """A covariate that splits events from non-events has an unbounded ratio per unit (here
+    label entropy, which spans 0.08 of a unit): the forest plot is still drawn, its interval
+    cut at the axis' end; --per-sd rescales that continuous covariate, not the flag."""
+    import pandas as pd
+
+    from analysis import hazard
+
+    frame = pd.DataFrame({"duration": [100.0, 150, 200, 250, 300, 350, 400, 450],
+                          "event": [True, True, True, True, False, False, False, False],
+                          "label_entropy": [0.999, 0.999, 0.998, 0.997, 0.95, 0.94, 0.93, 0.92],
+                          "bijective_a": [1, 0, 1, 0, 1, 0, 1, 0]})
+    with np.errstate(over="ignore"):
+        model, data, notes, sds = hazard.fit(frame, "label_entropy + bijective_a")
+    assert not sds and not math.isfinite(model.summary.loc["label_entropy", "exp(coef) upper 95%"])
+    path = hazard.plot_forest(model, tmp_path / "forest.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    model, data, notes, sds = hazard.fit(frame, "label_entropy + bijective_a", standardize=True)
+    assert set(sds) == {"label_entropy"}
+    assert sds["label_entropy"] == pytest.approx(frame.label_entropy.std())
+    assert data.label_entropy.mean() == pytest.approx(0) and data.label_entropy.std() == pytest.approx(1)
+    assert list(data.bijective_a) == list(frame.bijective_a)
+    assert frame.label_entropy.iloc[0] == 0.999  # the caller's frame is left as it was

@@ -8,7 +8,8 @@
 #   compare_dtype.txt, compare_frac.txt, compare_split.txt
 #                                  each row run under both values, and pooled (stratified by row)
 #   hazard.txt, hazard_forest.png  the Cox model of grok time over the pairs-split float32 frac 0.5
-#                                  runs (lookup censored)
+#                                  runs (lookup censored; leakage and label entropy per standard
+#                                  deviation)
 #   km_by_<covariates>.png         Kaplan-Meier curves of those runs by covariate class
 #                                  (bijective_a and bijective_b, leakage, p)
 # NO_MLFLOW=1 skips the first step; OUT=DIR writes elsewhere (tests/test_results.py rebuilds
@@ -39,7 +40,7 @@ done
 # While the sweeps run, the model may not fit yet (too few events): hazard.txt then says why.
 rm -f "$OUT/hazard_forest.png"
 "$PY" -m analysis.hazard --trials "$T" "${BASE[@]}" --only split=pairs \
-    --formula "bijective_a + bijective_b + leakage + label_entropy" \
+    --formula "bijective_a + bijective_b + leakage + label_entropy" --per-sd \
     --plot "$OUT/hazard_forest.png" > "$OUT/hazard.txt" 2>&1 || true
 # Kaplan-Meier curves of the same runs by covariate class (event: the outcome grokked; lookup
 # censored, as in the model): by which exponents are bijective, by leakage, by prime.
