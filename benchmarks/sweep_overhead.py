@@ -14,7 +14,7 @@ beside it, and would flatter a sweep that makes its trials wait.)
     overhead per trial = (wall seconds x cores - training CPU seconds) / trials
 
     python benchmarks/sweep_overhead.py [--trials 40] [--epochs 1500] [--cores 2]
-        [--modes plain,after] [--rounds 1] [--pack auto]
+        [--modes plain,after] [--rounds 1] [--pack 10]
 
 Modes, run alternately (``--rounds``) so that machine noise hits them alike:
 
@@ -27,7 +27,7 @@ Modes, run alternately (``--rounds``) so that machine noise hits them alike:
   the lowest CPU priority (``--figures after``): the sweep now;
 * ``none``: grouped reports, batched writes, no figures (``--figures none``): what the rest costs.
 
-With ``--pack K|auto`` each mode also runs as a packed sweep (``sweeps.packing``; a pack is one
+With ``--pack K`` each mode also runs as a packed sweep (``sweeps.packing``; a pack is one
 trial, its training CPU the pack's loop), alternating with the unpacked one, and the last lines
 compare the two: the ratio of their wall times and the packed sweep's efficiency counted with the
 unpacked sweep's training CPU (the same runs' work; on CPUs a pack trains each member with its
@@ -177,8 +177,8 @@ def main() -> None:
                         help=f"comma-separated, of: {', '.join(MODES)} (see above)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds, alternating the modes")
     parser.add_argument("--pack", default="off",
-                        help="also run each mode as a packed sweep (--pack of the sweeps: K or "
-                             "auto), alternating with the unpacked one (default: off)")
+                        help="also run each mode as a packed sweep (--pack of the sweeps: K; "
+                             "auto is off on CPUs), alternating with the unpacked one (default: off)")
     args = parser.parse_args()
     unknown = set(args.modes.split(",")) - set(MODES)
     if unknown:

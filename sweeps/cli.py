@@ -149,9 +149,9 @@ def _add_grid_only_options(g) -> None:
                         "run is still its own MLflow run): on a GPU as one stacked model, "
                         "on CPUs sharing a trial's overhead; runs go to the same pack only "
                         "where grokcore.pack allows (same shapes and optimizer settings). "
-                        "auto: on cuda the size measured to help on the GPU, on CPUs small "
-                        "runs two packs per concurrent trial (sweeps/packing.py) "
-                        "(default: off)")
+                        "auto: on cuda the size measured to help on the GPU; on CPUs off, "
+                        "where packs were measured not to shorten a sweep "
+                        "(sweeps/packing.py) (default: off)")
 
 
 def gpu_share(text: str) -> float | None:

@@ -11,12 +11,11 @@ order and are cut into packs whose sizes differ by at most one.
 * on cuda, the pack size measured on a GPU (``grokcore.pack_size.best_pack_size``: the largest
   K whose doubling still raised member-epochs per second by 10%, within the GPU's memory), in a
   Ray task that holds a whole GPU before the trials start;
-* on CPUs, where a stacked step gains nothing per model, packs share what a trial costs beside
-  training (a process, a Tune trial, reports, checkpoints): runs shorter than
-  ``COMPILE_AUTO_WORK`` (epochs x examples x parameters; the demo's runs are 40x below it) are
-  packed CPU_PACKS_PER_SLOT packs per concurrent trial (so a pack that ends early leaves no core
-  idle for long), at most CPU_MOST members; longer runs are left alone (off: their overhead is
-  already under 1%).
+* on CPUs, off. A stacked step gains nothing per model there (the step is compute-bound), and
+  sharing what a trial costs beside training did not pay either: 40 demo runs on 2 cores took
+  373.8 s in packs of 10 against 372.3 s unpacked (``benchmarks/sweep_overhead.py``, 2026-12-04,
+  docs/results/benchmarks.md), while a pack's members end together and lose the finer resume of
+  single trials. ``--pack K`` still packs on CPUs when asked.
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ from typing import Any, Callable, Sequence
 from grokcore.config import ConfigError, RunConfig
 from grokcore.pack import pack_groups
 
-CPU_PACKS_PER_SLOT = 2
-CPU_MOST = 32
 CUDA_MOST = 256
 
 
@@ -50,25 +47,6 @@ def trains_on_cuda(configs: Sequence[RunConfig], gpus_per_trial: float) -> bool:
     return bool(gpus_per_trial) and all(c.device != "cpu" for c in configs)
 
 
-def is_small(cfg: RunConfig) -> bool:
-    """Whether a run is short enough for a trial's overhead to matter (``auto`` on CPUs)."""
-    from grokcore.pack_size import _member_parts
-    from grokcore.trainer import COMPILE_AUTO_WORK
-
-    params, n_train, _ = _member_parts(cfg)
-    return cfg.epochs * n_train * params < COMPILE_AUTO_WORK
-
-
-def cpu_pack_sizes(configs: Sequence[RunConfig], groups: Sequence[Sequence[int]],
-                   slots: int) -> list[int]:
-    """``auto`` on CPUs: each group's pack size: 1 for long runs; for small ones, the size that
-    makes CPU_PACKS_PER_SLOT packs per concurrent trial of all the small runs (at most CPU_MOST)."""
-    small = [is_small(configs[g[0]]) for g in groups]
-    n_small = sum(len(g) for g, s in zip(groups, small) if s)
-    size = max(1, min(CPU_MOST, math.ceil(n_small / (CPU_PACKS_PER_SLOT * max(slots, 1)))))
-    return [size if s else 1 for s in small]
-
-
 def plan_packs(configs: Sequence[RunConfig], pack: str | int, slots: int, on_cuda: bool,
                gpu_plan: Callable[[list[RunConfig], int | None], list[int]] | None = None,
                ) -> list[list[int]] | None:
@@ -79,15 +57,13 @@ def plan_packs(configs: Sequence[RunConfig], pack: str | int, slots: int, on_cud
     """
     from grokcore.pack_size import balanced_chunks
 
-    if pack == "off":
+    if pack == "off" or (pack == "auto" and not on_cuda):
         return None
     groups = pack_groups(configs, stacked=on_cuda)
     if on_cuda:
         if gpu_plan is None:
             raise ConfigError("packs on cuda need a GPU to measure them on")
         sizes = gpu_plan([configs[g[0]] for g in groups], None if pack == "auto" else int(pack))
-    elif pack == "auto":
-        sizes = cpu_pack_sizes(configs, groups, slots)
     else:
         sizes = [int(pack)] * len(groups)
         check_cpu_memory(configs, groups, sizes, slots)

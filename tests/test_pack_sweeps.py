@@ -167,10 +167,8 @@ def test_pack_options_and_plans():
     assert plan_packs(grid, 4, slots=2, on_cuda=False) == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9],
                                                           [10, 11, 12]]
     assert plan_packs(grid, "off", slots=2, on_cuda=False) is None
-    # auto on CPUs: small runs, two packs per concurrent trial: 13 runs / (2 x 2) -> at most 4
-    assert plan_packs(grid, "auto", slots=2, on_cuda=False) == [[0, 1, 2, 3], [4, 5, 6],
-                                                                [7, 8, 9], [10, 11, 12]]
-    # runs long enough (40k epochs at p = 113) are left alone: nothing to share
+    # auto on CPUs is off (measured: packs did not shorten a CPU sweep), short runs or long
+    assert plan_packs(grid, "auto", slots=2, on_cuda=False) is None
     long = [RunConfig(seed=s, device="cpu", epochs=40_000) for s in range(4)]
     assert plan_packs(long, "auto", slots=2, on_cuda=False) is None
 
