@@ -122,12 +122,6 @@ def trials_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return one_run_per_setting(trials, _column(runs, "start_time", 0))
 
 
-def ended_mask(trials: pd.DataFrame) -> pd.Series:
-    """Which trials ended by their own rule (reached, not reached, diverged): the runs that
-    count once a setting, and that need not be trained again."""
-    return trials.status.isin([*stats.ESTIMABLE, "diverged"])
-
-
 def one_run_per_setting(trials: pd.DataFrame, started: pd.Series) -> pd.DataFrame:
     """The trials with one run per row setting and seed pair: two runs of the same settings
     and the same seed and data seed (a configuration trained again elsewhere, say on a GPU
@@ -135,7 +129,7 @@ def one_run_per_setting(trials: pd.DataFrame, started: pd.Series) -> pd.DataFram
     unended one, then the earliest started. ``attrs["duplicates"]``: how many were left out."""
     keys = [k for task in trials.task.unique() for k in config_keys(task)]
     keys = list(dict.fromkeys([*keys, "seed", "data_seed"]))
-    unended = ~ended_mask(trials)
+    unended = ~trials.status.isin([*stats.ESTIMABLE, "diverged"])
     order = pd.DataFrame({"unended": unended.values, "started": pd.Series(started).values},
                          index=trials.index).sort_values(["unended", "started"], kind="stable")
     ranked = trials.loc[order.index]

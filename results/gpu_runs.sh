@@ -40,10 +40,12 @@ for i in "${!speed_sets[@]}"; do
         --json "$OUT/pack_speed_gpu_$i.json" 2>&1 | tee -a "$OUT/pack_speed_gpu.txt"
 done
 
-# TABLE_GRID / PHASE_GRIDS: other grid files (TABLE_GRID=none: no table) (analysis.unended_grid writes the runs a trials CSV
-# does not hold as ended). CONCURRENT=1 trains the table and the phase grids side by side, each
-# with its own budget from its own start; PHASE_DELAY seconds after the table's (so that the
-# table's packs have the GPU to themselves while all their members train).
+# TABLE_GRID / PHASE_GRIDS: other grid files (TABLE_GRID=none: no table). The runs that the
+# MLflow store has not ended, as a grid file: sweeps/expmod_grid.py --from-grid GRID...
+# --skip-ended --experiment NAME --tracking-uri URI --write-grid FILE. CONCURRENT=1 trains the
+# table and the phase grids side by side, each with its own budget from its own start; the phase
+# PHASE_DELAY seconds after the table (so that the table's packs have the GPU to themselves while
+# all their members train).
 TABLE_GRID=${TABLE_GRID:-results/table1_15/grid.json}
 PHASE_GRIDS=${PHASE_GRIDS:-}
 if [ -z "$PHASE_GRIDS" ]; then

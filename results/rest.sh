@@ -7,8 +7,8 @@
 #   nohup bash results/rest.sh table1_15 >> ~/grok-runs/table1_15/rest.log 2>&1 &
 #   RESUME=1 nohup bash results/rest.sh table1_15 >> ~/grok-runs/table1_15/rest.log 2>&1 &
 # Everything it writes is under $GROK_RUNS (default ~/grok-runs/NAME), outside the work tree.
-# CPUS trials at once (default 2), NICE (default 10); PACK (default auto: the phase's small runs
-# share a trial, sweeps/packing.py). Then results/NAME/make.sh.
+# CPUS trials at once (default 2), NICE (default 10); PACK (default auto, which is off on CPUs:
+# sweeps/packing.py). Then results/NAME/make.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 NAME=${1:?give table1_15 or phase}
