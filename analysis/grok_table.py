@@ -39,11 +39,12 @@ tested), ``paper_vs_runs`` in words. ``--only KEY=VALUE`` keeps the trials with 
 with or before memorization), ``lookup`` (test accuracy held the threshold but the test examples
 whose class (x^a, y^b) has no training example did not: test accuracy was lookup, not
 generalization), ``none`` (never held) and ``diverged``; a row whose trials differ lists the
-counts. Each expmod row also has the unseen-class accuracy at the end (``unseen_acc``, median),
-how many test examples are unseen (``n_test_unseen``), the leakage, the label statistics, whether
-x -> x^a and y -> y^b are bijections, and the paper's single-run grok epoch
-(analysis/data/seed_table1.csv). Another task's row has the median end value of its
-``table_metrics`` instead.
+counts. A task adds its own columns (its ``table_columns``, ``grokcore/tasks/``): each expmod row
+has the unseen-class accuracy at the end (``unseen_acc``, median), how many test examples are
+unseen (``n_test_unseen``), the leakage, the label statistics, whether x -> x^a and y -> y^b are
+bijections, and (its ``paper_figures``) the paper's single-run grok epoch
+(analysis/data/seed_table1.csv). Other tasks' rows have the median end values of their
+``table_metrics``.
 
 **Formats.** ``text`` (default) fits 120 columns: settings shared by every row are printed once
 above the table. ``md``, ``csv`` and ``latex`` hold every column.

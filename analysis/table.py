@@ -1,6 +1,8 @@
 """The grok table: trials (``analysis.trials``) to one row per configuration, with censored
-statistics (``analysis.stats``), what the row shows, unseen-class accuracy and the dataset
-statistics. See ``analysis.grok_table`` for what each column means.
+statistics (``analysis.stats``), what the row shows, the task's own columns (``table_columns``:
+expmod's unseen-class accuracy and dataset statistics) and, where the seed paper has a figure,
+the paper's figure tested against the row's runs. See ``analysis.grok_table`` for what each
+column means.
 """
 
 from __future__ import annotations
@@ -16,30 +18,40 @@ from analysis import stats
 from analysis.logrank import stratified_logrank
 from analysis.lognormal import NewRunTest, new_run_test
 from analysis.runs import AnalysisError
-from analysis.trials import EXPMOD_STATS, param_value, config_keys, task_metrics
+from analysis.trials import TASK_STATS, param_value, config_keys, task_metrics
 from grokcore.provenance import PROVENANCE_FIELDS
 from grokcore.records import REACHED
 from grokcore.tasks import TASKS
 
 
-SEED_TABLE = Path(__file__).parent / "data" / "seed_table1.csv"
+DATA = Path(__file__).parent / "data"  # the seed paper's figures (``TaskBase.paper_figures``)
 
 
 SHOWS = {"grokked": "grokking", "no_delay": "no delay", "lookup": "lookup",
          "not_generalized": "none", "diverged": "diverged"}
 
 
-def seed_table() -> pd.DataFrame:
-    return pd.read_csv(SEED_TABLE)
+def has_paper(task: str) -> bool:
+    """Whether the seed paper has figures of ``task`` (its ``paper_figures``)."""
+    return task in TASKS and TASKS[task].paper_figures is not None
 
 
-def paper_figure(seed: pd.DataFrame, task: str, a, b, p, split: str = "pairs") -> str:
-    """The seed paper's single-run grok epoch of an expmod row; "" where the paper has none,
-    including every row split otherwise than the paper's own way (by pairs; "none": trials from
-    before the split was a setting)."""
-    if task != "expmod" or split not in ("pairs", "none"):
+def seed_table(task: str) -> pd.DataFrame:
+    """The seed paper's figures of ``task`` (one that ``has_paper``)."""
+    return pd.read_csv(DATA / TASKS[task].paper_figures)
+
+
+def paper_figure(seed: pd.DataFrame, task: str, key: dict) -> str:
+    """The seed paper's single-run grok epoch of the row ``key`` (its settings) of a task with
+    paper figures ``seed``; "" where the paper has none, including every row split otherwise
+    than the paper's own way (the task's ``paper_split``; "none": trials from before the split
+    was a setting)."""
+    spec = TASKS[task]
+    if key.get("split", spec.paper_split) not in (spec.paper_split, "none"):
         return ""
-    hit = seed[(seed.a == a) & (seed.b == b) & (seed.p == p)]
+    hit = seed
+    for name in spec.table_keys:
+        hit = hit[hit[name] == key[name]]
     if hit.empty:
         return ""
     row = hit.iloc[0]
@@ -56,8 +68,10 @@ def shows(group: pd.DataFrame) -> str:
     return ", ".join(f"{word} {n}" for word, n in counts.items())
 
 
-def _row_columns(task: str, group: pd.DataFrame, key: dict, seed: pd.DataFrame) -> dict:
-    """The columns beside the survival statistics: outcomes, medians, dataset statistics."""
+def _row_columns(task: str, group: pd.DataFrame, key: dict, seed: pd.DataFrame | None) -> dict:
+    """The columns beside the survival statistics: outcomes, medians, the task's own columns,
+    the paper's figure (``seed``: the paper's figures of the task, None where it has none), the
+    end values of ``table_metrics``."""
     reached = group[group.status == REACHED]
     row = {"shows": shows(group),
            "memorization_epoch_median": _median(group.memorization_epoch),
@@ -65,39 +79,31 @@ def _row_columns(task: str, group: pd.DataFrame, key: dict, seed: pd.DataFrame) 
            "spikes": int(group.n_spikes.fillna(0).sum()),
            "test_acc_median": _median(group.final_test_acc),
            "provenance_mixed": mixed_provenance(group)}
-    if task == "expmod":
-        row.update({
-            "unseen_acc": _median(group.final_test_acc_unseen),
-            "n_test_unseen": _median(group.n_test_unseen),
-            "leakage": group.leakage.mean() if group.leakage.notna().any() else None,
-            "label_entropy": _median(group.label_entropy),
-            "label_chi2_pvalue": _median(group.label_chi2_pvalue),
-            "bijective_a": _flag(group.bijective_a),
-            "bijective_b": _flag(group.bijective_b),
-            "paper_grok_epoch": paper_figure(seed, task, key["a"], key["b"], key["p"],
-                                             key.get("split", "pairs")),
-        })
+    for col in TASKS[task].table_columns if task in TASKS else ():
+        if col.source is not None:
+            row[col.name] = AGGREGATES[col.how](group[col.source])
+    if seed is not None:
+        row["paper_grok_epoch"] = paper_figure(seed, task, key)
     for name in task_metrics(task):
         row[f"final_{name}"] = _median(group[name])
     return row
 
 
-def build_table(trials: pd.DataFrame, reference: Sequence[Any] | None = None,
-                seed: pd.DataFrame | None = None) -> pd.DataFrame:
+def build_table(trials: pd.DataFrame, reference: Sequence[Any] | None = None) -> pd.DataFrame:
     """One row per configuration (``config_keys``), tasks in turn; see the module doc.
 
     ``reference``: the values of the task's ``table_keys`` naming the log-rank reference row
     (the first row with them); default the first row of each task.
     """
-    seed = seed_table() if seed is None else seed
     if trials.empty:
         return pd.DataFrame()
     tables = []
     for task, of_task in trials.groupby("task", sort=True):
         keys = list(config_keys(task))
         of_task = of_task.copy()
+        own = [c.source for c in TASKS[task].table_columns if c.source] if task in TASKS else []
         for col in ("n_spikes", "memorization_epoch", "threshold_delay", "final_test_acc",
-                    "final_test_acc_unseen", *EXPMOD_STATS, *task_metrics(task)):
+                    "final_test_acc_unseen", *TASK_STATS, *own, *task_metrics(task)):
             if col not in of_task:
                 of_task[col] = math.nan
         for col in keys:
@@ -112,13 +118,14 @@ def build_table(trials: pd.DataFrame, reference: Sequence[Any] | None = None,
         names = [tuple(r) for r in survival[keys].itertuples(index=False)]
         survival["reference"] = [name == (ref or names[0]) for name in names]
         groups = stats.group_trials(of_task, keys)
-        extra = [_row_columns(task, groups[tuple(r)], dict(zip(keys, r)), seed)
+        paper = seed_table(task) if has_paper(task) else None
+        extra = [_row_columns(task, groups[tuple(r)], dict(zip(keys, r)), paper)
                  for r in survival[keys].itertuples(index=False)]
-        if task == "expmod":
-            for row, paper in zip(extra, paper_tests(
+        if paper is not None:
+            for row, tested in zip(extra, paper_tests(
                     [groups[tuple(r)] for r in survival[keys].itertuples(index=False)],
                     [row["paper_grok_epoch"] for row in extra])):
-                row.update(paper)
+                row.update(tested)
         tables.append(pd.concat([survival, pd.DataFrame(extra)], axis=1))
     return pd.concat(tables, ignore_index=True)
 
@@ -181,8 +188,8 @@ def _one_task(trials: pd.DataFrame, option: str) -> str:
 
 
 def pairwise(trials: pd.DataFrame, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """Log-rank p of every pair of the chosen expmod-style rows (values of the task's
-    table_keys), Holm-corrected over the pairs; the rows must belong to one task."""
+    """Log-rank p of every pair of the chosen rows (each given by the values of the task's
+    table_keys, e.g. a, b, p), Holm-corrected over the pairs; the rows must belong to one task."""
     task = _one_task(trials, "--pairwise")
     keys = list(config_keys(task))
     chosen = [_reference_key(trials, keys, task, r) for r in rows]
@@ -260,6 +267,14 @@ def _median(values: pd.Series):
     return float(values.median()) if len(values) else None
 
 
+def _mean(values: pd.Series):
+    return values.mean() if values.notna().any() else None
+
+
 def _flag(values: pd.Series):
     values = values.dropna()
     return bool(values.iloc[0]) if len(values) else None
+
+
+# How a task's own column (``TableColumn.how``) sums up a row's runs.
+AGGREGATES = {"median": _median, "mean": _mean, "first": _flag}

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.runs import AnalysisError
+from analysis.table import has_paper
 from analysis.text_table import format_table
 from analysis.trials import config_keys, task_metrics
 from grokcore.tasks import TASKS
@@ -94,29 +95,37 @@ def columns(task: str, full: bool) -> list[tuple[str, Any]]:
                  ("failed", lambda r: str(r["failed"])),
                  ("unfinished", lambda r: str(r["unfinished"])),
                  ("mixes", lambda r: r.get("provenance_mixed") or "-")]
-    if task == "expmod":
-        cols += [("test acc", lambda r: _num(r["test_acc_median"], "{:.3f}")),
-                 ("unseen", lambda r: _num(r["unseen_acc"], "{:.3f}")),
-                 ("leakage", lambda r: _num(r["leakage"], "{:.2f}"))]
-        if full:
-            cols += [("n unseen", lambda r: _int(r["n_test_unseen"])),
-                     ("label entropy", lambda r: _num(r["label_entropy"], "{:.4f}")),
-                     ("chi2 p", lambda r: _num(r["label_chi2_pvalue"], "{:.3g}")),
-                     ("x^a bij.", lambda r: _yes(r["bijective_a"])),
-                     ("y^b bij.", lambda r: _yes(r["bijective_b"]))]
-        cols += [("paper", lambda r: r["paper_grok_epoch"] or "-")]
-        if full:
-            cols += [("95% PI, one run", _pi_text),
-                     ("paper p (Holm)", lambda r: "-" if _missing(r.get("paper_p")) else
-                      f"{_num(r['paper_p'], '{:.2g}')} ({_num(r['paper_p_holm'], '{:.2g}')})")]
-            cols += [("paper vs runs", lambda r: r.get("paper_vs_runs") or "-")]
-        else:  # why a figure is not testable is said in the full formats
-            cols += [("vs runs", lambda r: "-" if not r.get("paper_vs_runs") or
-                      r["paper_vs_runs"].startswith("not testable") else r["paper_vs_runs"])]
-    else:
-        cols += [(f"final {m}", (lambda r, m=m: _num(r[f"final_{m}"], "{:.4g}")))
-                 for m in task_metrics(task)]
+    own = TASKS[task].table_columns if task in TASKS else ()
+    cols += [(c.header, _own_cell(c)) for c in own if c.brief]
+    if full:
+        cols += [(c.header, _own_cell(c)) for c in own if not c.brief]
+    if has_paper(task):
+        cols += _paper_columns(full)
+    cols += [(f"final {m}", (lambda r, m=m: _num(r[f"final_{m}"], "{:.4g}")))
+             for m in task_metrics(task)]
     return cols
+
+
+def _own_cell(col):
+    """The cell function of a task's own column (``TableColumn``), by its ``fmt``."""
+    if col.fmt == "int":
+        return lambda r: _int(r[col.name])
+    if col.fmt == "yes":
+        return lambda r: _yes(r[col.name])
+    return lambda r: _num(r[col.name], col.fmt)
+
+
+def _paper_columns(full: bool) -> list[tuple[str, Any]]:
+    """The seed paper's figure of a row and how the row's runs see it (``analysis.table.
+    paper_tests``); why a figure is not testable is said in the full formats only."""
+    cols: list[tuple[str, Any]] = [("paper", lambda r: r["paper_grok_epoch"] or "-")]
+    if not full:
+        return cols + [("vs runs", lambda r: "-" if not r.get("paper_vs_runs") or
+                        r["paper_vs_runs"].startswith("not testable") else r["paper_vs_runs"])]
+    return cols + [("95% PI, one run", _pi_text),
+                   ("paper p (Holm)", lambda r: "-" if _missing(r.get("paper_p")) else
+                    f"{_num(r['paper_p'], '{:.2g}')} ({_num(r['paper_p_holm'], '{:.2g}')})"),
+                   ("paper vs runs", lambda r: r.get("paper_vs_runs") or "-")]
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:

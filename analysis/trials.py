@@ -26,12 +26,12 @@ from grokcore.tasks import TASKS
 from grokcore.values import number
 
 
-EXPMOD_STATS = ("label_entropy", "label_chi2_pvalue", "leakage", "n_test_unseen", "bijective_a",
-                "bijective_b")
+# The dataset statistics that trial lines carry: those the tasks declare (``trial_stats``).
+TASK_STATS = tuple(dict.fromkeys(s for task in TASKS.values() for s in task.trial_stats))
 # What a trial line holds beside its task's keys (and the task metrics of its task).
 TRIAL_COLUMNS = ("split", "dtype", "frac_train", "seed", "data_seed", "status", "outcome",
                  *OUTCOME_VALUES, "epochs_run", "final_test_acc", "final_test_acc_unseen",
-                 *EXPMOD_STATS, "seconds", *PROVENANCE_FIELDS, "run_name")
+                 *TASK_STATS, "seconds", *PROVENANCE_FIELDS, "run_name")
 
 
 def config_keys(task: str) -> tuple[str, ...]:
@@ -109,7 +109,7 @@ def trials_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
         trials[name] = _column(runs, f"tags.{name}").map(number).astype(float)
     metrics = {"epochs_run": "epochs_run", "final_test_acc": "test_acc",
                "final_test_acc_unseen": "test_acc_unseen", "seconds": "seconds",
-               **{m: m for m in EXPMOD_STATS},
+               **{m: m for m in TASK_STATS},
                **{m: m for task in trials.task.unique() for m in task_metrics(task)}}
     for name, metric in metrics.items():
         trials[name] = pd.to_numeric(_column(runs, f"metrics.{metric}", math.nan),

@@ -34,8 +34,14 @@ RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", 
               "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5")
 SWEEP_COLOR = "#404040"  # the sweep's own run: dark grey, no trial's colour
 
-# The metrics charted first, for every trial: (metric, y-axis scale).
-CHARTED = (("test_acc", "linear"), ("test_acc_unseen", "linear"), ("train_loss", "log"))
+
+def charted(task: str) -> list[tuple[str, str]]:
+    """The metrics charted first, for every trial, with their y-axis scale: test accuracy, the
+    task's own (its ``view_charts``: expmod's unseen-class accuracy), training loss."""
+    from grokcore.tasks import TASKS  # imports torch: the driver has it by then
+
+    own = TASKS[task].view_charts if task in TASKS else ()
+    return [("test_acc", "linear"), *((m, "linear") for m in own), ("train_loss", "log")]
 
 
 def run_color(index: int | None) -> str | None:
@@ -45,16 +51,17 @@ def run_color(index: int | None) -> str | None:
 def view_columns(task: str) -> dict[str, int]:
     """The runs table's columns, in order, with their widths in pixels (all of them fit at 1600
     pixels beside MLflow's own run name, created and duration columns): the outcome, the
-    settings that name a row of the grok table, the threshold epoch, for expmod the unseen-class
-    accuracy and the leakage, the memorization epoch."""
+    settings that name a row of the grok table, the threshold epoch, the task's own metrics (its
+    ``view_metrics``: expmod's unseen-class accuracy and leakage), the memorization epoch."""
     from grokcore.tasks import TASKS  # imports torch: the driver has it by then
 
+    spec = TASKS.get(task)
     columns = {"attributes.`Run Name`": 210, "tags.`outcome`": 120}
-    for key in TASKS[task].table_keys if task in TASKS else ():
+    for key in spec.table_keys if spec else ():
         columns[f"params.`{key}`"] = max(44, 9 * len(key) + 30)
     columns["metrics.`threshold_epoch`"] = 120
-    if task == "expmod":  # a metric's value is shown whole: 0.9875259875259875
-        columns.update({"metrics.`test_acc_unseen`": 156, "metrics.`leakage`": 156})
+    for metric in spec.view_metrics if spec else ():  # shown whole: 0.9875259875259875
+        columns[f"metrics.`{metric}`"] = 156
     columns["metrics.`memorization_epoch`"] = 148
     return columns
 
@@ -75,12 +82,13 @@ def _section(uuid: str, name: str, columns: int, height: int) -> dict[str, Any]:
 def view_state(task: str) -> dict[str, Any]:
     """The saved view of :data:`VIEW_KEY`: the columns of :func:`view_columns`, rows sorted by
     run name (so the trials are rows of their own), and a chart view that opens on the trials'
-    test accuracy, unseen-class accuracy and training loss against epoch (log scale), then the
+    metrics of :func:`charted` against epoch (log scale: test accuracy, expmod's unseen-class
+    accuracy, training loss), then the
     sweep's comparison figure (a thumbnail that a click opens whole); MLflow's own charts of
     the other metrics follow."""
     columns = view_columns(task)
     charts = [_line_chart(f"grok-{metric}", "grok-trials", metric, scale)
-              for metric, scale in CHARTED if metric != "test_acc_unseen" or task == "expmod"]
+              for metric, scale in charted(task)]
     charts.append({"uuid": "grok-compared", "type": "IMAGE", "metricSectionId": "grok-trials",
                    "imageKeys": [TRIALS_FIGURE], "step": 0, "runsCountToCompare": 1000,
                    "showRunParams": False, "deleted": False, "isGenerated": False})

@@ -1,5 +1,6 @@
 """What a trial's MLflow run is called and which params it carries: names short enough for the
-runs table (``a3b4 p113 frac0.3 fp32 s0``) and the RunConfig fields its task reads."""
+runs table (``a3b4 p113 frac0.3 fp32 s0``, ``gcd B10 ...``) and the RunConfig fields its task
+reads."""
 
 from __future__ import annotations
 
@@ -24,21 +25,21 @@ def task_params(cfg: RunConfig) -> dict[str, str]:
 
 
 def run_name(cfg: RunConfig, index: int | None = None, extras: Sequence[str] = ()) -> str:
-    """A name that fits the runs table: ``a3b4 p113 frac0.3 fp32 s0`` (expmod: a, b, p as the
-    paper writes them), ``primality n1000 digits B10 sequential frac0.7 fp32 s0``, ``sorting L10
-    n50 fixed norep pos h1 frac0.8 fp32 s0``: the task's table keys, frac, dtype (fp32, fp64)
-    and seed, then the fields
-    named in ``extras`` (the grid's other varying settings, e.g. ``lr=0.003``). ``index`` (the
-    grid index, also the tag ``grid_index``) prefixes it as ``#3`` when given."""
-    from grokcore.tasks import TASKS
+    """A name that fits the runs table: ``primality n1000 digits B10 sequential frac0.7 fp32
+    s0``, ``sorting L10 n50 fixed norep pos h1 frac0.8 fp32 s0``: the task and its table keys
+    (or the task's own spelling of them, its ``run_name_parts``: ``a3b4 p113`` for expmod, as
+    the paper writes them), frac, dtype (fp32, fp64) and seed, then the fields named in
+    ``extras`` (the grid's other varying settings, e.g. ``lr=0.003``) that the task reads.
+    ``index`` (the grid index, also the tag ``grid_index``) prefixes it as ``#3`` when given."""
+    from grokcore.tasks import TASKS  # imports torch: the driver has it by then
 
-    keys = TASKS[cfg.task].table_keys
-    if cfg.task == "expmod":
-        parts = [f"a{cfg.a}b{cfg.b}", f"p{cfg.p}"]
-    else:
-        parts = [cfg.task] + [_name_part(k, getattr(cfg, k)) for k in keys]
+    task = TASKS[cfg.task]
+    parts = task.run_name_parts(cfg)
+    if parts is None:
+        parts = [cfg.task] + [_name_part(k, getattr(cfg, k)) for k in task.table_keys]
     parts += [f"frac{cfg.frac_train:g}", cfg.dtype.replace("float", "fp"), f"s{cfg.seed}"]
-    named = {"a", "b", "p", *keys, "frac_train", "dtype", "seed", "task"}
+    named = {*task.table_keys, "frac_train", "dtype", "seed", "task",
+             *fields_only_other_tasks_read([cfg.task])}
     parts += [_name_part(k, getattr(cfg, k), "=") for k in extras if k not in named]
     return " ".join(([f"#{index}"] if index is not None else []) + parts)
 

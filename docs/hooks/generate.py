@@ -225,10 +225,13 @@ def trial_columns() -> str:
     dataset statistics, provenance) or by TRIAL_COLUMN_TEXT."""
     from dataclasses import fields
 
-    from analysis.trials import EXPMOD_STATS, TRIAL_COLUMNS
+    from analysis.trials import TASK_STATS, TRIAL_COLUMNS
     from grokcore.config import RunConfig
     from grokcore.provenance import PROVENANCE_FIELDS
     from grokcore.records import END_VALUES
+    from grokcore.tasks import TASKS
+
+    with_stats = ", ".join(name for name, task in TASKS.items() if task.trial_stats)
 
     # provenance first: its `device` (where the run trained) is also a setting (`--device auto`)
     groups = ((TRIAL_COLUMN_TEXT, None),
@@ -236,7 +239,7 @@ def trial_columns() -> str:
                                   "for runs from before it was recorded)"),
               ({f.name for f in fields(RunConfig)}, "a setting (the run's param of that name)"),
               (END_VALUES, "an end value (the run's tag of that name)"),
-              (EXPMOD_STATS, "expmod: a dataset statistic (the run's metric of that name)"))
+              (TASK_STATS, f"{with_stats}: a dataset statistic (the run's metric of that name)"))
     out = ["| column | what it is |", "|---|---|"]
     for name in TRIAL_COLUMNS:
         text = next((TRIAL_COLUMN_TEXT.get(name, kind) for names, kind in groups

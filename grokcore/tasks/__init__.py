@@ -3,7 +3,7 @@
 from typing import Any
 
 from grokcore.config import ConfigError, RunConfig
-from grokcore.tasks.base import Dataset, Task, TaskBase
+from grokcore.tasks.base import Dataset, TableColumn, Task, TaskBase
 from grokcore.tasks.expmod import ExpModTask
 from grokcore.tasks.gcd import GcdTask
 from grokcore.tasks.numbers import CoprimalityTask, PrimalityTask
@@ -69,5 +69,5 @@ def build_dataset(cfg) -> Dataset:
     return TASKS[cfg.task].build(cfg)
 
 
-__all__ = ["PRESETS", "TASKS", "Dataset", "Task", "TaskBase", "build_dataset", "config_for",
-           "validate"]
+__all__ = ["PRESETS", "TASKS", "Dataset", "TableColumn", "Task", "TaskBase", "build_dataset",
+           "config_for", "validate"]

@@ -55,6 +55,23 @@ class Dataset:
         return self.labels[self.test_idx]
 
 
+@dataclass(frozen=True)
+class TableColumn:
+    """A column of a task's own in the grok table (``analysis.table``): ``name`` in the table,
+    made from the trial column ``source`` over a row's runs by ``how`` (``median``, ``mean`` or
+    ``first``: the first known value; ``source`` None: a column every row has, that this task
+    shows); shown under ``header`` as ``fmt`` (a format such as ``{:.3f}``, ``int`` or ``yes``)
+    in every format of the table, or with ``brief`` False in the full ones (not the terminal's).
+    """
+
+    name: str
+    header: str
+    fmt: str
+    source: str | None = None
+    how: str = "median"
+    brief: bool = True
+
+
 class Task(Protocol):
     name: str
 
@@ -90,6 +107,18 @@ class TaskBase:
     * ``table_keys``: the RunConfig fields that name a configuration in the grok table (beside
       task, dtype and frac_train; seeds are aggregated); ``table_metrics``: the end values of the
       history the table shows for this task (median over a configuration's runs).
+    * ``table_columns``: the grok table's columns of the task's own (``TableColumn``s, in the
+      table's order; expmod: unseen-class accuracy, leakage, dataset statistics);
+      ``trial_stats``: the dataset statistics (``Dataset.stats``, logged as metrics) that a
+      trial line carries for them.
+    * ``paper_figures``: the file in ``analysis/data`` holding the seed paper's single-run
+      threshold epochs of this task (columns: the ``table_keys``, ``grokked``, ``grok_epoch``),
+      which the grok table tests each row's runs against; None: the paper has none.
+      ``paper_split``: how the paper split the data (a row split otherwise has no paper figure).
+    * ``run_name_parts(cfg)``: how a sweep's run names spell the task's table keys (expmod:
+      ``a3b4 p113``); None: the task's name, then each key (``sweeps.run_names``).
+    * ``view_metrics``: metrics of the task's own that a sweep's MLflow runs table shows;
+      ``view_charts``: those charted against epoch beside test accuracy and training loss.
     """
 
     name = "base"
@@ -97,6 +126,12 @@ class TaskBase:
     signal_metric = "acc"
     table_keys: tuple[str, ...] = ()
     table_metrics: tuple[str, ...] = ("test_acc",)
+    table_columns: tuple[TableColumn, ...] = ()
+    trial_stats: tuple[str, ...] = ()
+    paper_figures: str | None = None
+    paper_split = "random"
+    view_metrics: tuple[str, ...] = ()
+    view_charts: tuple[str, ...] = ()
     has_progress_measures = False
     test_groups: tuple[str, ...] = ()  # the Dataset.test_groups its datasets carry
     splits: tuple[str, ...] = ("random",)  # the values of RunConfig.split it accepts
@@ -122,6 +157,10 @@ class TaskBase:
         if cfg.grok_on != "test":
             return f"train_{self.signal_metric}", f"test_acc_{cfg.grok_on}"
         return f"train_{self.signal_metric}", f"test_{self.signal_metric}"
+
+    def run_name_parts(self, cfg: RunConfig) -> list[str] | None:
+        """How a run's name spells the task's table keys; None: the plain spelling."""
+        return None
 
     def progress_measures(self, cfg: RunConfig, ds: Dataset):
         return None

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from grokcore.config import MAX_EXAMPLES, MAX_EXPONENT, ConfigError, RunConfig, is_prime
-from grokcore.tasks.base import Dataset, TaskBase, label_distribution_stats, split_indices
+from grokcore.tasks.base import (Dataset, TableColumn, TaskBase, label_distribution_stats,
+                                 split_indices)
 from grokcore.tasks.modular import power_table
 
 
@@ -33,6 +34,28 @@ class ExpModTask(TaskBase):
     has_progress_measures = True
     splits = ("pairs", "classes")
     test_groups = ("seen", "unseen")  # test examples whose class tuple does / does not train
+    trial_stats = ("label_entropy", "label_chi2_pvalue", "leakage", "n_test_unseen",
+                   "bijective_a", "bijective_b")
+    # The grok table's own columns: lookup is not generalization, so each row shows how its
+    # runs did on the test classes no training example shares (unseen) and how many test pairs
+    # could be looked up (leakage), beside the statistics of the labels and of x^a, y^b.
+    table_columns = (
+        TableColumn("test_acc_median", "test acc", "{:.3f}"),
+        TableColumn("unseen_acc", "unseen", "{:.3f}", source="final_test_acc_unseen"),
+        TableColumn("n_test_unseen", "n unseen", "int", source="n_test_unseen", brief=False),
+        TableColumn("leakage", "leakage", "{:.2f}", source="leakage", how="mean"),
+        TableColumn("label_entropy", "label entropy", "{:.4f}", source="label_entropy",
+                    brief=False),
+        TableColumn("label_chi2_pvalue", "chi2 p", "{:.3g}", source="label_chi2_pvalue",
+                    brief=False),
+        TableColumn("bijective_a", "x^a bij.", "yes", source="bijective_a", how="first",
+                    brief=False),
+        TableColumn("bijective_b", "y^b bij.", "yes", source="bijective_b", how="first",
+                    brief=False))
+    paper_figures = "seed_table1.csv"  # the seed paper's Table 1, split by pairs
+    paper_split = "pairs"
+    view_metrics = ("test_acc_unseen", "leakage")
+    view_charts = ("test_acc_unseen",)
 
     def validate(self, cfg: RunConfig) -> None:
         if not is_prime(cfg.p):
@@ -62,6 +85,10 @@ class ExpModTask(TaskBase):
         if cfg.grok_on == "unseen" and ds.stats["n_test_unseen"] == 0:
             raise ConfigError("grok_on='unseen' but every test example's class (x^a, y^b) has a "
                               "training example; use --split classes or --grok-on test")
+
+    def run_name_parts(self, cfg: RunConfig) -> list[str]:
+        """``a3b4 p113``: the exponents and the modulus as the seed paper writes them."""
+        return [f"a{cfg.a}b{cfg.b}", f"p{cfg.p}"]
 
     def progress_measures(self, cfg: RunConfig, ds: Dataset):
         from grokcore.progress import ProgressMeasures
