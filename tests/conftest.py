@@ -9,17 +9,16 @@ from grokcore.config import RunConfig
 QUICK = dict(p=31, frac_train=0.5, lr=3e-3, weight_decay=3.0, eval_every=10)
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread, as a sweep trial trains: on a busy 2-core machine more threads spin
-    against other processes and take many times as long. (A module uses it with
-    ``pytestmark = pytest.mark.usefixtures("one_thread")``.)"""
+def pytest_configure(config):
+    """One torch thread in every test process, as a sweep trial trains: on a busy 2-core machine
+    more threads spin against other processes and take many times as long (test_trainer.py and
+    test_optim.py alone: 200 s with torch's default of 2 threads beside a background run, 27 s
+    with one). Set once here rather than by some modules at import: which of those a run
+    happened to collect decided every other module's thread count (test_trainer.py run alone
+    trained on 2)."""
     import torch
 
-    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
