@@ -50,6 +50,19 @@ SLOW_TESTS = {
     "test_overhead.py::test_pending_figures_are_drawn_from_mlflow_and_logged",
     "test_overhead.py::test_figures_drawn_from_the_record_are_the_trials_own",
     "test_overhead.py::test_batched_writes_lose_no_row_and_match_unbatched",
+    # a Ray cluster and real sweeps, packed and single (2-3 minutes each on 2 cores)
+    "test_pack_sweeps.py::test_a_packed_sweep_leaves_the_runs_an_unpacked_one_does",
+    "test_pack_sweeps.py::test_a_packed_sweep_killed_and_resumed",
+    "test_pack_sweeps.py::test_a_crashed_pack_restarts_from_its_checkpoint",
+    # a sweep on Ray beside a grid trained and imported; the grid -> import -> sweep pipelines,
+    # three to seven processes each, each with a fresh MLflow store (about a minute each)
+    "test_import_runs.py::test_an_imported_grid_leaves_the_runs_a_sweep_does",
+    "test_import_runs.py::test_runs_the_budget_stopped_are_not_imported_as_ended",
+    "test_import_runs.py::test_skip_ended_leaves_out_what_was_imported",
+    # trained until they grok: a stacked pack against its single runs in float64 (over a
+    # minute), and the store of five runs the hazard and power commands read (half a minute)
+    "test_pack.py::test_members_equal_their_single_runs_float64",
+    "test_hazard_power.py::test_hazard_and_power_on_a_sweep_in_mlflow",
     # the strict build of the whole site (every command's --help, the API pages)
     "test_docs.py::test_the_run_options_page_has_every_field_with_its_help",
     "test_docs.py::test_the_commands_page_is_each_commands_help",
