@@ -71,14 +71,14 @@ def train_replicates(cfg: RunConfig, args: argparse.Namespace) -> int:
     from grokcore.records import RunDirectory
     from grokcore.pack import Pack
 
-    configs = replicate_configs(cfg, args.replicates)
-    folders = replicate_folders(args.out, args.replicates)
     try:
-        if not args.no_pack:
+        if not args.no_pack:  # before the K configs are built: a million take tens of seconds
             from grokcore.pack_size import check_fits
             from grokcore.trainer import resolve_device
 
             check_fits(cfg, args.replicates, resolve_device(cfg.device))
+        configs = replicate_configs(cfg, args.replicates)
+        folders = replicate_folders(args.out, args.replicates)
         members, finished = load_members(configs, folders, args.resume)
         pack = None if args.no_pack else Pack(members, engine=args.pack_engine,
                                               finished=finished)

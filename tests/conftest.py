@@ -9,17 +9,16 @@ from grokcore.config import RunConfig
 QUICK = dict(p=31, frac_train=0.5, lr=3e-3, weight_decay=3.0, eval_every=10)
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread, as a sweep trial trains: on a busy 2-core machine more threads spin
-    against other processes and take many times as long. (A module uses it with
-    ``pytestmark = pytest.mark.usefixtures("one_thread")``.)"""
+def pytest_configure(config):
+    """One torch thread in every test process, as a sweep trial trains: on a busy 2-core machine
+    more threads spin against other processes and take many times as long (test_trainer.py and
+    test_optim.py alone: 200 s with torch's default of 2 threads beside a background run, 27 s
+    with one). Set once here rather than by some modules at import: which of those a run
+    happened to collect decided every other module's thread count (test_trainer.py run alone
+    trained on 2)."""
     import torch
 
-    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -51,6 +50,19 @@ SLOW_TESTS = {
     "test_overhead.py::test_pending_figures_are_drawn_from_mlflow_and_logged",
     "test_overhead.py::test_figures_drawn_from_the_record_are_the_trials_own",
     "test_overhead.py::test_batched_writes_lose_no_row_and_match_unbatched",
+    # a Ray cluster and real sweeps, packed and single (2-3 minutes each on 2 cores)
+    "test_pack_sweeps.py::test_a_packed_sweep_leaves_the_runs_an_unpacked_one_does",
+    "test_pack_sweeps.py::test_a_packed_sweep_killed_and_resumed",
+    "test_pack_sweeps.py::test_a_crashed_pack_restarts_from_its_checkpoint",
+    # a sweep on Ray beside a grid trained and imported; the grid -> import -> sweep pipelines,
+    # three to seven processes each, each with a fresh MLflow store (about a minute each)
+    "test_import_runs.py::test_an_imported_grid_leaves_the_runs_a_sweep_does",
+    "test_import_runs.py::test_runs_the_budget_stopped_are_not_imported_as_ended",
+    "test_import_runs.py::test_skip_ended_leaves_out_what_was_imported",
+    # trained until they grok: a stacked pack against its single runs in float64 (over a
+    # minute), and the store of five runs the hazard and power commands read (half a minute)
+    "test_pack.py::test_members_equal_their_single_runs_float64",
+    "test_hazard_power.py::test_hazard_and_power_on_a_sweep_in_mlflow",
     # the strict build of the whole site (every command's --help, the API pages)
     "test_docs.py::test_the_run_options_page_has_every_field_with_its_help",
     "test_docs.py::test_the_commands_page_is_each_commands_help",

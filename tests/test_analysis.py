@@ -29,7 +29,6 @@ from grokcore.tasks import build_dataset, config_for, validate
 from grokcore.trainer import Trainer
 from grokcore.values import number
 
-torch.set_num_threads(1)  # the machine is shared; see test_progress.py
 
 EXPERIMENT = "tiny_sweep"
 # A small model that groks p = 23 in under a thousand epochs (a few seconds here).

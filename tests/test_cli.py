@@ -4,6 +4,8 @@ import sys
 
 import pytest
 
+from grokcore import cli
+
 BAD = [
     (["--p", "100"], "p=100 is not prime"),
     (["--a", "0"], "a=0 is out of range"),
@@ -19,14 +21,32 @@ def _train(*args, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("args,message", BAD)
-def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
-    result = _train(*args, "--out", str(tmp_path / "run"))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+def _one_line_exit_2(code, out: str, err: str, message: str, folder) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
-    assert result.stdout == ""
-    assert not (tmp_path / "run").exists(), "nothing is written before validation passes"
+    assert out == ""
+    assert not folder.exists(), "nothing is written before validation passes"
+
+
+def test_bad_input_from_the_shell_is_one_clear_line_and_exit_2(tmp_path):
+    """The first bad input in a fresh ``python -m grokcore``: the exit status the shell sees, and
+    nothing else (an import's warning, a traceback) on stderr."""
+    args, message = BAD[0]
+    result = _train(*args, "--out", str(tmp_path / "run"))
+    _one_line_exit_2(result.returncode, result.stdout, result.stderr, message, tmp_path / "run")
+
+
+@pytest.mark.parametrize("args,message", BAD[1:])
+def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path, capsys):
+    """The others through ``main`` in this process: the same checks without a new interpreter
+    for each (four seconds apiece on a busy 2-core machine)."""
+    try:
+        code = cli.main(["train", *args, "--out", str(tmp_path / "run")])
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    out, err = capsys.readouterr()
+    _one_line_exit_2(code, out, err, message, tmp_path / "run")
 
 
 def test_json_summary_is_last_line(tmp_path):

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy import integrate, stats
 
 from analysis import grok_table, hazard, power
@@ -22,7 +21,6 @@ from analysis.table import build_table, compare_by
 from analysis.trials import read_trials
 from grokcore.config import RunConfig
 
-torch.set_num_threads(1)  # the machine is shared
 TABLE1 = Path(__file__).resolve().parent.parent / "results" / "table1" / "trials.csv"
 
 

@@ -14,9 +14,6 @@ from grokcore.trainer import Trainer
 SMALL = dict(p=23, d_model=32, d_head=8, d_mlp=128)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
-
-
 # ---- orthogonal gradient ----------------------------------------------------------------------
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("shape", [(7,), (5, 3), (4, 3, 2)])

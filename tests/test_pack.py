@@ -15,8 +15,6 @@ from grokcore.pack import Pack, check_pack_configs
 from grokcore.tasks import config_for
 from grokcore.trainer import Trainer
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
-
 
 # The quick config (README, "A run that groks fast") in float64, eager, on the CPU.
 QUICK64 = RunConfig(p=31, frac_train=0.5, lr=3e-3, weight_decay=3.0, eval_every=10,

@@ -5,15 +5,10 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
-
 from grokcore import cli, records
 
 SMALL = ["train", "--p", "13", "--dtype", "float64", "--epochs", "40", "--eval-every", "10",
          "--device", "cpu", "--no-progress", "--json"]
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def summaries(capsys, argv) -> list[dict]:

@@ -15,9 +15,6 @@ from grokcore.signals import measure_phases
 from grokcore.tasks import build_dataset, validate
 from grokcore.trainer import Trainer
 
-# The machine is shared: one thread avoids OpenMP oversubscription, which is many times slower.
-torch.set_num_threads(1)
-
 
 @pytest.mark.parametrize("p", [7, 31, 113])
 def test_fourier_basis_is_orthonormal(p):

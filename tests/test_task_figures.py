@@ -11,7 +11,6 @@ from grokcore.tasks import TASKS, build_dataset, config_for
 from grokcore.tasks.sorting import attention_figure
 from grokcore.trainer import Trainer
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 BRIEF = dict(epochs=20, eval_every=10)
 SORTING = dict(list_len=4, n_max=8, n_examples=200)
