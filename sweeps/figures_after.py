@@ -26,6 +26,7 @@ from typing import Callable, Iterable
 
 from grokcore.records import CONFIG_FILE, HISTORY_FILE, SUMMARY_FILE, SWEEP_TAG, WEIGHTS_FILE
 
+HURRY_EVERY_S = 2.0  # wait_all raises late-starting drawing processes at least this often
 FIGURES_TAG = "figures"
 FIGURES_ERROR_TAG = "figures_error"
 FIGURE_MODES = ("after", "trial", "none")
@@ -95,13 +96,15 @@ def _pool_process(folder: str) -> None:
     """Pool initializer: end with the driver, and run only on cycles nothing else wants, on one
     thread."""
     _end_with_parent(folder)
-    # Its pid where the queue finds it (hurry): the pool has no public list of its processes.
-    (Path(folder) / PIDS).mkdir(exist_ok=True)
-    (Path(folder) / PIDS / str(os.getpid())).touch()
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux
         os.nice(19)
+    # Its pid where the queue finds it (hurry): the pool has no public list of its processes.
+    # Written after lowering itself, so that a hurry() that finds the pid always comes after
+    # the lowering and is never undone by it.
+    (Path(folder) / PIDS).mkdir(exist_ok=True)
+    (Path(folder) / PIDS / str(os.getpid())).touch()
     import torch
 
     torch.set_num_threads(1)
@@ -219,10 +222,12 @@ class FigureQueue:
         (``log``) and a progress line every ``every_s`` seconds; returns how many were drawn."""
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        self.hurry()
         total, count, last = len(self._futures), 0, time.monotonic()
         while self._futures:
-            wait(list(self._futures.values()), timeout=max(every_s, 1.0),
+            # again at every wake-up: a process still starting when this began lowers itself
+            # afterwards, and at SCHED_IDLE on a busy machine it would wait for ever
+            self.hurry()
+            wait(list(self._futures.values()), timeout=min(max(every_s, 1.0), HURRY_EVERY_S),
                  return_when=FIRST_COMPLETED)
             for run_id, result in self.drawn():
                 log(run_id, result)
