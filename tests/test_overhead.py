@@ -282,6 +282,66 @@ def test_hurry_raises_the_drawing_processes_from_idle_priority():
         queue.close()
 
 
+def test_wait_all_raises_a_drawing_process_that_lowered_itself_late(tmp_path):
+    """A drawing process that lowers itself to SCHED_IDLE after wait_all's first hurry (it was
+    still starting) is raised again while wait_all waits: at SCHED_IDLE on a busy machine it
+    could wait for ever (a sweep's end hung 300 s so). The drawing is held on a named pipe, so
+    wait_all is surely waiting while the process is lowered again."""
+    import os
+    import threading
+    import time
+
+    from sweeps.figures_after import FigureQueue
+
+    def wait_for(condition, seconds=120.0):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.05)
+        return False
+
+    queue = FigureQueue(processes=1)
+    held = tmp_path / "unused"
+    try:
+        queue.submit("warm-up", [])  # starts the process; drawing an empty folder fails
+        assert wait_for(lambda: queue.pids() and queue.drawn())
+        pid = queue.pids()[0]
+        held = queue._folder / "held"  # the record the next drawing reads: a pipe, no writer yet
+        held.mkdir()
+        os.mkfifo(held / "config.json")
+        queue.submit("held", [])
+        waiting = threading.Thread(target=queue.wait_all,
+                                   kwargs={"log": lambda *a: None, "say": lambda *a: None})
+        waiting.start()
+        assert wait_for(lambda: os.sched_getscheduler(pid) == os.SCHED_OTHER)  # the first hurry
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))  # lowered late
+        assert wait_for(lambda: os.sched_getscheduler(pid) == os.SCHED_OTHER, seconds=30)
+        assert waiting.is_alive()  # still held: it was wait_all that raised it
+        release(held / "config.json")
+        waiting.join(timeout=120)
+        assert not waiting.is_alive()
+    finally:
+        if held.exists():
+            release(held / "config.json")
+        queue.close()
+
+
+def release(pipe) -> None:
+    """Let a drawing held on a named pipe end (it fails: no JSON), if it is reading the pipe."""
+    import errno
+    import os
+
+    try:
+        fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno == errno.ENXIO:  # nobody reads it (any more)
+            return
+        raise
+    os.write(fd, b"not a record")
+    os.close(fd)
+
+
 @pytest.mark.parametrize("name,value", [("GROK_REPORT_EVERY_S", "abc"),
                                         ("GROK_MLFLOW_BATCH_S", "-1"),
                                         ("GROK_MLFLOW_BATCH_S", "nan")])
