@@ -18,7 +18,7 @@ from analysis import stats
 from analysis.logrank import stratified_logrank
 from analysis.lognormal import NewRunTest, new_run_test
 from analysis.runs import AnalysisError
-from analysis.trials import TASK_STATS, param_value, config_keys, task_metrics
+from analysis.trials import TASK_STATS, param_value, config_keys, task_columns, task_metrics
 from grokcore.provenance import PROVENANCE_FIELDS
 from grokcore.records import REACHED
 from grokcore.tasks import TASKS
@@ -79,7 +79,7 @@ def _row_columns(task: str, group: pd.DataFrame, key: dict, seed: pd.DataFrame |
            "spikes": int(group.n_spikes.fillna(0).sum()),
            "test_acc_median": _median(group.final_test_acc),
            "provenance_mixed": mixed_provenance(group)}
-    for col in TASKS[task].table_columns if task in TASKS else ():
+    for col in task_columns(task):
         if col.source is not None:
             row[col.name] = AGGREGATES[col.how](group[col.source])
     if seed is not None:
@@ -101,7 +101,7 @@ def build_table(trials: pd.DataFrame, reference: Sequence[Any] | None = None) ->
     for task, of_task in trials.groupby("task", sort=True):
         keys = list(config_keys(task))
         of_task = of_task.copy()
-        own = [c.source for c in TASKS[task].table_columns if c.source] if task in TASKS else []
+        own = [c.source for c in task_columns(task) if c.source]
         for col in ("n_spikes", "memorization_epoch", "threshold_delay", "final_test_acc",
                     "final_test_acc_unseen", *TASK_STATS, *own, *task_metrics(task)):
             if col not in of_task:

@@ -12,7 +12,7 @@ import pandas as pd
 from analysis.runs import AnalysisError
 from analysis.table import has_paper
 from analysis.text_table import format_table
-from analysis.trials import config_keys, task_metrics
+from analysis.trials import config_keys, task_columns, task_metrics
 from grokcore.tasks import TASKS
 
 
@@ -95,7 +95,7 @@ def columns(task: str, full: bool) -> list[tuple[str, Any]]:
                  ("failed", lambda r: str(r["failed"])),
                  ("unfinished", lambda r: str(r["unfinished"])),
                  ("mixes", lambda r: r.get("provenance_mixed") or "-")]
-    own = TASKS[task].table_columns if task in TASKS else ()
+    own = task_columns(task)
     cols += [(c.header, _own_cell(c)) for c in own if c.brief]
     if full:
         cols += [(c.header, _own_cell(c)) for c in own if not c.brief]

@@ -47,6 +47,12 @@ def task_metrics(task: str) -> tuple[str, ...]:
     return TASKS[task].table_metrics if task in TASKS else ()
 
 
+def task_columns(task: str) -> tuple:
+    """The task's own columns of the grok table (its ``table_columns``); none for a task this
+    code does not know."""
+    return TASKS[task].table_columns if task in TASKS else ()
+
+
 def param_value(value):
     """A param as MLflow stores it (a string) back to the value it stands for, so that keys sort
     and compare: a number (an int where it is whole; read by ``grokcore.values.number``),

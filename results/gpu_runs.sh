@@ -7,9 +7,9 @@
 #      written by sweeps/expmod_grid.py --split pairs --replicates 15 --seed 1002 --data-seed 601
 #      --write-grid ...) or TABLE_GRID, budget TABLE_S seconds;
 #   2. the phase diagram: results/phase/grid-<part>.json (the parts of results/phase/run.sh, in
-#      its order of priority) or PHASE_GRIDS, budget PHASE_S seconds, history kept every 100 epochs (the end
-#      values use every evaluation) so that the runs fit in what comes back. The classes-split
-#      parts come last: their runs differ in size, so they form many small packs.
+#      its order of priority) or PHASE_GRIDS, budget PHASE_S seconds, history kept every 100
+#      epochs (the end values use every evaluation) so that the runs fit in what comes back. The
+#      classes-split parts come last: their runs differ in size, so they form many small packs.
 # Runs a budget stops are marked UNFINISHED and are not imported as ended. Everything lands in
 # $OUT (the device machine's folder that comes back; default /tmp/gpu-runs): the logs, the
 # benchmark's JSON, and each grid's run folders as <name>_runs.tar.xz. Back here:
