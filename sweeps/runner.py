@@ -46,6 +46,7 @@ from ray import tune
 
 from grokcore.config import RunConfig
 from grokcore.records import DEFAULT_TRACKING_URI
+from sweeps.checkpoint_mend import mend_pruned_checkpoints
 from sweeps.console import one_line, say
 from sweeps.figures_after import close_shared_queue, draw_pending
 from sweeps.grid import check_devices, varying_fields
@@ -247,6 +248,9 @@ def _run_on_ray(plan: SweepPlan) -> SweepResult:
     client = MlflowClient(plan.tracking_uri)
     labels = trial_labels(plan)
     parent_id = _open_parent_run(plan, client, experiment_id)
+    if plan.resume:
+        for note in mend_pruned_checkpoints(plan.path):
+            say(f"note: {note}")
     results = _tuner(plan, packs, labels, parent_id).fit()
     outcomes = PackLogger(plan.tracking_uri, plan.experiment, plan.name, parent_id,
                           labels).reconcile(results, plan.configs, packs)

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import secrets
 import signal
 import socket
@@ -390,6 +391,32 @@ def test_trial_failing_every_attempt_is_recorded_failed(cluster, tmp_path):
     assert runs[0].info.status == "FINISHED" and runs[0].data.tags["status"] != "failed"
     assert runs[1].info.status == "FAILED" and runs[1].data.tags["status"] == "failed"
     assert "injected fault" in runs[1].data.tags["error"]
+
+
+def test_resume_goes_on_when_the_snapshot_names_pruned_checkpoints(cluster, tmp_path):
+    # Trial 0 fails at epoch 140 after checkpoints every 20 epochs up to 120; Tune keeps the
+    # last two and its snapshot names them.
+    args = [*QUICK, "--address", cluster.address, "--pairs", "1,1", "--epochs", "200",
+            "--checkpoint-every", "20", "--retries", "0", "--fail-at-epoch", "140",
+            "--fail-trials", "0", "--name", "pruned", *store_args(tmp_path)]
+    done = sweep(args, cwd=tmp_path, env=cluster.env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    trial_dir, = (tmp_path / "ray" / "pruned").glob("trial_0000_*")
+    older, latest = sorted(trial_dir.glob("checkpoint_*"))
+    # What a driver killed between a prune and the next snapshot leaves: the snapshot names
+    # checkpoints that are gone, and a newer one (here with the latest's content) is on disk.
+    newer = trial_dir / f"checkpoint_{int(latest.name.split('_')[1]) + 1:06d}"
+    shutil.rmtree(older)
+    latest.rename(newer)
+    done = sweep(["--resume", *args], cwd=tmp_path, env=cluster.env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"stored {latest.name} was pruned after the last snapshot; going on from " \
+           f"{newer.name}" in done.stdout, done.stdout
+    client, runs = mlflow_runs(tmp_path)
+    run, = runs
+    assert run.info.status == "FINISHED" and run.data.metrics["epochs_run"] == 200
+    assert run.data.tags["resumed_from_epoch"] == "120"
+    assert steps(client, run) == list(range(0, 201, 20))  # none twice, none missing
 
 
 # ---- embedded default: a local Ray started by the command --------------------------------------
