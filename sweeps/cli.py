@@ -250,12 +250,14 @@ def print_where_to_look(result) -> None:
 
 def sweep_main(parser: argparse.ArgumentParser,
                build_grid: Callable[[argparse.Namespace], list[RunConfig]],
-               argv: Sequence[str] | None = None, always: Sequence[str] = ("a", "b", "p")) -> int:
+               argv: Sequence[str] | None = None, always: Sequence[str] | None = None) -> int:
     """The body of a sweep script: parse, build and validate the grid, dry-run or run it.
 
     ``build_grid(args)`` turns the parsed options into RunConfigs (raise ConfigError on a bad
     combination). Exit codes: 0 all trials ended (reached, not_reached or diverged), 1 some trial
     failed or the sweep was interrupted, 2 invalid settings (nothing started, nothing written).
+    ``always``: the columns the grid and outcome tables always show (default: the task's
+    ``table_keys``).
     """
     args = parser.parse_args(argv)
     try:
@@ -303,7 +305,7 @@ def sweep_main(parser: argparse.ArgumentParser,
     return print_sweep_end(result, always)
 
 
-def print_sweep_end(result, always: Sequence[str]) -> int:
+def print_sweep_end(result, always: Sequence[str] | None = None) -> int:
     """A sweep's end on the console: the outcomes, where to look, what did not run; the exit
     code (1 when a trial failed or the sweep was interrupted, else 0)."""
     print()

@@ -25,20 +25,34 @@ def short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def format_grid(configs: Sequence[RunConfig], always: Sequence[str] = ("a", "b", "p")) -> str:
-    """A table of the grid: index, the ``always`` fields and every field that varies."""
-    cols = list(always) + [n for n in varying_fields(configs) if n not in always]
+def task_keys(configs: Sequence[RunConfig]) -> list[str]:
+    """The fields that name a configuration of the configs' task (its ``table_keys``: a, b, p
+    for expmod); ``task`` first where the configs mix tasks."""
+    from grokcore.tasks import TASKS  # imports torch: the callers have it already
+
+    tasks = sorted({c.task for c in configs})
+    if len(tasks) != 1:
+        return ["task"]
+    return list(TASKS[tasks[0]].table_keys)
+
+
+def format_grid(configs: Sequence[RunConfig], always: Sequence[str] | None = None) -> str:
+    """A table of the grid: index, the ``always`` fields (by default the task's
+    :func:`task_keys`) and every field that varies."""
+    always = task_keys(configs) if always is None else list(always)
+    cols = always + [n for n in varying_fields(configs) if n not in always]
     return format_table(["#"] + cols, [[i] + [getattr(c, n) for n in cols]
                                        for i, c in enumerate(configs)])
 
 
-def format_outcomes(outcomes: Sequence[Any], always: Sequence[str] = ("a", "b", "p")) -> str:
+def format_outcomes(outcomes: Sequence[Any], always: Sequence[str] | None = None) -> str:
     """A table of the trials (TrialOutcomes), sorted by their settings (p, a, b first): the
     settings that vary, the outcome (grokked, no_delay, lookup, ...; a trial without one shows
     its status: failed, unfinished), the memorization and threshold epochs, for expmod the final
     unseen-class accuracy and the leakage, and the epochs run; a one-line legend below."""
     configs = [o.config for o in outcomes if o.config is not None]
-    cols = list(always) + [n for n in varying_fields(configs) if n not in always]
+    always = (task_keys(configs) if configs else []) if always is None else list(always)
+    cols = always + [n for n in varying_fields(configs) if n not in always]
     order = [n for n in ("p", "a", "b") if n in cols] + [n for n in cols if n not in "pab"]
     expmod = any(getattr(o, "leakage", None) is not None for o in outcomes)
 

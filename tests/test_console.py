@@ -1,7 +1,7 @@
 import pytest
 
 from grokcore.config import RunConfig
-from sweeps.console import format_outcomes
+from sweeps.console import format_grid, format_outcomes
 from sweeps.tracking import TrialOutcome
 
 
@@ -86,3 +86,12 @@ def test_gpus_per_trial_option_takes_auto_or_a_number():
     for bad in ("-1", "nan", "half"):
         with pytest.raises(argparse.ArgumentTypeError, match="is not auto or a number of GPUs"):
             gpu_share(bad)
+
+
+def test_the_grid_table_shows_the_tasks_own_keys_not_expmods():
+    # The parent run's grid.txt of a primality sweep: its fields, no exponents or modulus.
+    configs = [RunConfig(task="primality", n_max=n, seed=s) for n in (500, 1000) for s in (0, 1)]
+    header = format_grid(configs).splitlines()[0].split()
+    assert header[:5] == ["#", "n_max", "encoding", "base", "split"]
+    assert "seed" in header and not {"a", "b", "p"} & set(header)
+    assert format_grid([RunConfig(a=3, b=4)]).splitlines()[0].split() == ["#", "a", "b", "p"]
