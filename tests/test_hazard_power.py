@@ -327,3 +327,38 @@ def test_a_covariate_that_separates_the_runs_is_drawn_with_arrows(tmp_path):
     assert data.label_entropy.mean() == pytest.approx(0) and data.label_entropy.std() == pytest.approx(1)
     assert list(data.bijective_a) == list(frame.bijective_a)
     assert frame.label_entropy.iloc[0] == 0.999  # the caller's frame is left as it was
+
+
+def test_relative_order_is_the_order_of_the_permutation_between_the_operands():
+    """relative_order(a, b, p): the permutation z -> z^(b/a) of Z_p, composed with itself,
+    comes back to the identity after exactly that many steps; 1 for a = b; NaN where an
+    exponent is not a bijection. Checked against the permutation itself, not a formula."""
+    def order_of_permutation(a: int, b: int, p: int) -> int:
+        # y^b = (x^a) after z -> z^r: find r with z^(a r) = z^b for all z, then iterate it
+        r = next(r for r in range(1, p) if all(pow(z, a * r, p) == pow(z, b, p) for z in range(p)))
+        image, steps = list(range(p)), 0
+        while True:
+            image, steps = [pow(z, r, p) for z in image], steps + 1
+            if image == list(range(p)):
+                return steps
+
+    for p in (31, 37, 41, 43):
+        bijective = [e for e in range(1, 10) if math.gcd(e, p - 1) == 1]
+        for a in bijective:
+            for b in bijective:
+                assert hazard.relative_order(a, b, p) == order_of_permutation(a, b, p), (a, b, p)
+        assert all(hazard.relative_order(a, a, p) == 1 for a in bijective)
+    assert math.isnan(hazard.relative_order(2, 1, 31)) and math.isnan(hazard.relative_order(1, 3, 31))
+
+
+def test_relative_order_in_a_model_needs_the_bijective_runs_only(tmp_path, capsys):
+    """Table 1 holds rows whose exponents are not bijections at 113 ((3, 4), (7, 7), ...): the
+    covariate is missing there, and the command says to keep the bijective runs."""
+    argv = ["--trials", str(TABLE1), "--formula", "relative_order"]
+    assert hazard.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--only bijective_a=1 --only bijective_b=1" in err
+    frame = hazard.hazard_frame(read_trials(TABLE1))
+    both = frame.bijective_a.astype(bool) & frame.bijective_b.astype(bool)
+    assert both.any() and (frame.relative_order[both] == 1).all()  # Table 1's are all a = b
+    assert frame.relative_order[~both].isna().all()

@@ -12,6 +12,11 @@
 #                                  deviation)
 #   km_by_<covariates>.png         Kaplan-Meier curves of those runs by covariate class
 #                                  (bijective_a and bijective_b, leakage, p)
+#   hazard_relative_order.txt, km_by_relative_order.png
+#                                  the runs whose exponents are both bijective, by the order of
+#                                  the permutation z -> z^(b/a) between the operands' renamings
+#                                  (1 when a = b): the Cox model with the prime as a factor, then
+#                                  at 41 alone (the one prime with orders 1, 2 and 4)
 # NO_MLFLOW=1 skips the first step; OUT=DIR writes elsewhere (tests/test_results.py rebuilds
 # into a temporary folder and compares with the committed files).
 set -euo pipefail
@@ -49,3 +54,11 @@ for by in bijective_a,bijective_b leakage p; do
         --formula "bijective_a + bijective_b + leakage" \
         --plot-km-by "$by" "$OUT/km_by_${by//,/_}.png" > /dev/null 2>&1 || true
 done
+# Where both exponents are bijective, the task is (1, 1) with each operand renamed by a
+# permutation; relative_order (analysis.hazard) is how far apart the two renamings are.
+BIJ=(--only split=pairs --only bijective_a=1 --only bijective_b=1)
+{ "$PY" -m analysis.hazard --trials "$T" "${BASE[@]}" "${BIJ[@]}" --formula "relative_order + C(p)" \
+      --plot-km-by relative_order "$OUT/km_by_relative_order.png"
+  echo
+  "$PY" -m analysis.hazard --trials "$T" "${BASE[@]}" "${BIJ[@]}" --only p=41 --formula relative_order
+} > "$OUT/hazard_relative_order.txt" 2>&1 || true
