@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-runs}
 WORK=${WORK:-/tmp/gpu-work}
 PY=${PYTHON:-python3}
-PARTS=${PARTS:-pairs-31 pairs-37 pairs-41 pairs-43 float64-31 frac-31 classes-31 classes-41}
+PARTS=${PARTS:-pairs-31 pairs-37 pairs-41 pairs-43 float64-31 frac-31 classes-31 classes-41 order-41}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$WORK"
 started=$(date +%s)

@@ -8,7 +8,8 @@
 #   RESUME=1 nohup bash results/rest.sh table1_15 >> ~/grok-runs/table1_15/rest.log 2>&1 &
 # Everything it writes is under $GROK_RUNS (default ~/grok-runs/NAME), outside the work tree.
 # CPUS trials at once (default 2), NICE (default 10); PACK (default auto, which is off on CPUs:
-# sweeps/packing.py). Then results/NAME/make.sh.
+# sweeps/packing.py). Then results/NAME/make.sh. REST_TAG=2 names the sweep NAME-rest2: a new
+# rest sweep, once NAME-rest has ended, for grids added since.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 NAME=${1:?give table1_15 or phase}
@@ -21,7 +22,7 @@ PY=${PYTHON:-.venv/bin/python}
 # The grid files in their order of priority (phase: the parts of gpu_runs.sh's PARTS order).
 if [ "$NAME" = phase ]; then
     GRIDS=()
-    for part in pairs-31 pairs-37 pairs-41 pairs-43 float64-31 frac-31 classes-31 classes-41; do
+    for part in pairs-31 pairs-37 pairs-41 pairs-43 float64-31 frac-31 classes-31 classes-41 order-41; do
         GRIDS+=("results/phase/grid-$part.json")
     done
 else
@@ -31,8 +32,9 @@ source results/ray_head.sh
 start_ray_head "/tmp/ray-$NAME"
 # A new sweep leaves out what has ended; a resumed one runs its stored grid.
 how=(--skip-ended)
-[ -n "${RESUME:-}" ] && [ -d "$RUNS/ray/$NAME-rest" ] && how=(--resume)
-"$PY" sweeps/expmod_grid.py --from-grid "${GRIDS[@]}" "${how[@]}" --name "$NAME-rest" \
+SWEEP="$NAME-rest${REST_TAG:-}"
+[ -n "${RESUME:-}" ] && [ -d "$RUNS/ray/$SWEEP" ] && how=(--resume)
+"$PY" sweeps/expmod_grid.py --from-grid "${GRIDS[@]}" "${how[@]}" --name "$SWEEP" \
     --address "127.0.0.1:$PORT" --experiment "$NAME" --tracking-uri "sqlite:///$RUNS/mlflow.db" \
     --storage "$RUNS/ray" --progress-every 600 --pack "${PACK:-auto}" --figures none \
-    || echo "$NAME-rest did not finish every trial (exit $?)"
+    || echo "$SWEEP did not finish every trial (exit $?)"

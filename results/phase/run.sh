@@ -6,6 +6,10 @@
 #   classes-31 classes-41                 split by classes (x^a, y^b): no test pair has a twin
 #   float64-31                            the whole model in float64
 #   frac-31                               data fractions 0.4 and 0.6 (0.5 is pairs-31)
+#   order-41                              a follow-up: the 16 pairs of bijective exponents
+#                                         {1, 3, 7, 9} at 41, 12 more replicates each (seeds
+#                                         3..14), to test whether grok time grows with the order
+#                                         of z -> z^(b/a) (analysis.hazard's relative_order)
 # Why these primes: x -> x^a is a bijection of Z_p iff gcd(a, p - 1) = 1, and p - 1 factors
 # differently for each (30 = 2*3*5, 36 = 2^2*3^2, 40 = 2^3*5, 42 = 2*3*7), so the bijective
 # exponents in 1..9 differ: {1, 7} at 31, {1, 5, 7} at 37, {1, 3, 7, 9} at 41, {1, 5} at 43.
@@ -25,7 +29,7 @@ cd "$(dirname "$0")/../.."
 RUNS=${GROK_RUNS:-$HOME/grok-runs/phase}
 CPUS=${CPUS:-1}
 PORT=${RAY_PORT:-6392}
-PARTS=${PARTS:-pairs-31 pairs-37 pairs-41 pairs-43 classes-31 classes-41 float64-31 frac-31}
+PARTS=${PARTS:-pairs-31 pairs-37 pairs-41 pairs-43 classes-31 classes-41 float64-31 frac-31 order-41}
 PY=${PYTHON:-.venv/bin/python}
 source results/ray_head.sh
 start_ray_head /tmp/ray-phase
@@ -41,6 +45,8 @@ for part in $PARTS; do
         classes-*) extra=(--primes "${part#classes-}" --split classes) ;;
         float64-*) extra=(--primes "${part#float64-}" --split pairs --dtype float64) ;;
         frac-*)    extra=(--primes "${part#frac-}" --split pairs --fracs 0.4 0.6) ;;
+        order-*)   extra=(--primes "${part#order-}" --split pairs --a 1 3 7 9 --b 1 3 7 9
+                          --replicates 12 --seed 3 --data-seed 3) ;;
         *) echo "unknown part $part"; exit 2 ;;
     esac
     name="phase-$part"
