@@ -36,16 +36,27 @@ def mend_pruned_checkpoints(sweep_path: str) -> list[str]:
     for state, metadata in json.loads(snapshots[-1].read_text())["trial_data"]:
         if json.loads(state).get("status") == "TERMINATED":
             continue  # an ended trial is not restored from its checkpoint
-        missing = [p for p in _stored_checkpoints(metadata) if not p.exists()]
+        stored = _stored_checkpoints(metadata)
+        missing = [p for p in stored if not p.exists()]
         if not missing:
             continue
         newest = _newest_checkpoint(missing[-1].parent)
         if newest is None:
             continue  # nothing to go on from: Tune reports the trial as it would have
+        # An older kept checkpoint is refilled too: Tune deletes it again when the trial's
+        # next checkpoint arrives, and a missing one makes that delete raise, which Tune logs
+        # and which skips the rest of its bookkeeping for that checkpoint (its index, the
+        # snapshot it forces).
         for path in missing:
             shutil.copytree(newest, path)
-        notes.append(f"{missing[-1].parent.name}: its stored {missing[-1].name} was pruned "
-                     f"after the last snapshot; going on from {newest.name}")
+        trial = missing[-1].parent.name
+        if missing[-1] == stored[-1]:
+            notes.append(f"{trial}: its stored {stored[-1].name} was pruned after the last "
+                         f"snapshot; going on from {newest.name}")
+        else:
+            notes.append(f"{trial}: its older stored {', '.join(p.name for p in missing)} "
+                         f"pruned after the last snapshot refilled; going on from "
+                         f"{stored[-1].name}")
     return notes
 
 

@@ -394,29 +394,36 @@ def test_trial_failing_every_attempt_is_recorded_failed(cluster, tmp_path):
 
 
 def test_resume_goes_on_when_the_snapshot_names_pruned_checkpoints(cluster, tmp_path):
-    # Trial 0 fails at epoch 140 after checkpoints every 20 epochs up to 120; Tune keeps the
-    # last two and its snapshot names them.
-    args = [*QUICK, "--address", cluster.address, "--pairs", "1,1", "--epochs", "200",
-            "--checkpoint-every", "20", "--retries", "0", "--fail-at-epoch", "140",
-            "--fail-trials", "0", "--name", "pruned", *store_args(tmp_path)]
+    # Trials 0 and 1 fail at epoch 140 after checkpoints every 20 epochs up to 120; Tune keeps
+    # the last two of each and its snapshot names them.
+    args = [*QUICK, "--address", cluster.address, "--pairs", "1,1", "--seeds", "0", "1",
+            "--epochs", "200", "--checkpoint-every", "20", "--retries", "0",
+            "--fail-at-epoch", "140", "--fail-trials", "0", "1", "--name", "pruned",
+            *store_args(tmp_path)]
     done = sweep(args, cwd=tmp_path, env=cluster.env)
     assert done.returncode == 1, done.stdout + done.stderr
-    trial_dir, = (tmp_path / "ray" / "pruned").glob("trial_0000_*")
-    older, latest = sorted(trial_dir.glob("checkpoint_*"))
-    # What a driver killed between a prune and the next snapshot leaves: the snapshot names
-    # checkpoints that are gone, and a newer one (here with the latest's content) is on disk.
-    newer = trial_dir / f"checkpoint_{int(latest.name.split('_')[1]) + 1:06d}"
+    kept = {i: sorted(next((tmp_path / "ray" / "pruned").glob(f"trial_000{i}_*"))
+                      .glob("checkpoint_*")) for i in (0, 1)}
+    # What a driver killed between a prune and the next snapshot leaves: trial 0's snapshot
+    # names checkpoints that are gone, and a newer one (with the latest's content) is on disk;
+    # trial 1 lost only the older one, which Tune would fail to delete again.
+    older, latest = kept[0]
+    newer = latest.parent / f"checkpoint_{int(latest.name.split('_')[1]) + 1:06d}"
     shutil.rmtree(older)
     latest.rename(newer)
+    shutil.rmtree(kept[1][0])
     done = sweep(["--resume", *args], cwd=tmp_path, env=cluster.env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"stored {latest.name} was pruned after the last snapshot; going on from " \
            f"{newer.name}" in done.stdout, done.stdout
+    assert f"older stored {kept[1][0].name} pruned after the last snapshot refilled; going on " \
+           f"from {kept[1][1].name}" in done.stdout, done.stdout
     client, runs = mlflow_runs(tmp_path)
-    run, = runs
-    assert run.info.status == "FINISHED" and run.data.metrics["epochs_run"] == 200
-    assert run.data.tags["resumed_from_epoch"] == "120"
-    assert steps(client, run) == list(range(0, 201, 20))  # none twice, none missing
+    assert set(by_index(runs)) == {0, 1}
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.data.metrics["epochs_run"] == 200
+        assert run.data.tags["resumed_from_epoch"] == "120"
+        assert steps(client, run) == list(range(0, 201, 20))  # none twice, none missing
 
 
 # ---- embedded default: a local Ray started by the command --------------------------------------
