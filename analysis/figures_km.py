@@ -104,15 +104,20 @@ def plot_km(trials: pd.DataFrame, keys: Sequence[str], path: str | Path,
     return save_figure(fig, path, dpi=120)
 
 
+FEW_VALUES = 4  # a fractional covariate with no more values is a setting: one curve per value
+
+
 def covariate_classes(frame: pd.DataFrame, names: Sequence[str]) -> pd.Series:
     """Each run's class over the covariates ``names``: a covariate of whole or non-numeric
-    values (bijective, p, dtype...) by its value, a fractional one (leakage, label_entropy...)
-    as above zero or at zero."""
+    values (bijective, p, dtype...) or of at most FEW_VALUES values (a setting: frac_train) by
+    its value, a fractional one of more values (leakage, label_entropy...) as above zero or at
+    zero."""
     parts = []
     for name in names:
         column = frame[name]
         numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-        if not numeric or not (column.dropna() % 1 != 0).any():
+        if not numeric or not (column.dropna() % 1 != 0).any() \
+                or column.nunique() <= FEW_VALUES:
             parts.append(column.map(lambda v, n=name: f"{n}={v:g}" if isinstance(v, float)
                                     else f"{n}={v}"))
         else:

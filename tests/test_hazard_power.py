@@ -296,6 +296,10 @@ def test_km_by_covariate_class_groups_as_documented(tmp_path):
                              "bijective_a=0, leakage>0", "bijective_a=0, leakage=0",
                              "bijective_a=1, leakage>0", "bijective_a=1, leakage>0",
                              "bijective_a=0, leakage=0", "bijective_a=0, leakage>0"]
+    # a fractional setting of few values (the data fraction) keeps them
+    frame["frac_train"] = [0.4, 0.5, 0.6, 0.4, 0.5, 0.6, 0.4, 0.5]
+    assert list(covariate_classes(frame, ["frac_train"]))[:3] == [
+        "frac_train=0.4", "frac_train=0.5", "frac_train=0.6"]
     path = hazard.plot_km_by(frame, "bijective_a,leakage", str(tmp_path / "km.png"))
     assert path.stat().st_size > 10_000
     trials = tmp_path / "trials.csv"

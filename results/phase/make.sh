@@ -12,6 +12,8 @@
 #                                  deviation)
 #   km_by_<covariates>.png         Kaplan-Meier curves of those runs by covariate class
 #                                  (bijective_a and bijective_b, leakage, p)
+#   km_by_frac.png                 Kaplan-Meier curves at 31 (pairs split, float32) by data
+#                                  fraction
 #   hazard_relative_order.txt, km_by_relative_order.png
 #                                  the runs whose exponents are both bijective, by the order of
 #                                  the permutation z -> z^(b/a) between the operands' renamings
@@ -54,6 +56,8 @@ for by in bijective_a,bijective_b leakage p; do
         --formula "bijective_a + bijective_b + leakage" \
         --plot-km-by "$by" "$OUT/km_by_${by//,/_}.png" > /dev/null 2>&1 || true
 done
+"$PY" -m analysis.hazard --trials "$T" --only p=31 --only split=pairs --only dtype=float32 \
+    --formula frac_train --plot-km-by frac_train "$OUT/km_by_frac.png" > /dev/null 2>&1 || true
 # Where both exponents are bijective, the task is (1, 1) with each operand renamed by a
 # permutation; relative_order (analysis.hazard) is how far apart the two renamings are.
 BIJ=(--only split=pairs --only bijective_a=1 --only bijective_b=1)
