@@ -6,7 +6,7 @@
 #   1. Table 1 at 15 replicates: results/table1_15/grid.json (the grid of results/table1_15/run.sh,
 #      written by sweeps/expmod_grid.py --split pairs --replicates 15 --seed 1002 --data-seed 601
 #      --write-grid ...) or TABLE_GRID, budget TABLE_S seconds;
-#   2. the phase diagram: results/phase/grid-<part>.json (the parts of results/phase/run.sh, in
+#   2. the phase diagram: results/phase/grid-<part>.json (the parts of results/phase/parts.sh, in
 #      its order of priority) or PHASE_GRIDS, budget PHASE_S seconds, history kept every 100
 #      epochs (the end values use every evaluation) so that the runs fit in what comes back. The
 #      classes-split parts come last: their runs differ in size, so they form many small packs.
@@ -20,7 +20,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-runs}
 WORK=${WORK:-/tmp/gpu-work}
 PY=${PYTHON:-python3}
-PARTS=${PARTS:-pairs-31 pairs-37 pairs-41 pairs-43 float64-31 frac-31 classes-31 classes-41 order-41}
+source results/phase/parts.sh
+PARTS=${PARTS:-$PHASE_PARTS}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$WORK"
 started=$(date +%s)

@@ -19,10 +19,11 @@ RUNS=${GROK_RUNS:-$HOME/grok-runs/$NAME}
 CPUS=${CPUS:-2}
 PORT=${RAY_PORT:-$([ "$NAME" = phase ] && echo 6392 || echo 6391)}
 PY=${PYTHON:-.venv/bin/python}
-# The grid files in their order of priority (phase: the parts of gpu_runs.sh's PARTS order).
+# The grid files in their order of priority (phase: results/phase/parts.sh).
 if [ "$NAME" = phase ]; then
+    source results/phase/parts.sh
     GRIDS=()
-    for part in pairs-31 pairs-37 pairs-41 pairs-43 float64-31 frac-31 classes-31 classes-41 order-41; do
+    for part in $PHASE_PARTS; do
         GRIDS+=("results/phase/grid-$part.json")
     done
 else
