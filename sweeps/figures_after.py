@@ -16,6 +16,7 @@ A run's tag ``figures`` says where its figures are: ``pending`` (to be drawn), `
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -112,6 +113,11 @@ def _pool_process(folder: str) -> None:
     # figure module is imported at its first figure)
     import grokcore.figures  # noqa: F401
     import grokcore.tasks  # noqa: F401
+
+    # What was imported lives as long as the process: kept out of the garbage collector's
+    # full passes, which matplotlib's many small objects set off (a tenth of a run's figures).
+    gc.collect()
+    gc.freeze()
 
 
 def _end_with_parent(folder: str, every_s: float = 2.0) -> None:

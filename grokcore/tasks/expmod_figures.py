@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import grokcore.progress as progress  # noqa: E402
-from grokcore.figures import mark_phases, save_figure  # noqa: E402
+from grokcore.figures import mark_phases, save_figure, set_margins  # noqa: E402
 
 
 def draw_run_figures(cfg, history: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
@@ -77,8 +77,8 @@ def plot_progress_measures(history, path, phases: dict[str, Any] | None = None,
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
     fig.suptitle(title or "progress measures")
-    fig.tight_layout()
-    return save_figure(fig, path)
+    set_margins(fig, left=0.95, top=0.55, wspace=0.2, hspace=0.3)
+    return save_figure(fig, path, tight=False)
 
 
 def plot_embedding_fourier(model, cfg, path) -> Path:
@@ -96,7 +96,8 @@ def plot_embedding_fourier(model, cfg, path) -> Path:
     ax.set_ylabel("norm")
     ax.set_title("W_E in the Fourier basis")
     ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    set_margins(fig, bottom=0.5, top=0.35)
+    return save_figure(fig, path, tight=False)
 
 
 def plot_neuron_fourier(model, cfg, dataset, path) -> Path:
@@ -108,6 +109,7 @@ def plot_neuron_fourier(model, cfg, dataset, path) -> Path:
     order = sorted(range(len(best)), key=lambda i: (not bool(alive[i]), int(best[i]),
                                                     -float(fractions[i].max())))
     fig, ax = plt.subplots(figsize=(8, 6))
+    set_margins(fig, right=0.1, top=0.35)  # the colourbar and its label take the axes' right
     image = ax.imshow(fractions[order].numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
                       interpolation="nearest",
                       extent=(0.5, fractions.shape[1] + 0.5, len(order), 0))
@@ -116,7 +118,7 @@ def plot_neuron_fourier(model, cfg, dataset, path) -> Path:
     ax.set_xlabel("frequency k (in (u, v) coordinates)")
     ax.set_ylabel("neuron (sorted by best frequency)")
     ax.set_title(f"MLP neurons by Fourier frequency; key frequencies {freqs or 'none'}")
-    return save_figure(fig, path)
+    return save_figure(fig, path, tight=False)
 
 
 def plot_unembed_fourier(model, cfg, path) -> Path:
@@ -132,7 +134,8 @@ def plot_unembed_fourier(model, cfg, path) -> Path:
     ax_bar.bar(range(p), norms.numpy())
     ax_bar.set_ylabel("norm")
     _sparse_ticks(ax_bar, progress.basis_labels(p))
-    return save_figure(fig, path)
+    set_margins(fig, bottom=0.5, top=0.35, hspace=0.05)
+    return save_figure(fig, path, tight=False)
 
 
 def plot_attention_patterns(model, cfg, dataset, path, max_heads: int = 8) -> Path:
@@ -153,7 +156,8 @@ def plot_attention_patterns(model, cfg, dataset, path, max_heads: int = 8) -> Pa
         ax.set_xlabel("y")
         ax.set_ylabel("x")
     fig.suptitle("attention from '=' to x, over the input grid")
-    return save_figure(fig, path)
+    set_margins(fig, left=0.45, right=0.1, bottom=0.5, top=0.6, wspace=0.3)
+    return save_figure(fig, path, tight=False)
 
 
 def _sparse_ticks(ax, labels: list[str], every: int = 0) -> None:
