@@ -1,12 +1,13 @@
 """A sweep's figures, drawn in the driver's machine after each trial has ended (driver side).
 
-Drawing a trial's six figures takes about 2 s of CPU at p = 31 (more under load), an eighth of
-a demo trial's training, and in the trial it holds that trial's CPU, and the next trial, up.
-So with ``figures="after"`` (a sweep's default) a trial writes its record without figures and
-the driver draws them from that record (:func:`draw_from_record`: the same images, byte for
-byte) in processes of its own at the lowest CPU priority (``SCHED_IDLE``): while trials train
-they get only a few percent of a core (Ray's workers run at nice 15) and whatever the trials
-leave idle; once the last trial has ended, every core.
+Drawing a trial's six figures takes about 1.2 s of CPU at p = 31 (more under load; 1.9 s before
+fixed margins: benchmarks/figure_speed.py), a twelfth of a demo trial's training, and in the
+trial it holds that trial's CPU, and the next trial, up. So with ``figures="after"`` (a sweep's
+default) a trial writes its record without figures and the driver draws them from that record
+(:func:`draw_from_record`: the same images, byte for byte) in processes of its own at the lowest
+CPU priority (``SCHED_IDLE``): while trials train they get only a few percent of a core (Ray's
+workers run at nice 15) and whatever the trials leave idle; once the last trial has ended, every
+core.
 
 A run's tag ``figures`` says where its figures are: ``pending`` (to be drawn), ``drawn``,
 ``in_trial`` (drawn by the trial, ``figures="trial"``), ``none`` (``figures="none"``) or

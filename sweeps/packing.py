@@ -13,9 +13,10 @@ order and are cut into packs whose sizes differ by at most one.
   Ray task that holds a whole GPU before the trials start;
 * on CPUs, off. A stacked step gains nothing per model there (the step is compute-bound), and
   sharing what a trial costs beside training did not pay either: 40 demo runs on 2 cores took
-  373.8 s in packs of 10 against 372.3 s unpacked (``benchmarks/sweep_overhead.py``, 2026-12-04,
-  docs/results/benchmarks.md), while a pack's members end together and lose the finer resume of
-  single trials. ``--pack K`` still packs on CPUs when asked.
+  355.0 s in packs of 10 against 364.2 s unpacked with figures, 325.6 s against 319.3 s without
+  (``benchmarks/sweep_overhead.py``, 2026-12-04, docs/results/benchmarks.md), while a pack's
+  members end together and lose the finer resume of single trials. ``--pack K`` still packs on
+  CPUs when asked.
 """
 
 from __future__ import annotations
