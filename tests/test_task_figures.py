@@ -68,3 +68,34 @@ def test_progress_measures_refuse_what_they_cannot_measure():
     for cfg in refused:
         with pytest.raises(ConfigError, match="2 operands and an MLP"):
             ProgressMeasures(cfg, build_dataset(cfg), every=10)
+
+
+@pytest.mark.parametrize("p", [7, 113])
+def test_a_runs_figures_fit_their_fixed_margins(p, tmp_path, monkeypatch):
+    """Laid out by fixed margins (``grokcore.figures.set_margins``), not measured: every label,
+    title and legend still lies inside the saved image, at a small p and at p = 113 whose short
+    run leaves a log axis with long minor labels (4.8x10^0) and three-digit tick labels."""
+    import grokcore.figures as figures
+    import grokcore.tasks.expmod_figures as expmod_figures
+
+    saved, outside = [], []
+    save = figures.save_figure
+
+    def checked(fig, path, dpi=110, tight=True):
+        if not tight:
+            fig.canvas.draw()
+            box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, what is drawn
+            width, height = fig.get_size_inches()
+            if box.x0 < -0.01 or box.y0 < -0.01 or box.x1 > width + 0.01 or box.y1 > height + 0.01:
+                outside.append(f"{path.name}: {box.bounds} in a {width} x {height} figure")
+            saved.append(path.name)
+        return save(fig, path, dpi=dpi, tight=tight)
+
+    monkeypatch.setattr(figures, "save_figure", checked)
+    monkeypatch.setattr(expmod_figures, "save_figure", checked)
+    trainer = Trainer(config_for("expmod", p=p, measure_every=10, **BRIEF))
+    summary = trainer.run()
+    figures.write_run_figures(trainer.cfg, trainer.history, summary, trainer.model,
+                              trainer.dataset, tmp_path, task=TASKS["expmod"])
+    assert sorted(saved) == sorted(CASES["expmod measured"][1])
+    assert not outside

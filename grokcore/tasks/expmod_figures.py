@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import grokcore.progress as progress  # noqa: E402
-from grokcore.figures import mark_phases, save_figure, set_margins  # noqa: E402
+from grokcore.figures import log_y, mark_phases, save_figure, set_margins  # noqa: E402
 
 
 def draw_run_figures(cfg, history: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
@@ -56,7 +56,7 @@ def plot_progress_measures(history, path, phases: dict[str, Any] | None = None,
     for name, color in (("train_loss", "tab:blue"), ("test_loss", "tab:red"),
                         ("restricted_loss", "tab:green"), ("excluded_loss", "tab:purple")):
         ax.plot(m["epoch"], m[name].clip(lower=1e-12), label=name, color=color)
-    ax.set_yscale("log")
+    log_y(ax)
     ax.set_title("losses")
     ax = axes[0, 1]
     ax.plot(m["epoch"], m["gini_embed"], label="Gini of W_E Fourier norms")
