@@ -40,7 +40,7 @@ def set_margins(fig, left: float = 0.7, right: float = 0.2, bottom: float = 0.55
     """Fixed margins around the axes, in inches (``wspace``, ``hspace``: between axes, as a
     fraction of their size). A run's figures are drawn for every run of a sweep, and a layout
     engine (constrained, tight) or a tight crop measures every label by drawing the figure once
-    more: with fixed margins one draw saves it, in about two thirds of the time
+    more: with fixed margins one draw saves it, in about three quarters of the time
     (``benchmarks/figure_speed.py``)."""
     width, height = fig.get_size_inches()
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
@@ -100,7 +100,7 @@ def plot_training_curves(history: Iterable[Mapping[str, float]] | Any,
     rows = _rows(history)
     epochs = _column(rows, "epoch")
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    set_margins(fig, left=0.95, top=0.4, wspace=0.2)  # room for minor log labels (4.9x10^0)
+    set_margins(fig, left=0.95, top=0.4, wspace=0.2)  # room for log labels (4.775, 1e-05)
 
     for key, colour in (("train_loss", "tab:blue"), ("test_loss", "tab:orange")):
         values = [v if v > 0 else math.nan for v in _column(rows, key)]  # log scale: no zeros

@@ -74,7 +74,8 @@ def test_progress_measures_refuse_what_they_cannot_measure():
 def test_a_runs_figures_fit_their_fixed_margins(p, tmp_path, monkeypatch):
     """Laid out by fixed margins (``grokcore.figures.set_margins``), not measured: every label,
     title and legend still lies inside the saved image, at a small p and at p = 113 whose short
-    run leaves a log axis with long minor labels (4.8x10^0) and three-digit tick labels."""
+    run leaves a log axis spanning less than a decade (every tick labelled) and three-digit
+    tick labels."""
     import grokcore.figures as figures
     import grokcore.tasks.expmod_figures as expmod_figures
 
