@@ -25,7 +25,7 @@ Z_p, 0/1), ``leakage`` (share of test pairs whose class (x^a, y^b) has a trainin
 ``relative_order`` (where both x -> x^a and y -> y^b are bijections: the order of the
 permutation z -> z^(b/a) that turns the first operand's renaming into the second's, which is the
 multiplicative order of b * a^-1 modulo p - 1; 1 when a = b, missing otherwise, so give it with
-``--only bijective_a=1 --only bijective_b=1``),
+``--only bijective_a=1 --only bijective_b=1``), ``same_exponent`` (a = b, 0/1),
 ``p``, ``frac_train``, ``dtype``, ``split`` (categorical: a level against the first), ``a``,
 ``b``. ``--formula`` picks them (a formulaic formula, as lifelines' ``CoxPHFitter`` takes it:
 ``a + b``, ``C(a)``, ``a:b``, ...); the default DEFAULT_FORMULA is the dataset statistics that
@@ -63,7 +63,8 @@ from grokcore.signals import OUTCOMES
 
 GROKKED, LOOKUP = OUTCOMES[0], OUTCOMES[2]  # the outcomes "grokked" and "lookup"
 COVARIATES = ("label_entropy", "label_chi2_pvalue", "bijective_a", "bijective_b", "leakage",
-              "unseen_share", "relative_order", "p", "frac_train", "dtype", "split", "a", "b")
+              "unseen_share", "relative_order", "same_exponent", "p", "frac_train", "dtype",
+              "split", "a", "b")
 DEFAULT_FORMULA = "leakage + bijective_a + bijective_b"
 LOOKUP_CHOICES = ("censored", "competing")
 FOREST_LIMIT = 1e4  # the forest plot's axis: 1e-4 .. 1e4
@@ -90,12 +91,15 @@ def hazard_frame(trials: pd.DataFrame, lookup: str = "censored") -> pd.DataFrame
     if lookup == "competing":  # kept at risk to the end of the longest follow-up
         frame.loc[(outcome == LOOKUP).to_numpy(), "duration"] = np.nanmax(epochs_run)
     frame["lookup"] = (outcome == LOOKUP).to_numpy()
+    frame["outcome"] = outcome.to_numpy()
     for name in COVARIATES:
         if name == "unseen_share" and "leakage" in runs:
             frame[name] = 1.0 - pd.to_numeric(runs.leakage, errors="coerce").to_numpy()
         elif name == "relative_order" and {"a", "b", "p"} <= set(runs):
             frame[name] = [relative_order(*(int(param_value(v)) for v in abp))
                            for abp in zip(runs.a, runs.b, runs.p)]
+        elif name == "same_exponent" and {"a", "b"} <= set(runs):
+            frame[name] = [int(param_value(a) == param_value(b)) for a, b in zip(runs.a, runs.b)]
         elif name in runs:
             values = runs[name].map(param_value)
             numeric = pd.to_numeric(values, errors="coerce")

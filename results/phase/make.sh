@@ -19,6 +19,10 @@
 #                                  the permutation z -> z^(b/a) between the operands' renamings
 #                                  (1 when a = b): the Cox model with the prime as a factor, then
 #                                  at 41 alone (the one prime with orders 1, 2 and 4)
+#   outcomes_pairs.txt, outcomes_split.txt, outcomes_dtype.txt, outcomes_frac.txt
+#                                  how the runs ended (grokked, no delay, lookup, not
+#                                  generalized) by covariate class; the last three on the same
+#                                  runs under each value, Fisher's test of grokked per class
 # NO_MLFLOW=1 skips the first step; OUT=DIR writes elsewhere (tests/test_results.py rebuilds
 # into a temporary folder and compares with the committed files).
 set -euo pipefail
@@ -66,3 +70,18 @@ BIJ=(--only split=pairs --only bijective_a=1 --only bijective_b=1)
   echo
   "$PY" -m analysis.hazard --trials "$T" "${BASE[@]}" "${BIJ[@]}" --only p=41 --formula relative_order
 } > "$OUT/hazard_relative_order.txt" 2>&1 || true
+# How the runs ended, counted by covariate class (analysis.outcomes), lookup apart from
+# grokking: the pairs split by bijectivity and relative order; then the same runs under both
+# splits, both dtypes, and each data fraction (pooled over the primes, then per prime).
+"$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --only split=pairs \
+    --by bijective_a,bijective_b,relative_order > "$OUT/outcomes_pairs.txt"
+{ "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --compare split \
+      --by bijective_a,bijective_b,same_exponent
+  echo
+  "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --compare split \
+      --by p,bijective_a,bijective_b,same_exponent
+} > "$OUT/outcomes_split.txt" 2>&1 || true
+"$PY" -m analysis.outcomes --trials "$T" --only split=pairs --only frac_train=0.5 \
+    --compare dtype --by p,bijective_a,bijective_b > "$OUT/outcomes_dtype.txt" 2>&1 || true
+"$PY" -m analysis.outcomes --trials "$T" --only split=pairs --only dtype=float32 \
+    --compare frac_train --by p,bijective_a,bijective_b > "$OUT/outcomes_frac.txt" 2>&1 || true

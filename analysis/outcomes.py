@@ -1,0 +1,167 @@
+"""How runs ended, counted by covariate class: grokked, reached the threshold with no delay, by
+lookup, or did not generalize; and between two values of one setting (``--compare split``),
+Fisher's exact test of grokked against not, class by class.
+
+    python -m analysis.outcomes --trials results/phase/trials.csv --only dtype=float32 \\
+        --only frac_train=0.5 --by bijective_a,bijective_b,same_exponent --compare split
+
+**Why counts.** A log-rank test of the time to the threshold (``analysis.grok_table --compare``)
+counts a lookup run as reaching it; under the pairs split most runs of non-bijective exponents do
+so by lookup, under the classes split none can, so a comparison of the splits by time mostly
+measures lookup. Counting outcomes keeps them apart: grokking (the outcome ``grokked``) is the
+event here, as in ``analysis.hazard``.
+
+**The runs.** Those ``analysis.hazard`` models: expmod trials whose status is reached or
+not_reached (diverged, failed and unfinished trials are counted nowhere). ``--by`` names the
+classes, from ``analysis.hazard.COVARIATES`` (a value missing for a class, such as
+``relative_order`` where an exponent is not bijective, prints as ``-``). With ``--compare FIELD``
+only the runs whose row (the other settings that name a table row: a, b, p, split, dtype,
+frac_train), seed and data seed ended under every value of FIELD are counted, so that the values
+are compared on the same runs but for FIELD.
+
+**The test.** Per class, with exactly two values of FIELD: Fisher's exact test (two-sided,
+``scipy.stats.fisher_exact``) of grokked against not grokked; Holm over the classes. It takes
+runs as independent; runs of one data seed share a training set across rows, and replicates of
+a row share its task, so read a small p as a lead, not a finding.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Sequence
+
+import pandas as pd
+
+from analysis.hazard import COVARIATES, hazard_frame
+from analysis.runs import AnalysisError, fail
+from analysis.source import add_source_arguments, load_trials
+from analysis.stats import ESTIMABLE, holm
+from analysis.text_table import format_table
+from grokcore.cli import OneLineErrorParser
+from grokcore.signals import OUTCOMES
+
+COUNTED = ("grokked", "no_delay", "lookup", "not_generalized")  # the estimable runs' outcomes
+ROW_FIELDS = ("a", "b", "p", "split", "dtype", "frac_train")  # what names an expmod table row
+assert set(COUNTED) <= set(OUTCOMES)
+
+
+def class_names(text: str) -> list[str]:
+    """``--by``: the comma-separated covariates, each one of COVARIATES."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in COVARIATES]
+    if not names or unknown:
+        raise AnalysisError(f"--by {text}: {', '.join(unknown) or 'no covariate'} is not a "
+                            f"covariate; choose from {', '.join(COVARIATES)}")
+    return names
+
+
+def matched(trials: pd.DataFrame, field: str) -> pd.DataFrame:
+    """The estimable runs (status reached or not_reached) whose row (ROW_FIELDS but ``field``),
+    seed and data seed ended estimable under every value of ``field`` among them: each value
+    counts the same runs but for ``field``."""
+    if field not in ROW_FIELDS or field not in trials:
+        raise AnalysisError(f"--compare {field}: choose a setting that names rows "
+                            f"({', '.join(f for f in ROW_FIELDS if f in trials)})")
+    runs = trials[trials.status.isin(ESTIMABLE)]
+    values = runs[field].unique()
+    if len(values) < 2:
+        raise AnalysisError(f"--compare {field}: the runs that ended have one value of it "
+                            f"({values[0] if len(values) else 'none'}); nothing to compare")
+    keys = [f for f in (*ROW_FIELDS, "seed", "data_seed") if f != field and f in runs]
+    every = runs.groupby(keys)[field].transform("nunique") == len(values)
+    if not every.any():
+        raise AnalysisError(f"--compare {field}: no run ended under every value of it")
+    return runs[every].reset_index(drop=True)
+
+
+def count(frame: pd.DataFrame, by: Sequence[str], field: str | None) -> pd.DataFrame:
+    """One line per class (and value of ``field``): runs and the number of each outcome in
+    COUNTED; with two values of ``field``, Fisher's p and Holm's adjustment on each class's
+    first line."""
+    keys = [*by, *([field] if field else [])]
+    data = frame.assign(**{k: frame[k].astype(object).where(frame[k].notna(), "-")
+                           for k in keys})
+    table = (pd.crosstab([data[k] for k in keys], data.outcome)
+             .reindex(columns=list(COUNTED), fill_value=0))
+    table.insert(0, "runs", table.sum(axis=1))
+    table = table.reset_index()
+    table.columns.name = None
+    if field and data[field].nunique() == 2:
+        fisher = [_fisher(group) for _, group in table.groupby(by, sort=False)]
+        adjusted = iter(holm(fisher))
+        firsts = ~table.duplicated(by)
+        table["fisher_p"] = [fisher.pop(0) if first else math.nan for first in firsts]
+        table["holm"] = [next(adjusted) if first else math.nan for first in firsts]
+    return table
+
+
+def _fisher(group: pd.DataFrame) -> float:
+    """Fisher's exact p of grokked against not grokked between a class's two lines (NaN where a
+    line is missing)."""
+    from scipy.stats import fisher_exact
+
+    if len(group) != 2:
+        return math.nan
+    grokked = group.grokked.to_numpy()
+    return float(fisher_exact([[grokked[0], group.runs.iloc[0] - grokked[0]],
+                               [grokked[1], group.runs.iloc[1] - grokked[1]]]).pvalue)
+
+
+def render(table: pd.DataFrame, by: Sequence[str], field: str | None, n_rows: int) -> str:
+    heading = f"Outcomes of {int(table.runs.sum())} runs by {', '.join(by)}"
+    if field:
+        heading += (f"; {field} compared on the same runs of {n_rows} rows under each of its values "
+                    f"({', '.join(str(v) for v in sorted(table[field].unique()))})")
+    cells = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
+    lines = [heading, "", format_table(list(table.columns), cells, align="l" * len(by) + "r",
+                                       strip=True), "",
+             "Runs: status reached or not_reached (diverged, failed and unfinished left out). "
+             "grokked: the grok signal held the threshold after a delay and not by lookup."]
+    if "fisher_p" in table:
+        lines.append("fisher_p: Fisher's exact test (two-sided) of grokked against not grokked "
+                     "between the two values; holm: Holm over the classes. Runs taken as "
+                     "independent (they are not quite: see python -m analysis.outcomes --help).")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else (f"{value:.3g}" if not value.is_integer() or
+                                             value < 1 else f"{value:g}")
+    return str(value)
+
+
+def build_parser():
+    parser = OneLineErrorParser(
+        prog="python -m analysis.outcomes",
+        description="Outcome counts (grokked, no_delay, lookup, not_generalized) of expmod runs by "
+                    "covariate class, and with --compare FIELD Fisher's exact test of grokked "
+                    "against not between FIELD's two values, per class (Holm over the classes). "
+                    "Covariates: " + ", ".join(COVARIATES) + ".")
+    add_source_arguments(parser)
+    parser.add_argument("--by", default="bijective_a,bijective_b", metavar="COVARIATES",
+                        help="the classes: comma-separated covariates (default: "
+                             "bijective_a,bijective_b)")
+    parser.add_argument("--compare", default=None, metavar="FIELD",
+                        help="a setting that names rows (e.g. split): counts per value, on the "
+                             "rows run under every value")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        by = class_names(args.by)
+        trials, _ = load_trials(args)
+        frame = hazard_frame(matched(trials, args.compare) if args.compare else trials)
+        n_rows = len(frame.groupby([f for f in ROW_FIELDS if f != args.compare and f in frame]))
+        text = render(count(frame, by, args.compare), by, args.compare, n_rows)
+    except AnalysisError as err:
+        return fail(str(err))
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

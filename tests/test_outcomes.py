@@ -1,0 +1,105 @@
+"""Outcome counts by covariate class (``analysis.outcomes``), checked against counts made here
+from the committed trials CSVs by other means (bijectivity from gcd, Fisher's p from the
+hypergeometric distribution written out), and its matching of runs across compared values."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import outcomes
+from analysis.hazard import hazard_frame
+from analysis.trials import read_trials
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+PHASE = RESULTS / "phase" / "trials.csv"
+TABLE1 = RESULTS / "table1" / "trials.csv"
+
+
+def _fisher_by_hand(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided Fisher's exact p: the probability, with the margins fixed, of every split of
+    the k1 + k2 successes at most as likely as the one seen."""
+    k, n = k1 + k2, n1 + n2
+
+    def prob(x):
+        return math.comb(n1, x) * math.comb(n2, k - x) / math.comb(n, k)
+
+    seen = prob(k1)
+    return min(1.0, sum(prob(x) for x in range(max(0, k - n2), min(k, n1) + 1)
+                        if prob(x) <= seen * (1 + 1e-7)))
+
+
+def test_split_counts_are_those_of_the_same_runs_under_both_splits(capsys):
+    trials = pd.read_csv(PHASE)
+    assert outcomes.main(["--trials", str(PHASE), "--only", "dtype=float32",
+                          "--only", "frac_train=0.5", "--by", "bijective_a,bijective_b",
+                          "--compare", "split"]) == 0
+    out = capsys.readouterr().out
+    runs = trials[(trials.dtype == "float32") & (trials.frac_train == 0.5)
+                  & trials.status.isin(["reached", "not_reached"])]
+    key = ["a", "b", "p", "seed", "data_seed"]
+    both = runs.groupby(key).split.transform("nunique") == 2
+    runs = runs[both]
+    assert len(runs) and (runs.split == "classes").sum() == (runs.split == "pairs").sum()
+    bij_a = runs.apply(lambda r: int(math.gcd(int(r.a), int(r.p) - 1) == 1), axis=1)
+    bij_b = runs.apply(lambda r: int(math.gcd(int(r.b), int(r.p) - 1) == 1), axis=1)
+    lines = {tuple(line.split()[:3]): line.split() for line in out.splitlines()[3:]
+             if line[:1] in "01"}
+    for (ba, bb), group in runs.groupby([bij_a, bij_b]):
+        for split, of_split in group.groupby("split"):
+            cells = lines[(str(ba), str(bb), split)]
+            counts = [int(c) for c in cells[3:8]]
+            expected = [len(of_split)] + [int((of_split.outcome == o).sum())
+                                          for o in outcomes.COUNTED]
+            assert counts == expected, (ba, bb, split)
+        k = {s: int((g.outcome == "grokked").sum()) for s, g in group.groupby("split")}
+        n = {s: len(g) for s, g in group.groupby("split")}
+        p = float(lines[(str(ba), str(bb), "classes")][8])
+        assert p == pytest.approx(_fisher_by_hand(k["classes"], n["classes"], k["pairs"],
+                                                  n["pairs"]), rel=2e-3), (ba, bb)
+    assert f"on the same runs of {runs.groupby(['a', 'b', 'p']).ngroups} rows" in out
+
+
+def test_a_run_that_did_not_end_under_one_value_drops_its_twin():
+    trials = read_trials(TABLE1)
+    # Table 1 ran 5 of its rows under both splits, 3 runs each, all of them ended
+    classes = trials[trials.split == "classes"]
+    kept = outcomes.matched(trials, "split")
+    assert len(classes) == 15 and len(kept) == 2 * len(classes)
+    pairs = kept[kept.split == "pairs"]
+    first = pairs.index[0]
+    twin = trials[(trials.split == "classes") & (trials.a == pairs.a[first])
+                  & (trials.b == pairs.b[first]) & (trials.p == pairs.p[first])
+                  & (trials.seed == pairs.seed[first])
+                  & (trials.data_seed == pairs.data_seed[first])]
+    assert len(twin) == 1
+    trials.loc[twin.index, "status"] = "unfinished"
+    kept = outcomes.matched(trials, "split")
+    assert len(kept) == 2 * len(classes) - 2
+    same = (kept.a == pairs.a[first]) & (kept.b == pairs.b[first]) & (kept.p == pairs.p[first]) \
+        & (kept.seed == pairs.seed[first]) & (kept.data_seed == pairs.data_seed[first])
+    assert not same.any()
+
+
+def test_classes_of_a_covariate_that_is_missing_somewhere():
+    """relative_order is defined for bijective exponents only: elsewhere its class is '-',
+    and the counts of all classes add up to the runs."""
+    frame = hazard_frame(read_trials(TABLE1))
+    table = outcomes.count(frame, ["bijective_a", "bijective_b", "relative_order"], None)
+    assert table.runs.sum() == len(frame)
+    assert set(table.relative_order) == {1, "-"}
+    both = (table.bijective_a == 1) & (table.bijective_b == 1)
+    assert (table.relative_order[both] == 1).all() and (table.relative_order[~both] == "-").all()
+    assert (table[list(outcomes.COUNTED)].sum(axis=1) == table.runs).all()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--by", "colour"], "--by colour: colour is not a covariate"),
+    (["--compare", "colour"], "--compare colour: choose a setting that names rows"),
+    (["--only", "split=pairs", "--compare", "split"], "one value of it (pairs)"),
+])
+def test_bad_input_is_one_line(argv, message, capsys):
+    assert outcomes.main(["--trials", str(TABLE1), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
