@@ -100,3 +100,29 @@ def test_a_runs_figures_fit_their_fixed_margins(p, tmp_path, monkeypatch):
                               trainer.dataset, tmp_path, task=TASKS["expmod"])
     assert sorted(saved) == sorted(CASES["expmod measured"][1])
     assert not outside
+
+
+@pytest.mark.parametrize("list_len", [4, 10])
+def test_sortings_attention_figure_fits_its_fixed_margins(list_len, tmp_path, monkeypatch):
+    """Its token labels (2 list_len + 2 of them, rotated) and its two titles lie inside the
+    image, for a short and a long list."""
+    import matplotlib.pyplot as plt
+
+    import grokcore.figures as figures
+
+    boxes = []
+    save = figures.save_figure
+
+    def checked(fig, path, dpi=110, tight=True):
+        fig.canvas.draw()
+        boxes.append((fig.get_tightbbox(fig.canvas.get_renderer()), fig.get_size_inches(), tight))
+        return save(fig, path, dpi=dpi, tight=tight)
+
+    monkeypatch.setattr(figures, "save_figure", checked)
+    trainer = Trainer(config_for("sorting", list_len=list_len, n_max=16, n_examples=200, **BRIEF))
+    trainer.run()
+    attention_figure(trainer.model, trainer.dataset, tmp_path / "attention.png")
+    (box, (width, height), tight), = boxes
+    assert not tight and not plt.get_fignums()
+    assert box.x0 >= -0.01 and box.y0 >= -0.01, box.bounds
+    assert box.x1 <= width + 0.01 and box.y1 <= height + 0.01, (box.bounds, width, height)

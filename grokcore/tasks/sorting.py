@@ -121,10 +121,9 @@ def copying_scores(model, n_values: int, layer: int = 0) -> list[float]:
 def attention_figure(model, dataset: Dataset, path: str | Path, example: int | None = None,
                      layer: int = 0) -> Path:
     """Save a heat map of each head's attention pattern on one test list (rows: query tokens)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from grokcore.figures import save_figure, set_margins  # Agg; matplotlib only when drawing
 
     idx = int(dataset.test_idx[0] if example is None else example)
     tokens = dataset.inputs[idx:idx + 1].to(next(model.parameters()).device)
@@ -144,9 +143,6 @@ def attention_figure(model, dataset: Dataset, path: str | Path, example: int | N
         ax.set_ylabel("query token")
         ax.set_title(f"layer {layer} head {h}")
     fig.suptitle("sorting: attention pattern on one test list")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    # fixed margins (room for the rotated token labels and the two titles): one draw saves it
+    set_margins(fig, left=0.75, right=0.15, bottom=0.8, top=0.75, wspace=0.25)
+    return save_figure(fig, path, dpi=130, tight=False)
