@@ -58,6 +58,20 @@ def test_the_run_options_page_has_every_field_with_its_help(site):
     assert "--frac, --frac-train" in text  # the one alias
 
 
+def test_every_command_of_the_project_is_on_the_commands_page(generate):
+    """A module of grokcore, sweeps or analysis that runs as a command (a ``__main__`` guard,
+    or a package's ``__main__.py``) has its --help on the page."""
+    shown = {" ".join(argv) for _, argv in generate.COMMANDS}
+    for package in ("grokcore", "sweeps", "analysis"):
+        for path in sorted((ROOT / package).glob("*.py")):
+            if path.name == "__main__.py" or '__name__ == "__main__"' not in path.read_text():
+                continue
+            as_module = f"-m {package}.{path.stem}"
+            assert as_module in shown or f"{package}/{path.name}" in shown, path.name
+        if (ROOT / package / "__main__.py").exists():
+            assert any(a.startswith(f"-m {package}") for a in shown), package
+
+
 def test_the_commands_page_is_each_commands_help(site, generate):
     text = page_text(site, "reference/commands")
     assert text.count("usage:") == len(generate.COMMANDS)  # one --help each

@@ -53,6 +53,7 @@ COMMANDS = (
     ("python -m sweeps.import_runs", ["-m", "sweeps.import_runs"]),
     ("python -m analysis.grok_table", ["-m", "analysis.grok_table"]),
     ("python -m analysis.hazard", ["-m", "analysis.hazard"]),
+    ("python -m analysis.outcomes", ["-m", "analysis.outcomes"]),
     ("python -m analysis.power", ["-m", "analysis.power"]),
     ("python -m analysis.inspect", ["-m", "analysis.inspect"]),
     ("python -m analysis.residues", ["-m", "analysis.residues"]),
