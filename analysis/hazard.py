@@ -22,10 +22,12 @@ that end); its hazard ratios describe the share of runs that grok by a time.
 test of label uniformity), ``bijective_a`` / ``bijective_b`` (x -> x^a, y -> y^b bijections of
 Z_p, 0/1), ``leakage`` (share of test pairs whose class (x^a, y^b) has a training pair),
 ``unseen_share`` (share of test pairs of unseen classes: 1 - leakage, so use one of the two),
-``relative_order`` (where both x -> x^a and y -> y^b are bijections: the order of the
-permutation z -> z^(b/a) that turns the first operand's renaming into the second's, which is the
-multiplicative order of b * a^-1 modulo p - 1; 1 when a = b, missing otherwise, so give it with
-``--only bijective_a=1 --only bijective_b=1``), ``same_exponent`` (a = b, 0/1),
+``relative_exponent`` (where both x -> x^a and y -> y^b are bijections: c = b * a^-1 modulo
+p - 1, so that the row is the row (1, c) with every token z renamed z^a; 1 when a = b, missing
+otherwise, so give it with ``--only bijective_a=1 --only bijective_b=1``; categorical in a
+formula: ``C(relative_exponent)``), ``relative_order`` (the order of the permutation z -> z^c
+that turns the first operand's renaming into the second's: the multiplicative order of c modulo
+p - 1; 1 when a = b, missing where c is), ``same_exponent`` (a = b, 0/1),
 ``p``, ``frac_train``, ``dtype``, ``split`` (categorical: a level against the first), ``a``,
 ``b``. ``--formula`` picks them (a formulaic formula, as lifelines' ``CoxPHFitter`` takes it:
 ``a + b``, ``C(a)``, ``a:b``, ...); the default DEFAULT_FORMULA is the dataset statistics that
@@ -63,7 +65,7 @@ from grokcore.signals import OUTCOMES
 
 GROKKED, LOOKUP = OUTCOMES[0], OUTCOMES[2]  # the outcomes "grokked" and "lookup"
 COVARIATES = ("label_entropy", "label_chi2_pvalue", "bijective_a", "bijective_b", "leakage",
-              "unseen_share", "relative_order", "same_exponent", "p", "frac_train", "dtype",
+              "unseen_share", "relative_exponent", "relative_order", "same_exponent", "p", "frac_train", "dtype",
               "split", "a", "b")
 DEFAULT_FORMULA = "leakage + bijective_a + bijective_b"
 LOOKUP_CHOICES = ("censored", "competing")
@@ -95,8 +97,9 @@ def hazard_frame(trials: pd.DataFrame, lookup: str = "censored") -> pd.DataFrame
     for name in COVARIATES:
         if name == "unseen_share" and "leakage" in runs:
             frame[name] = 1.0 - pd.to_numeric(runs.leakage, errors="coerce").to_numpy()
-        elif name == "relative_order" and {"a", "b", "p"} <= set(runs):
-            frame[name] = [relative_order(*(int(param_value(v)) for v in abp))
+        elif name in ("relative_exponent", "relative_order") and {"a", "b", "p"} <= set(runs):
+            of_row = relative_exponent if name == "relative_exponent" else relative_order
+            frame[name] = [of_row(*(int(param_value(v)) for v in abp))
                            for abp in zip(runs.a, runs.b, runs.p)]
         elif name == "same_exponent" and {"a", "b"} <= set(runs):
             frame[name] = [int(param_value(a) == param_value(b)) for a, b in zip(runs.a, runs.b)]
@@ -107,17 +110,30 @@ def hazard_frame(trials: pd.DataFrame, lookup: str = "censored") -> pd.DataFrame
     return frame
 
 
-def relative_order(a: int, b: int, p: int) -> float:
-    """The multiplicative order of b * a^-1 modulo p - 1 where a and b are both coprime to
-    p - 1 (x -> x^a and y -> y^b then permute Z_p), else NaN. With g a generator, x^a = g^(a i):
-    the second operand is renamed by the first's renaming followed by z -> z^(b/a), a
-    permutation of that order (1 when a = b: one renaming of both operands)."""
-    from sympy.ntheory import n_order
-
+def relative_exponent(a: int, b: int, p: int) -> float:
+    """c = b * a^-1 modulo p - 1 where a and b are both coprime to p - 1 (x -> x^a and y -> y^b
+    then permute Z_p), else NaN. Then y^b = (y^a)^c, so (x^a + y^b) mod p is (x' + y'^c) mod p
+    in the renamed tokens x' = x^a, y' = y^a: the row (a, b) is the row (1, c) with one renaming
+    of every token. The model's token embeddings start independent and alike, and a random half
+    of the pairs stays a random half when renamed, so the two rows are one learning problem: their
+    grok times have one distribution (their runs differ only by chance)."""
     m = p - 1
     if math.gcd(a, m) != 1 or math.gcd(b, m) != 1:
         return math.nan
-    return float(n_order(b * pow(a, -1, m) % m, m)) if m > 1 else 1.0
+    return float(b * pow(a, -1, m) % m) if m > 1 else 0.0
+
+
+def relative_order(a: int, b: int, p: int) -> float:
+    """The multiplicative order of c = ``relative_exponent(a, b, p)`` modulo p - 1 (NaN where c
+    is): with g a generator, x^a = g^(a i), and the second operand is renamed by the first's
+    renaming followed by z -> z^c, a permutation of that order (1 when a = b: one renaming of
+    both operands)."""
+    from sympy.ntheory import n_order
+
+    c = relative_exponent(a, b, p)
+    if math.isnan(c):
+        return math.nan
+    return float(n_order(int(c), p - 1)) if p > 2 else 1.0
 
 
 def check_formula(formula: str, frame: pd.DataFrame) -> list[str]:
@@ -134,9 +150,10 @@ def check_formula(formula: str, frame: pd.DataFrame) -> list[str]:
         raise AnalysisError(f"--formula: unknown covariate {', '.join(unknown)}; known: "
                             f"{', '.join(COVARIATES)}")
     absent = [n for n in names if n not in frame or frame[n].isna().any()]
-    if "relative_order" in absent and "relative_order" in frame:
-        raise AnalysisError("--formula: relative_order is defined where both exponents are "
-                            "bijective only; add --only bijective_a=1 --only bijective_b=1")
+    for name in ("relative_exponent", "relative_order"):
+        if name in absent and name in frame:
+            raise AnalysisError(f"--formula: {name} is defined where both exponents are "
+                                "bijective only; add --only bijective_a=1 --only bijective_b=1")
     if absent:
         raise AnalysisError(f"--formula: the trials lack {', '.join(absent)} for some runs "
                             "(trials from before it was recorded); leave it out of --formula")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import integrate, stats
 
 from analysis import grok_table, hazard, power
@@ -366,3 +367,29 @@ def test_relative_order_in_a_model_needs_the_bijective_runs_only(tmp_path, capsy
     both = frame.bijective_a.astype(bool) & frame.bijective_b.astype(bool)
     assert both.any() and (frame.relative_order[both] == 1).all()  # Table 1's are all a = b
     assert frame.relative_order[~both].isna().all()
+
+
+def test_a_bijective_row_is_the_row_one_c_with_its_tokens_renamed():
+    """relative_exponent(a, b, p) = c: the dataset of (a, b) is that of (1, c) with every
+    operand token z renamed z^a (labels compared example by example); and relative_order is
+    the order of c. Also for the classes split: the renaming carries the training set of one
+    onto that of the other."""
+    from sympy.ntheory import n_order
+
+    from grokcore.tasks import build_dataset, config_for
+
+    for p in (13, 31):
+        for a in (e for e in range(1, 10) if math.gcd(e, p - 1) == 1):
+            for b in (e for e in range(1, 10) if math.gcd(e, p - 1) == 1):
+                c = int(hazard.relative_exponent(a, b, p))
+                assert hazard.relative_order(a, b, p) == n_order(c, p - 1)
+                rename = torch.tensor([pow(z, a, p) for z in range(p)] + [p])  # '=' stays
+                for split in ("pairs", "classes"):
+                    ab = build_dataset(config_for("expmod", a=a, b=b, p=p, split=split))
+                    one_c = build_dataset(config_for("expmod", a=1, b=c, p=p, split=split))
+                    renamed = rename[ab.inputs]  # (a, b)'s examples in (1, c)'s tokens
+                    row = renamed[:, 0] * p + renamed[:, 1]  # their index among (1, c)'s
+                    assert torch.equal(one_c.labels[row], ab.labels), (a, b, p)
+                    if split == "classes":
+                        assert torch.equal(row[ab.train_idx].sort().values, one_c.train_idx)
+    assert math.isnan(hazard.relative_exponent(2, 1, 31))

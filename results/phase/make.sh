@@ -21,8 +21,10 @@
 #                                  at 41 alone (the one prime with orders 1, 2 and 4)
 #   outcomes_pairs.txt, outcomes_split.txt, outcomes_dtype.txt, outcomes_frac.txt
 #                                  how the runs ended (grokked, no delay, lookup, not
-#                                  generalized) by covariate class; the last three on the same
-#                                  runs under each value, Fisher's test of grokked per class
+#                                  generalized) by covariate class (the pairs split also row by
+#                                  row, the bijective rows by relative exponent); the last three
+#                                  on the same runs under each value, Fisher's test of grokked
+#                                  per class
 # NO_MLFLOW=1 skips the first step; OUT=DIR writes elsewhere (tests/test_results.py rebuilds
 # into a temporary folder and compares with the committed files).
 set -euo pipefail
@@ -73,8 +75,14 @@ BIJ=(--only split=pairs --only bijective_a=1 --only bijective_b=1)
 # How the runs ended, counted by covariate class (analysis.outcomes), lookup apart from
 # grokking: the pairs split by bijectivity and relative order; then the same runs under both
 # splits, both dtypes, and each data fraction (pooled over the primes, then per prime).
-"$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --only split=pairs \
-    --by bijective_a,bijective_b,relative_order > "$OUT/outcomes_pairs.txt"
+# The rows with both exponents bijective by relative exponent c (analysis.hazard): rows of
+# one c are one learning problem, so their counts differ by chance alone.
+{ "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --only split=pairs \
+      --by bijective_a,bijective_b,relative_order
+  echo
+  "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" "${BIJ[@]}" \
+      --by p,relative_order,relative_exponent,a,b
+} > "$OUT/outcomes_pairs.txt"
 { "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --compare split \
       --by bijective_a,bijective_b,same_exponent
   echo
