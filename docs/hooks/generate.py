@@ -55,6 +55,7 @@ COMMANDS = (
     ("python -m analysis.hazard", ["-m", "analysis.hazard"]),
     ("python -m analysis.outcomes", ["-m", "analysis.outcomes"]),
     ("python -m analysis.power", ["-m", "analysis.power"]),
+    ("python -m analysis.grid_progress", ["-m", "analysis.grid_progress"]),
     ("python -m analysis.inspect", ["-m", "analysis.inspect"]),
     ("python -m analysis.residues", ["-m", "analysis.residues"]),
 )

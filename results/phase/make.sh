@@ -25,6 +25,7 @@
 #                                  row, the bijective rows by relative exponent); the last three
 #                                  on the same runs under each value, Fisher's test of grokked
 #                                  per class
+#   progress.txt                   per part (grid-<part>.json), how many of its runs ended
 # NO_MLFLOW=1 skips the first step; OUT=DIR writes elsewhere (tests/test_results.py rebuilds
 # into a temporary folder and compares with the committed files).
 set -euo pipefail
@@ -93,3 +94,7 @@ BIJ=(--only split=pairs --only bijective_a=1 --only bijective_b=1)
     --compare dtype --by p,bijective_a,bijective_b > "$OUT/outcomes_dtype.txt" 2>&1 || true
 "$PY" -m analysis.outcomes --trials "$T" --only split=pairs --only dtype=float32 \
     --compare frac_train --by p,bijective_a,bijective_b > "$OUT/outcomes_frac.txt" 2>&1 || true
+# How far each part got (results/phase/parts.sh: the parts in the order the rest sweeps run them).
+source results/phase/parts.sh
+"$PY" -m analysis.grid_progress --trials "$T" \
+    $(for part in $PHASE_PARTS; do echo "results/phase/grid-$part.json"; done) > "$OUT/progress.txt"

@@ -2,8 +2,9 @@
 # The committed results of results/table1_15/run.sh (run from the project root): trials.csv from
 # its MLflow store, then everything else from trials.csv alone (no MLflow), which anyone can
 # check: table1_15.csv / table1_15.md (analysis.grok_table), the Kaplan-Meier figure, the heat
-# map. NO_MLFLOW=1 skips the first step (rebuild from the committed trials.csv); OUT=DIR writes
-# elsewhere (tests/test_results.py rebuilds into a temporary folder and compares).
+# map, progress.txt (how many runs of grid.json ended). NO_MLFLOW=1 skips the first step
+# (rebuild from the committed trials.csv); OUT=DIR writes elsewhere (tests/test_results.py
+# rebuilds into a temporary folder and compares).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${GROK_RUNS:-$HOME/grok-runs/table1_15}
@@ -17,3 +18,5 @@ fi
     > /dev/null
 "$PY" -m analysis.grok_table --trials "$OUT/trials.csv" --format md --out "$OUT/table1_15.md" \
     --plot-km "$OUT/grok_km.png" --plot-heatmap "$OUT/grok_heatmap.png" > /dev/null
+"$PY" -m analysis.grid_progress --trials "$OUT/trials.csv" results/table1_15/grid.json \
+    > "$OUT/progress.txt"
