@@ -22,7 +22,8 @@ that end); its hazard ratios describe the share of runs that grok by a time.
 test of label uniformity), ``bijective_a`` / ``bijective_b`` (x -> x^a, y -> y^b bijections of
 Z_p, 0/1), ``leakage`` (share of test pairs whose class (x^a, y^b) has a training pair),
 ``unseen_share`` (share of test pairs of unseen classes: 1 - leakage, so use one of the two),
-``relative_exponent`` (where both x -> x^a and y -> y^b are bijections: c = b * a^-1 modulo
+``orbit`` (the row (a', b') that the row is a renaming of, written ``a',b'``: rows of one
+orbit are one learning problem; see ``orbit``), ``relative_exponent`` (where both x -> x^a and y -> y^b are bijections: c = b * a^-1 modulo
 p - 1, so that the row is the row (1, c) with every token z renamed z^a; 1 when a = b, missing
 otherwise, so give it with ``--only bijective_a=1 --only bijective_b=1``; categorical in a
 formula: ``C(relative_exponent)``), ``relative_order`` (the order of the permutation z -> z^c
@@ -65,8 +66,8 @@ from grokcore.signals import OUTCOMES
 
 GROKKED, LOOKUP = OUTCOMES[0], OUTCOMES[2]  # the outcomes "grokked" and "lookup"
 COVARIATES = ("label_entropy", "label_chi2_pvalue", "bijective_a", "bijective_b", "leakage",
-              "unseen_share", "relative_exponent", "relative_order", "same_exponent", "p", "frac_train", "dtype",
-              "split", "a", "b")
+              "unseen_share", "orbit", "relative_exponent", "relative_order", "same_exponent",
+              "p", "frac_train", "dtype", "split", "a", "b")
 DEFAULT_FORMULA = "leakage + bijective_a + bijective_b"
 LOOKUP_CHOICES = ("censored", "competing")
 FOREST_LIMIT = 1e4  # the forest plot's axis: 1e-4 .. 1e4
@@ -97,6 +98,9 @@ def hazard_frame(trials: pd.DataFrame, lookup: str = "censored") -> pd.DataFrame
     for name in COVARIATES:
         if name == "unseen_share" and "leakage" in runs:
             frame[name] = 1.0 - pd.to_numeric(runs.leakage, errors="coerce").to_numpy()
+        elif name == "orbit" and {"a", "b", "p"} <= set(runs):
+            frame[name] = ["{},{}".format(*orbit(*(int(param_value(v)) for v in abp)))
+                           for abp in zip(runs.a, runs.b, runs.p)]
         elif name in ("relative_exponent", "relative_order") and {"a", "b", "p"} <= set(runs):
             of_row = relative_exponent if name == "relative_exponent" else relative_order
             frame[name] = [of_row(*(int(param_value(v)) for v in abp))
@@ -108,6 +112,19 @@ def hazard_frame(trials: pd.DataFrame, lookup: str = "censored") -> pd.DataFrame
             numeric = pd.to_numeric(values, errors="coerce")
             frame[name] = numeric.to_numpy() if numeric.notna().all() else values.astype(str)
     return frame
+
+
+def orbit(a: int, b: int, p: int) -> tuple[int, int]:
+    """The smallest (a u, b u) modulo p - 1 over the units u of Z_(p-1) (gcd(u, p - 1) = 1):
+    the row that (a, b) is a renaming of. Renaming every operand token z -> z^u (a permutation
+    of Z_p that keeps 0) turns x^a + y^b into x^(a u) + y^(b u) (Fermat: exponents of nonzero
+    residues count modulo p - 1). The token embeddings start independent and alike, and a random
+    half of the pairs (or of the classes) stays a random half when renamed, so all rows of one
+    orbit are one learning problem: their runs differ by chance alone. Where a is bijective the
+    orbit is (1, ``relative_exponent``); every bijective a = b row is (1, 1)."""
+    m = p - 1
+    units = (u for u in range(1, m + 1) if math.gcd(u, m) == 1)
+    return min(((a * u - 1) % m + 1, (b * u - 1) % m + 1) for u in units)
 
 
 def relative_exponent(a: int, b: int, p: int) -> float:

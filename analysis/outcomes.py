@@ -19,6 +19,14 @@ only the runs whose row (the other settings that name a table row: a, b, p, spli
 frac_train), seed and data seed ended under every value of FIELD are counted, so that the values
 are compared on the same runs but for FIELD.
 
+**Rows alike** (``--alike FIELDS``, e.g. ``--by p,orbit,a,b --alike a,b``): do the rows named
+by FIELDS end alike within each class of the other ``--by`` covariates? Rows of one orbit
+(``analysis.hazard.orbit``) are one task renamed, so they should, up to chance; the test sums the
+chi-square statistics of each class's rows x outcomes table and counts how often 9,999 seeded
+shuffles of the outcomes among each class's runs give a sum as large (both margins of every
+table stay fixed). It takes the runs of a class as exchangeable; with 3 runs a row it sees only
+large differences.
+
 **The test.** Per class, with exactly two values of FIELD: Fisher's exact test (two-sided,
 ``scipy.stats.fisher_exact``) of grokked against not grokked; Holm over the classes. It takes
 runs as independent; runs of one data seed share a training set across rows, and replicates of
@@ -46,12 +54,12 @@ ROW_FIELDS = ("a", "b", "p", "split", "dtype", "frac_train")  # what names an ex
 assert set(COUNTED) <= set(OUTCOMES)
 
 
-def class_names(text: str) -> list[str]:
-    """``--by``: the comma-separated covariates, each one of COVARIATES."""
+def class_names(text: str, option: str = "--by") -> list[str]:
+    """``--by`` (or ``--alike``): the comma-separated covariates, each one of COVARIATES."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in COVARIATES]
     if not names or unknown:
-        raise AnalysisError(f"--by {text}: {', '.join(unknown) or 'no covariate'} is not a "
+        raise AnalysisError(f"{option} {text}: {', '.join(unknown) or 'no covariate'} is not a "
                             f"covariate; choose from {', '.join(COVARIATES)}")
     return names
 
@@ -96,6 +104,53 @@ def count(frame: pd.DataFrame, by: Sequence[str], field: str | None) -> pd.DataF
     return table
 
 
+def alike(frame: pd.DataFrame, by: Sequence[str], rows: Sequence[str],
+          permutations: int = 9_999, seed: int = 0) -> dict:
+    """``--alike``: do the rows (values of ``rows``) within each class of ``by`` (the classes of
+    ``by`` less ``rows``, so that ``--by p,orbit,a,b --alike a,b`` lists each row and tests the
+    rows of each orbit) end alike? The
+    statistic is the sum over the classes holding two or more rows of the chi-square statistic of
+    their rows x outcome (COUNTED) table; its p-value counts how often shuffling the outcomes
+    among each class's runs (``permutations`` seeded shuffles; both margins stay fixed) gives a
+    sum at least as large. Returns the classes, rows and runs tested, the statistic and p."""
+    import numpy as np
+
+    by = [k for k in by if k not in rows]
+    rng = np.random.default_rng(seed)
+    outcome_code = {o: k for k, o in enumerate(COUNTED)}
+    observed, shuffled = 0.0, np.zeros(permutations)
+    n_classes = n_rows = n_runs = 0
+    groups = frame.groupby(by, dropna=False) if by else [((), frame)]
+    for _, group in groups:
+        row = group.groupby(list(rows), dropna=False).ngroup().to_numpy()
+        if row.max(initial=0) < 1:
+            continue  # one row: nothing to compare within the class
+        out = group.outcome.map(outcome_code).to_numpy()
+        observed += _chi2(row[None, :], out[None, :])[0]
+        shuffled += _chi2(row[None, :], rng.permuted(np.tile(out, (permutations, 1)), axis=1))
+        n_classes, n_rows, n_runs = n_classes + 1, n_rows + row.max() + 1, n_runs + len(row)
+    if not n_classes:
+        raise AnalysisError(f"--alike {','.join(rows)}: no class of --by {','.join(by) or '-'} "
+                            "holds two or more rows; nothing to compare")
+    p = (1 + int((shuffled >= observed - 1e-9).sum())) / (1 + permutations)
+    return {"classes": n_classes, "rows": n_rows, "runs": n_runs, "chi2": observed, "p": p,
+            "permutations": permutations}
+
+
+def _chi2(row, out):
+    """The chi-square statistic of the rows x outcomes table of each line of ``out`` (shape
+    (P, n); ``row`` (1, n) gives each run's row), over the cells whose expected count is > 0."""
+    import numpy as np
+
+    n_rows, n_out, n = int(row.max()) + 1, len(COUNTED), out.shape[1]
+    cells = (np.arange(out.shape[0])[:, None] * n_rows * n_out + row * n_out + out).ravel()
+    table = np.bincount(cells, minlength=out.shape[0] * n_rows * n_out).reshape(
+        out.shape[0], n_rows, n_out)
+    expected = table[0].sum(axis=1)[:, None] * table[0].sum(axis=0)[None, :] / n
+    present = expected > 0
+    return (((table - expected) ** 2)[:, present] / expected[present]).sum(axis=1)
+
+
 def _fisher(group: pd.DataFrame) -> float:
     """Fisher's exact p of grokked against not grokked between a class's two lines (NaN where a
     line is missing)."""
@@ -125,6 +180,14 @@ def render(table: pd.DataFrame, by: Sequence[str], field: str | None, n_rows: in
     return "\n".join(lines) + "\n"
 
 
+def render_alike(result: dict, by: Sequence[str], rows: str) -> str:
+    return (f"\nDo the rows ({rows}) within each class of {', '.join(by)} end alike? "
+            f"{result['classes']} classes with two or more rows, {result['rows']} rows, "
+            f"{result['runs']} runs: summed chi-square of rows x outcomes {result['chi2']:.2f}, "
+            f"permutation p = {result['p']:.3g} ({result['permutations']:,} seeded shuffles of "
+            "the outcomes within each class; a small p: some rows of a class end differently).\n")
+
+
 def _cell(value) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else (f"{value:.3g}" if not value.is_integer() or
@@ -143,6 +206,12 @@ def build_parser():
     parser.add_argument("--by", default="bijective_a,bijective_b", metavar="COVARIATES",
                         help="the classes: comma-separated covariates (default: "
                              "bijective_a,bijective_b)")
+    parser.add_argument("--alike", default=None, metavar="FIELDS",
+                        help="also test whether the rows named by FIELDS (e.g. a,b) end alike "
+                             "within each class of --by less FIELDS (--by p,orbit,a,b: the rows "
+                             "of each orbit at each prime): a permutation test of "
+                             "the summed chi-square statistic of rows x outcomes (9,999 "
+                             "seeded shuffles of the outcomes within each class)")
     parser.add_argument("--compare", default=None, metavar="FIELD",
                         help="a setting that names rows (e.g. split): counts per value, on the "
                              "rows run under every value")
@@ -157,6 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         frame = hazard_frame(matched(trials, args.compare) if args.compare else trials)
         n_rows = len(frame.groupby([f for f in ROW_FIELDS if f != args.compare and f in frame]))
         text = render(count(frame, by, args.compare), by, args.compare, n_rows)
+        if args.alike:
+            rows = class_names(args.alike, "--alike")
+            text += render_alike(alike(frame, by, rows), [k for k in by if k not in rows],
+                                 args.alike)
     except AnalysisError as err:
         return fail(str(err))
     sys.stdout.write(text)

@@ -393,3 +393,34 @@ def test_a_bijective_row_is_the_row_one_c_with_its_tokens_renamed():
                     if split == "classes":
                         assert torch.equal(row[ab.train_idx].sort().values, one_c.train_idx)
     assert math.isnan(hazard.relative_exponent(2, 1, 31))
+
+
+def test_rows_of_one_orbit_are_one_dataset_with_its_tokens_renamed():
+    """orbit(a, b, p): every two rows (a, b), (a', b') of 1..9 x 1..9 with the same orbit
+    have, for a unit u of Z_(p-1) with (a', b') = (a u, b u), the same labels once the operand
+    tokens of (a', b') are renamed z -> z^u (example by example). At 113 the seed paper's (1, 1), (3, 3), (5, 5), (9, 9) are one orbit."""
+    from grokcore.tasks import build_dataset, config_for
+
+    for p in (13, 31, 113):
+        m = p - 1
+        units = [u for u in range(1, m) if math.gcd(u, m) == 1]
+        by_orbit = {}
+        for a in range(1, 10):
+            for b in range(1, 10):
+                by_orbit.setdefault(hazard.orbit(a, b, p), []).append((a, b))
+        shared = [rows for rows in by_orbit.values() if len(rows) > 1]
+        assert shared
+        for (a, b), *others in shared:
+            first = build_dataset(config_for("expmod", a=a, b=b, p=p))
+            for a2, b2 in others:
+                u = next(u for u in units if (a * u - a2) % m == 0 and (b * u - b2) % m == 0)
+                other = build_dataset(config_for("expmod", a=a2, b=b2, p=p))
+                # (a, b) at (x^u, y^u) is (a u, b u) at (x, y)
+                rename = torch.tensor([pow(z, u, p) for z in range(p)] + [p])
+                renamed = rename[other.inputs]
+                assert torch.equal(first.labels[renamed[:, 0] * p + renamed[:, 1]], other.labels)
+                assert other.stats["label_entropy"] == first.stats["label_entropy"]
+    assert {hazard.orbit(e, e, 113) for e in (1, 3, 5, 9)} == {(1, 1)}
+    assert hazard.orbit(7, 7, 113) == (7, 7)  # 7 divides 112: not a renaming of (1, 1)
+    for a, b in ((1, 7), (7, 1), (7, 7)):
+        assert hazard.orbit(a, b, 31) == (1, int(hazard.relative_exponent(a, b, 31)))

@@ -103,3 +103,40 @@ def test_bad_input_is_one_line(argv, message, capsys):
     assert outcomes.main(["--trials", str(TABLE1), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def _runs(rows_outcomes):
+    """A frame of runs: class 'k', row (a, b), outcome, from {(k, a, b): [outcomes]}."""
+    lines = [{"k": k, "a": a, "b": b, "outcome": o}
+             for (k, a, b), outs in rows_outcomes.items() for o in outs]
+    return pd.DataFrame(lines)
+
+
+def test_alike_chi_square_is_scipys_and_its_p_the_exact_permutation_p():
+    import numpy as np
+    from scipy.stats import chi2_contingency
+
+    rng = np.random.default_rng(1)
+    row, out = rng.integers(0, 3, 40), rng.integers(0, 4, 40)
+    table = np.zeros((3, 4))
+    np.add.at(table, (row, out), 1)
+    table = table[:, table.sum(axis=0) > 0]
+    expected = chi2_contingency(table, correction=False).statistic
+    assert outcomes._chi2(row[None, :], out[None, :])[0] == pytest.approx(expected)
+
+    # two rows of 3 runs, one all grokked, one all not: of the C(6, 3) = 20 ways to deal the
+    # outcomes, the 2 that separate the rows give the largest statistic, so p = 2/20 exactly
+    frame = _runs({(0, 1, 1): ["grokked"] * 3, (0, 2, 2): ["not_generalized"] * 3})
+    result = outcomes.alike(frame, ["k"], ["a", "b"], permutations=20_000)
+    assert (result["classes"], result["rows"], result["runs"]) == (1, 2, 6)
+    assert result["chi2"] == pytest.approx(6.0) and result["p"] == pytest.approx(0.1, abs=0.01)
+
+
+def test_alike_rows_that_end_alike_and_classes_of_one_row():
+    frame = _runs({(0, 1, 1): ["grokked", "lookup"], (0, 2, 2): ["lookup", "grokked"],
+                   (1, 3, 3): ["grokked"] * 4})  # class 1 holds one row: not tested
+    result = outcomes.alike(frame, ["k"], ["a", "b"], permutations=999)
+    assert (result["classes"], result["rows"], result["runs"]) == (1, 2, 4)
+    assert result["chi2"] == 0 and result["p"] == 1
+    with pytest.raises(outcomes.AnalysisError, match="no class of --by k holds two or more"):
+        outcomes.alike(frame[frame.k == 1], ["k"], ["a", "b"])

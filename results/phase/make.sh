@@ -19,10 +19,12 @@
 #                                  the permutation z -> z^(b/a) between the operands' renamings
 #                                  (1 when a = b): the Cox model with the prime as a factor, then
 #                                  at 41 alone (the one prime with orders 1, 2 and 4)
-#   outcomes_pairs.txt, outcomes_split.txt, outcomes_dtype.txt, outcomes_frac.txt
+#   outcomes_pairs.txt, outcomes_orbits.txt, outcomes_split.txt, outcomes_dtype.txt,
+#   outcomes_frac.txt
 #                                  how the runs ended (grokked, no delay, lookup, not
 #                                  generalized) by covariate class (the pairs split also row by
-#                                  row, the bijective rows by relative exponent); the last three
+#                                  row: the bijective rows by relative exponent, all by orbit);
+#                                  the last three
 #                                  on the same runs under each value, Fisher's test of grokked
 #                                  per class
 #   progress.txt                   per part (grid-<part>.json), how many of its runs ended
@@ -84,6 +86,14 @@ BIJ=(--only split=pairs --only bijective_a=1 --only bijective_b=1)
   "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" "${BIJ[@]}" \
       --by p,relative_order,relative_exponent,a,b
 } > "$OUT/outcomes_pairs.txt"
+# Every pairs-split row by orbit (analysis.hazard.orbit): rows of one orbit are renamings of one
+# task, so their counts differ by chance alone (--alike: a permutation test of that).
+"$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --only split=pairs --by p,orbit,a,b \
+    --alike a,b > "$OUT/outcomes_orbits.txt"
+# ... and, to show what the test sees where rows are not renamings, the same test of the rows of
+# each prime and bijectivity class (its last line only)
+"$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --only split=pairs \
+    --by p,bijective_a,bijective_b,a,b --alike a,b | tail -n 1 >> "$OUT/outcomes_orbits.txt"
 { "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --compare split \
       --by bijective_a,bijective_b,same_exponent
   echo

@@ -2,7 +2,8 @@
 # The committed results of results/table1_15/run.sh (run from the project root): trials.csv from
 # its MLflow store, then everything else from trials.csv alone (no MLflow), which anyone can
 # check: table1_15.csv / table1_15.md (analysis.grok_table), the Kaplan-Meier figure, the heat
-# map, progress.txt (how many runs of grid.json ended). NO_MLFLOW=1 skips the first step
+# map, orbit_1_1_113.txt (the four rows that are (1, 1) renamed, row against row), progress.txt
+# (how many runs of grid.json ended). NO_MLFLOW=1 skips the first step
 # (rebuild from the committed trials.csv); OUT=DIR writes elsewhere (tests/test_results.py
 # rebuilds into a temporary folder and compares).
 set -euo pipefail
@@ -18,5 +19,9 @@ fi
     > /dev/null
 "$PY" -m analysis.grok_table --trials "$OUT/trials.csv" --format md --out "$OUT/table1_15.md" \
     --plot-km "$OUT/grok_km.png" --plot-heatmap "$OUT/grok_heatmap.png" > /dev/null
+# (1, 1), (3, 3), (5, 5), (9, 9) at 113 are one task renamed (analysis.hazard.orbit): their grok
+# times, row against row (log-rank, Holm over the six pairs)
+"$PY" -m analysis.grok_table --trials "$OUT/trials.csv" --no-log \
+    --pairwise 1,1,113 3,3,113 5,5,113 9,9,113 > "$OUT/orbit_1_1_113.txt"
 "$PY" -m analysis.grid_progress --trials "$OUT/trials.csv" results/table1_15/grid.json \
     > "$OUT/progress.txt"
