@@ -1,6 +1,7 @@
 """How runs ended, counted by covariate class: grokked, reached the threshold with no delay, by
-lookup, or did not generalize; and between two values of one setting (``--compare split``),
-Fisher's exact test of grokked against not, class by class.
+lookup, or did not generalize; between two values of one setting (``--compare split``),
+Fisher's exact test of grokked against not, class by class; and whether the rows within each
+class end alike (``--alike a,b``, a permutation test).
 
     python -m analysis.outcomes --trials results/phase/trials.csv --only dtype=float32 \\
         --only frac_train=0.5 --by bijective_a,bijective_b,same_exponent --compare split
@@ -19,6 +20,11 @@ only the runs whose row (the other settings that name a table row: a, b, p, spli
 frac_train), seed and data seed ended under every value of FIELD are counted, so that the values
 are compared on the same runs but for FIELD.
 
+**The test of --compare.** Per class, with exactly two values of FIELD: Fisher's exact test
+(two-sided, ``scipy.stats.fisher_exact``) of grokked against not grokked; Holm over the classes.
+It takes runs as independent; runs of one data seed share a training set across rows, and replicates of
+a row share its task, so read a small p as a lead, not a finding.
+
 **Rows alike** (``--alike FIELDS``, e.g. ``--by p,orbit,a,b --alike a,b``): do the rows named
 by FIELDS end alike within each class of the other ``--by`` covariates? Rows of one orbit
 (``analysis.hazard.orbit``) are one task renamed, so they should, up to chance; the test sums the
@@ -26,11 +32,6 @@ chi-square statistics of each class's rows x outcomes table and counts how often
 shuffles of the outcomes among each class's runs give a sum as large (both margins of every
 table stay fixed). It takes the runs of a class as exchangeable; with 3 runs a row it sees only
 large differences.
-
-**The test.** Per class, with exactly two values of FIELD: Fisher's exact test (two-sided,
-``scipy.stats.fisher_exact``) of grokked against not grokked; Holm over the classes. It takes
-runs as independent; runs of one data seed share a training set across rows, and replicates of
-a row share its task, so read a small p as a lead, not a finding.
 """
 
 from __future__ import annotations
