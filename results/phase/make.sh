@@ -76,11 +76,13 @@ BIJ=(--only split=pairs --only bijective_a=1 --only bijective_b=1)
   "$PY" -m analysis.hazard --trials "$T" "${BASE[@]}" "${BIJ[@]}" --only p=41 --formula relative_order
 } > "$OUT/hazard_relative_order.txt" 2>&1 || true
 # How the runs ended, counted by covariate class (analysis.outcomes), lookup apart from
-# grokking: the pairs split by bijectivity and relative order; then the same runs under both
-# splits, both dtypes, and each data fraction (pooled over the primes, then per prime).
-# The rows with both exponents bijective by relative exponent c (analysis.hazard): rows of
-# one c are one learning problem, so their counts differ by chance alone.
-{ "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --only split=pairs \
+# grokking: the pairs split by prime, by bijectivity and relative order, and its rows with both
+# exponents bijective by relative exponent c (analysis.hazard: rows of one c are one learning
+# problem, so their counts differ by chance alone); then every row by orbit; then the same
+# runs under both splits, both dtypes, and each data fraction.
+{ "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --only split=pairs --by p
+  echo
+  "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --only split=pairs \
       --by bijective_a,bijective_b,relative_order
   echo
   "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" "${BIJ[@]}" \
