@@ -23,12 +23,13 @@ test of label uniformity), ``bijective_a`` / ``bijective_b`` (x -> x^a, y -> y^b
 Z_p, 0/1), ``leakage`` (share of test pairs whose class (x^a, y^b) has a training pair),
 ``unseen_share`` (share of test pairs of unseen classes: 1 - leakage, so use one of the two),
 ``orbit`` (the row (a', b') that the row is a renaming of, written ``a',b'``: rows of one
-orbit are one learning problem; see ``orbit``), ``relative_exponent`` (where both x -> x^a and y -> y^b are bijections: c = b * a^-1 modulo
-p - 1, so that the row is the row (1, c) with every token z renamed z^a; 1 when a = b, missing
-otherwise, so give it with ``--only bijective_a=1 --only bijective_b=1``; categorical in a
-formula: ``C(relative_exponent)``), ``relative_order`` (the order of the permutation z -> z^c
-that turns the first operand's renaming into the second's: the multiplicative order of c modulo
-p - 1; 1 when a = b, missing where c is), ``same_exponent`` (a = b, 0/1),
+orbit are one learning problem; see ``orbit``), ``relative_exponent`` (where both x -> x^a and
+y -> y^b are bijections: c = b * a^-1 modulo p - 1, so that the row is the row (1, c) with every
+token z renamed z^a; 1 when a = b, missing otherwise, so give it with ``--only bijective_a=1
+--only bijective_b=1``; categorical in a formula: ``C(relative_exponent)``), ``relative_order``
+(the order of the permutation z -> z^c that turns the first operand's renaming into the
+second's: the multiplicative order of c modulo p - 1; 1 when a = b, missing where c is),
+``same_exponent`` (a = b, 0/1),
 ``p``, ``frac_train``, ``dtype``, ``split`` (categorical: a level against the first), ``a``,
 ``b``. ``--formula`` picks them (a formulaic formula, as lifelines' ``CoxPHFitter`` takes it:
 ``a + b``, ``C(a)``, ``a:b``, ...); the default DEFAULT_FORMULA is the dataset statistics that
@@ -95,18 +96,13 @@ def hazard_frame(trials: pd.DataFrame, lookup: str = "censored") -> pd.DataFrame
         frame.loc[(outcome == LOOKUP).to_numpy(), "duration"] = np.nanmax(epochs_run)
     frame["lookup"] = (outcome == LOOKUP).to_numpy()
     frame["outcome"] = outcome.to_numpy()
+    rows = ([tuple(int(param_value(v)) for v in abp) for abp in zip(runs.a, runs.b, runs.p)]
+            if {"a", "b", "p"} <= set(runs) else None)
     for name in COVARIATES:
         if name == "unseen_share" and "leakage" in runs:
             frame[name] = 1.0 - pd.to_numeric(runs.leakage, errors="coerce").to_numpy()
-        elif name == "orbit" and {"a", "b", "p"} <= set(runs):
-            frame[name] = ["{},{}".format(*orbit(*(int(param_value(v)) for v in abp)))
-                           for abp in zip(runs.a, runs.b, runs.p)]
-        elif name in ("relative_exponent", "relative_order") and {"a", "b", "p"} <= set(runs):
-            of_row = relative_exponent if name == "relative_exponent" else relative_order
-            frame[name] = [of_row(*(int(param_value(v)) for v in abp))
-                           for abp in zip(runs.a, runs.b, runs.p)]
-        elif name == "same_exponent" and {"a", "b"} <= set(runs):
-            frame[name] = [int(param_value(a) == param_value(b)) for a, b in zip(runs.a, runs.b)]
+        elif name in OF_ROW and rows is not None:
+            frame[name] = [OF_ROW[name](*abp) for abp in rows]
         elif name in runs:
             values = runs[name].map(param_value)
             numeric = pd.to_numeric(values, errors="coerce")
@@ -151,6 +147,12 @@ def relative_order(a: int, b: int, p: int) -> float:
     if math.isnan(c):
         return math.nan
     return float(n_order(int(c), p - 1)) if p > 2 else 1.0
+
+
+# The covariates that follow from the row (a, b, p) alone.
+OF_ROW = {"orbit": lambda a, b, p: "{},{}".format(*orbit(a, b, p)),
+          "relative_exponent": relative_exponent, "relative_order": relative_order,
+          "same_exponent": lambda a, b, p: int(a == b)}
 
 
 def check_formula(formula: str, frame: pd.DataFrame) -> list[str]:

@@ -22,8 +22,8 @@ are compared on the same runs but for FIELD.
 
 **The test of --compare.** Per class, with exactly two values of FIELD: Fisher's exact test
 (two-sided, ``scipy.stats.fisher_exact``) of grokked against not grokked; Holm over the classes.
-It takes runs as independent; runs of one data seed share a training set across rows, and replicates of
-a row share its task, so read a small p as a lead, not a finding.
+It takes runs as independent; runs of one data seed share a training set across rows, and
+replicates of a row share its task, so read a small p as a lead, not a finding.
 
 **Rows alike** (``--alike FIELDS``, e.g. ``--by p,orbit,a,b --alike a,b``): do the rows named
 by FIELDS end alike within each class of the other ``--by`` covariates? Rows of one orbit
@@ -47,11 +47,12 @@ from analysis.runs import AnalysisError, fail
 from analysis.source import add_source_arguments, load_trials
 from analysis.stats import ESTIMABLE, holm
 from analysis.text_table import format_table
+from analysis.trials import config_keys
 from grokcore.cli import OneLineErrorParser
 from grokcore.signals import OUTCOMES
 
 COUNTED = ("grokked", "no_delay", "lookup", "not_generalized")  # the estimable runs' outcomes
-ROW_FIELDS = ("a", "b", "p", "split", "dtype", "frac_train")  # what names an expmod table row
+ROW_FIELDS = tuple(k for k in config_keys("expmod") if k != "task")  # what names an expmod row
 assert set(COUNTED) <= set(OUTCOMES)
 
 
@@ -98,10 +99,9 @@ def count(frame: pd.DataFrame, by: Sequence[str], field: str | None) -> pd.DataF
     table.columns.name = None
     if field and data[field].nunique() == 2:
         fisher = [_fisher(group) for _, group in table.groupby(by, sort=False)]
-        adjusted = iter(holm(fisher))
-        firsts = ~table.duplicated(by)
-        table["fisher_p"] = [fisher.pop(0) if first else math.nan for first in firsts]
-        table["holm"] = [next(adjusted) if first else math.nan for first in firsts]
+        firsts = ~table.duplicated(by)  # each class's first line, in the groups' order
+        table.loc[firsts, "fisher_p"] = fisher
+        table.loc[firsts, "holm"] = holm(fisher)
     return table
 
 
@@ -134,8 +134,8 @@ def alike(frame: pd.DataFrame, by: Sequence[str], rows: Sequence[str],
         raise AnalysisError(f"--alike {','.join(rows)}: no class of --by {','.join(by) or '-'} "
                             "holds two or more rows; nothing to compare")
     p = (1 + int((shuffled >= observed - 1e-9).sum())) / (1 + permutations)
-    return {"classes": n_classes, "rows": n_rows, "runs": n_runs, "chi2": observed, "p": p,
-            "permutations": permutations}
+    return {"by": by, "classes": n_classes, "rows": n_rows, "runs": n_runs, "chi2": observed,
+            "p": p, "permutations": permutations}
 
 
 def _chi2(row, out):
@@ -167,8 +167,8 @@ def _fisher(group: pd.DataFrame) -> float:
 def render(table: pd.DataFrame, by: Sequence[str], field: str | None, n_rows: int) -> str:
     heading = f"Outcomes of {int(table.runs.sum())} runs by {', '.join(by)}"
     if field:
-        heading += (f"; {field} compared on the same runs of {n_rows} rows under each of its values "
-                    f"({', '.join(str(v) for v in sorted(table[field].unique()))})")
+        heading += (f"; {field} compared on the same runs of {n_rows} rows under each of its "
+                    f"values ({', '.join(str(v) for v in sorted(table[field].unique()))})")
     cells = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
     lines = [heading, "", format_table(list(table.columns), cells, align="l" * len(by) + "r",
                                        strip=True), "",
@@ -181,8 +181,8 @@ def render(table: pd.DataFrame, by: Sequence[str], field: str | None, n_rows: in
     return "\n".join(lines) + "\n"
 
 
-def render_alike(result: dict, by: Sequence[str], rows: str) -> str:
-    return (f"\nDo the rows ({rows}) within each class of {', '.join(by)} end alike? "
+def render_alike(result: dict, rows: str) -> str:
+    return (f"\nDo the rows ({rows}) within each class of {', '.join(result['by'])} end alike? "
             f"{result['classes']} classes with two or more rows, {result['rows']} rows, "
             f"{result['runs']} runs: summed chi-square of rows x outcomes {result['chi2']:.2f}, "
             f"permutation p = {result['p']:.3g} ({result['permutations']:,} seeded shuffles of "
@@ -228,8 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_rows = len(frame.groupby([f for f in ROW_FIELDS if f != args.compare and f in frame]))
         text = render(count(frame, by, args.compare), by, args.compare, n_rows)
         if args.alike:
-            rows = class_names(args.alike, "--alike")
-            text += render_alike(alike(frame, by, rows), [k for k in by if k not in rows],
+            text += render_alike(alike(frame, by, class_names(args.alike, "--alike")),
                                  args.alike)
     except AnalysisError as err:
         return fail(str(err))
