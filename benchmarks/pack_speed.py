@@ -11,8 +11,13 @@ alternation over ``--rounds`` rounds, so that machine noise hits both alike:
 Speedup = median over rounds of (pack member-epochs/s) / (single-run epochs/s). The lines
 ``pack speedup DEVICE DTYPE p=P K=K: X`` give the ``run`` figure (evaluation included).
 
+A stacked pack's last member trains on its own step (``grokcore.pack``), so its K = 1 is the run
+alone. ``--stack-of-one`` times instead what that replaced, one member's step through the stack
+(``StackedSteps([member])``) against its own step, side by side, and prints
+``stack of one DEVICE DTYPE p=P: X`` (the stack's time over the own step's).
+
     python benchmarks/pack_speed.py --device cpu [--ps 31 113] [--dtypes float32 float64]
-        [--ks 1 4 16 64 256] [--engines stacked,loop] [--threads 1]
+        [--ks 1 4 16 64 256] [--engines stacked,loop] [--threads 1] [--stack-of-one]
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ import sys
 import time
 
 import torch
+from timing import side_by_side
 
 from grokcore.config import RunConfig
 from grokcore.pack import Pack
+from grokcore.stacked import StackedSteps
 from grokcore.trainer import Trainer
 
 
@@ -64,6 +71,12 @@ def step_rates(cfg: RunConfig, k: int, engine: str, steps: int, rounds: int) -> 
     return ratios
 
 
+def stack_of_one(cfg: RunConfig, steps: int, rounds: int) -> tuple[float, float]:
+    """Median ms of (the run's own step, the same run's step through a stack of one)."""
+    own, stacked = Trainer(cfg), StackedSteps([Trainer(cfg)])
+    return side_by_side(own.train_step, stacked.step, steps, rounds)
+
+
 def run_rates(cfg: RunConfig, k: int, engine: str, rounds: int) -> tuple[list[float], float]:
     """Per round: (pack member-epochs/s) / (single epochs/s) of whole runs of cfg.epochs with
     their evaluations; and the pack's member-epochs/s (median)."""
@@ -95,6 +108,8 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=120.0,
                         help="skip a K whose pack would take longer than this per round")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--stack-of-one", action="store_true",
+                        help="time one member's step through a stack against its own step")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda but torch sees no GPU here")
@@ -104,6 +119,16 @@ def main() -> None:
     print(f"pack speed on {where}; torch {torch.__version__}; load average before "
           f"{os.getloadavg()[0]:.2f}; {args.epochs} epochs a run, evaluation every "
           f"{args.eval_every}; {args.rounds} rounds, single run and pack alternating", flush=True)
+    if args.stack_of_one:
+        for p in args.ps:
+            for dtype in args.dtypes:
+                cfg = base_config(p, dtype, args.device, args.epochs, args.eval_every)
+                own, stacked = stack_of_one(cfg, args.steps, args.rounds)
+                print(f"  p={p} {dtype}: own step {own:.2f} ms, through a stack of one "
+                      f"{stacked:.2f} ms", flush=True)
+                print(f"stack of one {args.device} {dtype} p={p}: {stacked / own:.2f}", flush=True)
+        print(f"load average after {os.getloadavg()[0]:.2f}")
+        return
     figures = []
     for p in args.ps:
         for dtype in args.dtypes:

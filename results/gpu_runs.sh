@@ -31,7 +31,8 @@ stamp() { echo "[$(( $(date +%s) - started )) s] $*"; }
   nproc; } > "$OUT/gpu_info.txt"
 
 # The benchmark's sets, ';' between them, each SPEED_S seconds at most (SPEED_SETS='': none).
-SPEED_SETS=${SPEED_SETS---ps 113 31 --dtypes float32 float64 --ks 1 4 16 64 256}
+# The first times a stack of one against the own step (a pack's last member takes its own).
+SPEED_SETS=${SPEED_SETS---ps 113 31 --dtypes float32 float64 --stack-of-one;--ps 113 31 --dtypes float32 float64 --ks 1 4 16 64 256}
 stamp "pack speed" | tee "$OUT/pack_speed_gpu.txt"
 IFS=';' read -ra speed_sets <<< "$SPEED_SETS"
 for i in "${!speed_sets[@]}"; do

@@ -39,6 +39,20 @@ def weights_relative(model, reference) -> float:
                for k in theirs)
 
 
+class EnginesSeen:
+    """A pack callback: the engine's class after each round, by the number of members active."""
+
+    def __init__(self):
+        self.by_active: dict[int, set[str]] = {}
+
+    def on_round(self, pack, evaluated, ended, checkpoint):
+        if pack.active:
+            self.by_active.setdefault(len(pack.active), set()).add(type(pack.steps).__name__)
+
+    def on_end(self, pack, summaries):
+        pass
+
+
 def test_adamw_on_a_stacked_parameter_is_independent_optimizations():
     """AdamW over one [K, ...] tensor gives each slice exactly what an AdamW of its own gives,
     for gradients that differ in scale by orders of magnitude between the slices."""
@@ -67,12 +81,16 @@ def test_members_equal_their_single_runs_float64():
     """Three members differing in seed, data seed and (a, b), trained as one stacked model until
     each stops: every history value within 1e-9 of the single run's, the same memorization and
     grok epochs, outcome and epochs run; the same final weights. The evaluations are the
-    stack's (one batched forward), the progress measures each member's own synced model's."""
+    stack's (one batched forward), the progress measures each member's own synced model's; the
+    last member left trains on its own step."""
     base = QUICK64.replace(epochs=1500, stop_after_grok=3, measure_every=500)
     configs = [base, base.replace(seed=1, data_seed=7), base.replace(a=3, b=3, seed=2)]
-    pack = Pack.from_configs(configs, engine="stacked")
+    engines = EnginesSeen()
+    pack = Pack.from_configs(configs, [engines], engine="stacked")
     assert pack.engine == "stacked"
     summaries = pack.run()
+    assert engines.by_active[3] == engines.by_active[2] == {"StackedSteps"}
+    assert engines.by_active[1] == {"LoopSteps"}
     outcomes = set()
     for cfg, member, summary in zip(configs, pack.members, summaries):
         single = Trainer(cfg)
