@@ -31,8 +31,8 @@ def add_source_arguments(parser: argparse.ArgumentParser, sweep_help: str | None
                         help=sweep_help or "only the trials of this sweep (its MLflow tag "
                                            "'sweep'; default: every trial of the experiment)")
     parser.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
-                        help="keep only the trials with this setting, e.g. split=pairs "
-                             "(repeatable)")
+                        help="keep only the trials with this setting, e.g. split=pairs, or "
+                             "with any of several, e.g. seed=0,1,2 (repeatable: all must hold)")
 
 
 def load_trials(args: argparse.Namespace):
@@ -46,14 +46,16 @@ def load_trials(args: argparse.Namespace):
 
 
 def restrict(trials, only: Sequence[str]):
-    """The trials whose column KEY has VALUE, for each ``KEY=VALUE`` of ``only``."""
+    """The trials whose column KEY has VALUE (or one of the comma-separated VALUEs), for each
+    ``KEY=VALUE`` of ``only``."""
     for item in only:
         key, sep, value = item.partition("=")
         if not sep or key not in trials:
             known = ", ".join(c for c in trials.columns if c not in OUTCOME_VALUES)
             raise AnalysisError(f"--only {item}: give KEY=VALUE with KEY a trials column "
                                 f"({known})")
-        trials = trials[trials[key].map(lambda v: str(param_value(v))) == str(param_value(value))]
+        wanted = {str(param_value(v)) for v in value.split(",")}
+        trials = trials[trials[key].map(lambda v: str(param_value(v))).isin(wanted)]
         if trials.empty:
             raise AnalysisError(f"--only {item}: no trial has {key} = {value}")
     return trials.reset_index(drop=True)
