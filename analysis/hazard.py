@@ -60,7 +60,7 @@ import pandas as pd
 
 from analysis import stats
 from analysis.runs import AnalysisError, fail
-from analysis.source import add_source_arguments, load_trials
+from analysis.source import add_source_arguments, load_trials, restrict
 from analysis.trials import param_value
 from grokcore.cli import OneLineErrorParser
 from grokcore.signals import OUTCOMES
@@ -329,6 +329,10 @@ def build_parser():
     add_source_arguments(parser)
     parser.add_argument("--formula", default=DEFAULT_FORMULA,
                         help=f"the covariates, as a formula (default: {DEFAULT_FORMULA!r})")
+    parser.add_argument("--where", action="append", default=[], metavar="COVARIATE=VALUE",
+                        help="keep only the runs whose covariate (one of those above, as "
+                             "computed here) has this value or one of several, e.g. "
+                             "same_exponent=0 or relative_order=2,4 (repeatable)")
     parser.add_argument("--lookup", choices=LOOKUP_CHOICES, default="censored",
                         help="lookup runs: censored at their end (default; the cause-specific "
                              "hazard of grokking), or a competing event (kept at risk to the "
@@ -350,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         trials, _ = load_trials(args)
-        frame = hazard_frame(trials, args.lookup)
+        frame = restrict(hazard_frame(trials, args.lookup), args.where, "--where",
+                         "a covariate")
         if args.plot_km_by:
             plot_km_by(frame, *args.plot_km_by)
         model, data, notes, sds = fit(frame, args.formula, args.per_sd)

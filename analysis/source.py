@@ -45,17 +45,17 @@ def load_trials(args: argparse.Namespace):
     return restrict(trials_from_runs(runs), args.only), client
 
 
-def restrict(trials, only: Sequence[str]):
+def restrict(trials, only: Sequence[str], option: str = "--only", what: str = "a trials column"):
     """The trials whose column KEY has VALUE (or one of the comma-separated VALUEs), for each
-    ``KEY=VALUE`` of ``only``."""
+    ``KEY=VALUE`` of ``only``. ``option`` and ``what`` name the option and its keys in errors
+    (``analysis.hazard --where`` restricts its table of covariates the same way)."""
     for item in only:
         key, sep, value = item.partition("=")
         if not sep or key not in trials:
             known = ", ".join(c for c in trials.columns if c not in OUTCOME_VALUES)
-            raise AnalysisError(f"--only {item}: give KEY=VALUE with KEY a trials column "
-                                f"({known})")
+            raise AnalysisError(f"{option} {item}: give KEY=VALUE with KEY {what} ({known})")
         wanted = {str(param_value(v)) for v in value.split(",")}
         trials = trials[trials[key].map(lambda v: str(param_value(v))).isin(wanted)]
         if trials.empty:
-            raise AnalysisError(f"--only {item}: no trial has {key} = {value}")
+            raise AnalysisError(f"{option} {item}: no trial has {key} = {value}")
     return trials.reset_index(drop=True)

@@ -424,3 +424,22 @@ def test_rows_of_one_orbit_are_one_dataset_with_its_tokens_renamed():
     assert hazard.orbit(7, 7, 113) == (7, 7)  # 7 divides 112: not a renaming of (1, 1)
     for a, b in ((1, 7), (7, 1), (7, 7)):
         assert hazard.orbit(a, b, 31) == (1, int(hazard.relative_exponent(a, b, 31)))
+
+
+def test_where_keeps_the_runs_of_a_covariate_class(tmp_path, capsys):
+    """--where same_exponent=0 fits what a CSV holding only the a != b runs fits."""
+    phase = TABLE1.parent.parent / "phase" / "trials.csv"
+    only = ["--only", "p=41", "--only", "split=pairs", "--only", "bijective_a=1",
+            "--only", "bijective_b=1", "--formula", "relative_order"]
+    assert hazard.main(["--trials", str(phase), *only, "--where", "same_exponent=0"]) == 0
+    where = capsys.readouterr().out
+    trials = pd.read_csv(phase)
+    apart = tmp_path / "apart.csv"
+    trials[trials.a != trials.b].to_csv(apart, index=False)
+    assert hazard.main(["--trials", str(apart), *only]) == 0
+    assert capsys.readouterr().out == where
+    assert hazard.main(["--trials", str(phase), *only]) == 0
+    assert capsys.readouterr().out != where  # the a = b runs change the fit
+    runs = int(where.split("runs: ")[1].split(";")[0])
+    assert runs == ((trials.p == 41) & (trials.split == "pairs") & (trials.a != trials.b)
+                    & trials.bijective_a.astype(bool) & trials.bijective_b.astype(bool)).sum()

@@ -28,6 +28,15 @@
 #                                  on the same runs under each value, Fisher's test of grokked
 #                                  per class
 #   progress.txt                   per part (grid-<part>.json), how many of its runs ended
+#   order_41.txt, km_order_41.png  the follow-up order-41 (the 16 rows at 41 with both exponents
+#                                  bijective, seeds 3-14): how its runs ended by relative order
+#                                  and relative exponent, and the Cox model of grok time on
+#                                  relative_order among a != b (does order 4 grok less than
+#                                  order 2?), on these new runs alone, then with the diagram's
+#                                  seeds 0-2 added
+# phase.md and phase.csv hold every run; everything else is the phase diagram's design, three
+# replicates a cell (seeds 0-2, DIAGRAM), so that the primes and cells compare, except
+# order_41.txt.
 # NO_MLFLOW=1 skips the first step; OUT=DIR writes elsewhere (tests/test_results.py rebuilds
 # into a temporary folder and compares with the committed files).
 set -euo pipefail
@@ -42,7 +51,8 @@ if [ -z "${NO_MLFLOW:-}" ]; then
 fi
 "$PY" -m analysis.grok_table --trials "$T" --format csv --out "$OUT/phase.csv" > /dev/null
 "$PY" -m analysis.grok_table --trials "$T" --format md --out "$OUT/phase.md" > /dev/null
-BASE=(--only dtype=float32 --only frac_train=0.5)
+DIAGRAM=(--only seed=0,1,2)
+BASE=("${DIAGRAM[@]}" --only dtype=float32 --only frac_train=0.5)
 for p in $("$PY" -c "import pandas as pd, sys; print(*sorted(pd.read_csv(sys.argv[1]).p.unique()))" "$T"); do
     "$PY" -m analysis.grok_table --trials "$T" "${BASE[@]}" --only p="$p" \
         --plot-heatmap "$OUT/heatmap_p$p.png" > /dev/null
@@ -50,7 +60,7 @@ done
 # A comparison is written only where some row was run under both values (the parts still to
 # run leave none).
 for field in split dtype frac_train; do
-    "$PY" -m analysis.grok_table --trials "$T" --compare "$field" \
+    "$PY" -m analysis.grok_table --trials "$T" "${DIAGRAM[@]}" --compare "$field" \
         --out "$OUT/compare_${field%_train}.txt" > /dev/null 2>&1 || rm -f "$OUT/compare_${field%_train}.txt"
 done
 # While the sweeps run, the model may not fit yet (too few events): hazard.txt then says why.
@@ -65,7 +75,7 @@ for by in bijective_a,bijective_b leakage p; do
         --formula "bijective_a + bijective_b + leakage" \
         --plot-km-by "$by" "$OUT/km_by_${by//,/_}.png" > /dev/null 2>&1 || true
 done
-"$PY" -m analysis.hazard --trials "$T" --only p=31 --only split=pairs --only dtype=float32 \
+"$PY" -m analysis.hazard --trials "$T" "${DIAGRAM[@]}" --only p=31 --only split=pairs --only dtype=float32 \
     --formula frac_train --plot-km-by frac_train "$OUT/km_by_frac.png" > /dev/null 2>&1 || true
 # Where both exponents are bijective, the task is (1, 1) with each operand renamed by a
 # permutation; relative_order (analysis.hazard) is how far apart the two renamings are.
@@ -102,10 +112,26 @@ BIJ=(--only split=pairs --only bijective_a=1 --only bijective_b=1)
   "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --compare split \
       --by p,bijective_a,bijective_b,same_exponent
 } > "$OUT/outcomes_split.txt" 2>&1 || true
-"$PY" -m analysis.outcomes --trials "$T" --only split=pairs --only frac_train=0.5 \
+"$PY" -m analysis.outcomes --trials "$T" "${DIAGRAM[@]}" --only split=pairs --only frac_train=0.5 \
     --compare dtype --by p,bijective_a,bijective_b > "$OUT/outcomes_dtype.txt" 2>&1 || true
-"$PY" -m analysis.outcomes --trials "$T" --only split=pairs --only dtype=float32 \
+"$PY" -m analysis.outcomes --trials "$T" "${DIAGRAM[@]}" --only split=pairs --only dtype=float32 \
     --compare frac_train --by p,bijective_a,bijective_b > "$OUT/outcomes_frac.txt" 2>&1 || true
+# The follow-up order-41, decided after the diagram hinted that among a != b the rows of
+# relative order 4 grok less often than those of order 2: tested on its own new runs first.
+ORDER41=(--only split=pairs --only dtype=float32 --only frac_train=0.5 --only p=41
+         --only bijective_a=1 --only bijective_b=1)
+NEW=(--only seed=3,4,5,6,7,8,9,10,11,12,13,14)
+{ echo "## The new runs (seeds 3-14)"
+  "$PY" -m analysis.outcomes --trials "$T" "${ORDER41[@]}" "${NEW[@]}" \
+      --by relative_order,relative_exponent,a,b --alike a,b
+  echo
+  "$PY" -m analysis.hazard --trials "$T" "${ORDER41[@]}" "${NEW[@]}" --where same_exponent=0 \
+      --formula "C(relative_order)" --plot-km-by relative_order "$OUT/km_order_41.png"
+  echo
+  echo "## With the diagram's runs of these rows (seeds 0-2) added"
+  "$PY" -m analysis.hazard --trials "$T" "${ORDER41[@]}" --where same_exponent=0 \
+      --formula "C(relative_order)"
+} > "$OUT/order_41.txt" 2>&1 || true
 # How far each part got (results/phase/parts.sh: the parts in the order the rest sweeps run them).
 source results/phase/parts.sh
 "$PY" -m analysis.grid_progress --trials "$T" \
