@@ -247,7 +247,7 @@ def report(model, frame: pd.DataFrame, formula: str, lookup: str, notes: list[st
     lines = [f"Cox proportional hazards of the grok epoch (lifelines CoxPHFitter): {formula}",
              f"runs: {len(frame)}; grok events (outcome grokked): {int(frame.event.sum())}; "
              f"not grokked: {int((~frame.event).sum())}, of which lookup {n_lookup} ({held})",
-             *([f"per standard deviation (--per-sd): "
+             *(["per standard deviation (--per-sd): "
                 + ", ".join(f"{k} (sd {_g(v)})" for k, v in sds.items())] if sds else []),
              "",
              f"{'covariate':<18} {'hazard ratio':>12}  {'95% CI':<22} {'p':>9}"]

@@ -20,7 +20,6 @@ runs already logged, so a later DIR with the rest completes the sweep.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import json

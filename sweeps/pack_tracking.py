@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from grokcore.records import DATASET_STATS_FILE, SUMMARY_FILE, current_names
 from sweeps.console import ProgressPrinter, ended_text, one_line
