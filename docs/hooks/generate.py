@@ -37,6 +37,7 @@ RESULT_FIGURES = {
         ROOT / "results/phase/km_by_bijective_a_bijective_b.png",
     "results/phase/heatmap_p31.png": ROOT / "results/phase/heatmap_p31.png",
     "results/phase/km_by_relative_order.png": ROOT / "results/phase/km_by_relative_order.png",
+    "results/phase/km_order_41.png": ROOT / "results/phase/km_order_41.png",
     "results/phase/km_by_frac.png": ROOT / "results/phase/km_by_frac.png",
 }
 
