@@ -207,26 +207,22 @@ class Pack:
         members = [self.members[i] for i in indices]
         if not members:
             return None
-        if self.engine == "stacked" and len(members) == 1:
-            # The last member trains on its own step: a stack of one is slower than the run
-            # alone (0.72-0.79x on an H200, benchmarks/pack_speed.py K = 1), and the slowest
-            # member is what a pack waits for. Its state was synced in full when the others
-            # ended; its own eager step, as in the stack (provenance: compiled off).
-            member = members[0]
-            member.state_source = None
-            member.compiled = False
-            member._loss = member.objective.loss
-            return LoopSteps(members)
         if self.engine == "stacked":
             from grokcore.stacked import StackedSteps
 
+            for member in members:
+                member.use_eager_step()  # the stack is eager (vmap): no member's compiled step
+            if len(members) == 1:
+                # The last member trains on its own step: a stack of one is slower than the run
+                # alone (0.72-0.79x on an H200; benchmarks/pack_speed.py --stack-of-one), and the
+                # slowest member is what a pack waits for. Its state was synced in full when
+                # the others ended, so it holds its own state again.
+                members[0].state_source = None
+                return LoopSteps(members)
             # An evaluation syncs what it reads; reading a member's state (a checkpoint) syncs
             # the rest (optimizer moments...) first.
             for i in indices:
                 self.members[i].state_source = functools.partial(self._sync_member, i)
-                # the stacked step is eager (vmap); a member's own compiled step is not used,
-                # and its provenance must not say it was
-                self.members[i].compiled = False
             return StackedSteps(members)
         return LoopSteps(members)
 

@@ -93,6 +93,12 @@ class Trainer:
         self.test_x, self.test_y = ds.test_inputs.to(self.device), ds.test_labels.to(self.device)
         self.test_groups = {name: mask.to(self.device) for name, mask in ds.test_groups.items()}
 
+    def use_eager_step(self) -> None:
+        """Train on the eager step from here on, and say so in the provenance (compiled off):
+        a pack's stacked step is eager, and so is its last member's own step."""
+        self.compiled = False
+        self._loss = self.objective.loss
+
     # ---- one epoch and one evaluation ---------------------------------------------------------
     def train_step(self) -> torch.Tensor:
         """One epoch: a full-batch AdamW step, or one step per minibatch when batch_size is set.
