@@ -102,7 +102,7 @@ def hazard_frame(trials: pd.DataFrame, lookup: str = "censored") -> pd.DataFrame
         if name == "unseen_share" and "leakage" in runs:
             frame[name] = 1.0 - pd.to_numeric(runs.leakage, errors="coerce").to_numpy()
         elif name in OF_ROW and rows is not None:
-            frame[name] = [OF_ROW[name](*abp) for abp in rows]
+            frame[name] = of_row(name, rows)
         elif name in runs:
             values = runs[name].map(param_value)
             numeric = pd.to_numeric(values, errors="coerce")
@@ -153,6 +153,16 @@ def relative_order(a: int, b: int, p: int) -> float:
 OF_ROW = {"orbit": lambda a, b, p: "{},{}".format(*orbit(a, b, p)),
           "relative_exponent": relative_exponent, "relative_order": relative_order,
           "same_exponent": lambda a, b, p: int(a == b)}
+
+
+def of_row(name: str, rows: Sequence[tuple[int, int, int]]) -> Sequence:
+    """The covariate ``name`` of ``OF_ROW`` for each (a, b, p); an exponent or an order as a
+    nullable integer (NA where undefined), so that a class of ``C(relative_order)`` is named 4,
+    not 4.0."""
+    values = [OF_ROW[name](*abp) for abp in rows]
+    if name in ("relative_exponent", "relative_order"):
+        return pd.array(values, dtype="Int64")
+    return values
 
 
 def check_formula(formula: str, frame: pd.DataFrame) -> list[str]:
@@ -241,6 +251,7 @@ def report(model, frame: pd.DataFrame, formula: str, lookup: str, notes: list[st
            ph: pd.DataFrame, sds: dict[str, float] | None = None) -> str:
     """The printed result: counts, hazard ratios, concordance, the PH check, notes."""
     summary = model.summary
+    w = max([18, *(len(str(name)) for name in summary.index)])  # the covariate column
     n_lookup = int(frame.lookup.sum())
     held = ("censored at their end" if lookup == "censored" or not n_lookup else
             f"a competing event: kept at risk to epoch {frame.duration[frame.lookup].max():g}")
@@ -250,16 +261,16 @@ def report(model, frame: pd.DataFrame, formula: str, lookup: str, notes: list[st
              *(["per standard deviation (--per-sd): "
                 + ", ".join(f"{k} (sd {_g(v)})" for k, v in sds.items())] if sds else []),
              "",
-             f"{'covariate':<18} {'hazard ratio':>12}  {'95% CI':<22} {'p':>9}"]
+             f"{'covariate':<{w}} {'hazard ratio':>12}  {'95% CI':<22} {'p':>9}"]
     for name, row in summary.iterrows():
         ci = f"[{_g(row['exp(coef) lower 95%'])}, {_g(row['exp(coef) upper 95%'])}]"
-        lines.append(f"{name:<18} {_g(row['exp(coef)']):>12}  {ci:<22} {row['p']:>9.3g}")
+        lines.append(f"{name:<{w}} {_g(row['exp(coef)']):>12}  {ci:<22} {row['p']:>9.3g}")
     lines += ["", f"concordance (Harrell's C): {model.concordance_index_:.3f}", "",
               "proportional hazards (scaled Schoenfeld residuals against the rank of time; "
               "a small p: the effect changes over time):",
-              f"{'covariate':<18} {'chi2':>8} {'p':>9}"]
+              f"{'covariate':<{w}} {'chi2':>8} {'p':>9}"]
     for name, row in ph.iterrows():
-        lines.append(f"{str(name):<18} {row['test_statistic']:>8.3f} {row['p']:>9.3g}")
+        lines.append(f"{str(name):<{w}} {row['test_statistic']:>8.3f} {row['p']:>9.3g}")
     lines += [f"note: {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
