@@ -1,7 +1,8 @@
 """How runs ended, counted by covariate class: grokked, reached the threshold with no delay, by
-lookup, or did not generalize; between two values of one setting (``--compare split``),
-Fisher's exact test of grokked against not, class by class; and whether the rows within each
-class end alike (``--alike a,b``, a permutation test).
+lookup, or did not generalize; between two values of one setting on the same runs
+(``--compare split``) or of a covariate of the rows (``--between relative_order``), Fisher's
+exact test of grokked against not, class by class; and whether the rows within each class end
+alike (``--alike a,b``, a permutation test).
 
     python -m analysis.outcomes --trials results/phase/trials.csv --only dtype=float32 \\
         --only frac_train=0.5 --by bijective_a,bijective_b,same_exponent --compare split
@@ -24,6 +25,12 @@ are compared on the same runs but for FIELD.
 (two-sided, ``scipy.stats.fisher_exact``) of grokked against not grokked; Holm over the classes.
 It takes runs as independent; runs of one data seed share a training set across rows, and
 replicates of a row share its task, so read a small p as a lead, not a finding.
+
+**--between COVARIATE**: the same test between two values of a covariate that rows differ by
+(``relative_order``, ``same_exponent``), where no run has a twin under the other value: every
+run counts, and a class of ``--by`` is tested where its runs hold exactly two values of
+COVARIATE. Runs of one epoch budget end at one epoch, so "grokked by the end" is a fair
+endpoint, and unlike a Cox model's hazard ratio it does not assume the hazards proportional.
 
 **Rows alike** (``--alike FIELDS``, e.g. ``--by p,orbit,a,b --alike a,b``): do the rows named
 by FIELDS end alike within each class of the other ``--by`` covariates? Rows of one orbit
@@ -66,6 +73,15 @@ def class_names(text: str, option: str = "--by") -> list[str]:
     return names
 
 
+def between(text: str) -> str:
+    """``--between``: one covariate."""
+    names = class_names(text, "--between")
+    if len(names) != 1:
+        raise AnalysisError(f"--between {text}: name one covariate, e.g. --between "
+                            "relative_order")
+    return names[0]
+
+
 def matched(trials: pd.DataFrame, field: str) -> pd.DataFrame:
     """The estimable runs (status reached or not_reached) whose row (ROW_FIELDS but ``field``),
     seed and data seed ended estimable under every value of ``field`` among them: each value
@@ -87,8 +103,8 @@ def matched(trials: pd.DataFrame, field: str) -> pd.DataFrame:
 
 def count(frame: pd.DataFrame, by: Sequence[str], field: str | None) -> pd.DataFrame:
     """One line per class (and value of ``field``): runs and the number of each outcome in
-    COUNTED; with two values of ``field``, Fisher's p and Holm's adjustment on each class's
-    first line."""
+    COUNTED; where a class holds two values of ``field``, Fisher's p and Holm's adjustment
+    (over those classes) on the class's first line."""
     keys = [*by, *([field] if field else [])]
     data = frame.assign(**{k: frame[k].astype(object).where(frame[k].notna(), "-")
                            for k in keys})
@@ -97,11 +113,14 @@ def count(frame: pd.DataFrame, by: Sequence[str], field: str | None) -> pd.DataF
     table.insert(0, "runs", table.sum(axis=1))
     table = table.reset_index()
     table.columns.name = None
-    if field and data[field].nunique() == 2:
-        fisher = [_fisher(group) for _, group in table.groupby(by, sort=False)]
-        firsts = ~table.duplicated(by)  # each class's first line, in the groups' order
-        table.loc[firsts, "fisher_p"] = fisher
-        table.loc[firsts, "holm"] = holm(fisher)
+    if field:
+        groups = table.groupby(by, sort=False) if by else [((), table)]
+        fisher = [_fisher(group) for _, group in groups]
+        if not all(math.isnan(p) for p in fisher):
+            # each class's first line, in the groups' order
+            firsts = ~table.duplicated(by) if by else table.index == 0
+            table.loc[firsts, "fisher_p"] = fisher
+            table.loc[firsts, "holm"] = holm(fisher)
     return table
 
 
@@ -164,11 +183,15 @@ def _fisher(group: pd.DataFrame) -> float:
                                [grokked[1], group.runs.iloc[1] - grokked[1]]]).pvalue)
 
 
-def render(table: pd.DataFrame, by: Sequence[str], field: str | None, n_rows: int) -> str:
-    heading = f"Outcomes of {int(table.runs.sum())} runs by {', '.join(by)}"
-    if field:
+def render(table: pd.DataFrame, by: Sequence[str], field: str | None, n_rows: int,
+           matched_runs: bool = True) -> str:
+    heading = f"Outcomes of {int(table.runs.sum())} runs" + (f" by {', '.join(by)}" if by else "")
+    values = ", ".join(str(v) for v in sorted(table[field].unique(), key=_in_order)) if field else ""
+    if field and matched_runs:
         heading += (f"; {field} compared on the same runs of {n_rows} rows under each of its "
-                    f"values ({', '.join(str(v) for v in sorted(table[field].unique()))})")
+                    f"values ({values})")
+    elif field:
+        heading += f"; {field} compared between its values ({values}) on every run"
     cells = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
     lines = [heading, "", format_table(list(table.columns), cells, align="l" * len(by) + "r",
                                        strip=True), "",
@@ -176,9 +199,15 @@ def render(table: pd.DataFrame, by: Sequence[str], field: str | None, n_rows: in
              "grokked: the grok signal held the threshold after a delay and not by lookup."]
     if "fisher_p" in table:
         lines.append("fisher_p: Fisher's exact test (two-sided) of grokked against not grokked "
-                     "between the two values; holm: Holm over the classes. Runs taken as "
-                     "independent (they are not quite: see python -m analysis.outcomes --help).")
+                     "between the two values, in each class that holds two; holm: Holm over "
+                     "those classes. Runs taken as independent (they are not quite: see "
+                     "python -m analysis.outcomes --help).")
     return "\n".join(lines) + "\n"
+
+
+def _in_order(value) -> tuple:
+    """Numbers in order, then text (a missing covariate prints as "-")."""
+    return (1, str(value), 0.0) if isinstance(value, str) else (0, "", float(value))
 
 
 def render_alike(result: dict, rows: str) -> str:
@@ -200,8 +229,9 @@ def build_parser():
     parser = OneLineErrorParser(
         prog="python -m analysis.outcomes",
         description="Outcome counts (grokked, no_delay, lookup, not_generalized) of expmod runs by "
-                    "covariate class, and with --compare FIELD Fisher's exact test of grokked "
-                    "against not between FIELD's two values, per class (Holm over the classes). "
+                    "covariate class, and with --compare FIELD (the same runs under each value) "
+                    "or --between COVARIATE (every run) Fisher's exact test of grokked against "
+                    "not between two values, per class (Holm over the classes). "
                     "Covariates: " + ", ".join(COVARIATES) + ".")
     add_source_arguments(parser)
     parser.add_argument("--by", default="bijective_a,bijective_b", metavar="COVARIATES",
@@ -213,9 +243,14 @@ def build_parser():
                              "of each orbit at each prime): a permutation test of "
                              "the summed chi-square statistic of rows x outcomes (9,999 "
                              "seeded shuffles of the outcomes within each class)")
-    parser.add_argument("--compare", default=None, metavar="FIELD",
-                        help="a setting that names rows (e.g. split): counts per value, on the "
-                             "rows run under every value")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--compare", default=None, metavar="FIELD",
+                     help="a setting that names rows (e.g. split): counts per value, on the "
+                          "rows run under every value")
+    how.add_argument("--between", default=None, metavar="COVARIATE",
+                     help="a covariate that rows differ by (e.g. relative_order): counts per "
+                          "value on every run, and Fisher's test in each class of --by that "
+                          "holds exactly two of its values")
     return parser
 
 
@@ -223,10 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         by = class_names(args.by)
+        field = args.compare or (between(args.between) if args.between else None)
+        by = [k for k in by if k != field]  # the compared field is a column of its own
         trials, _ = load_trials(args)
         frame = hazard_frame(matched(trials, args.compare) if args.compare else trials)
         n_rows = len(frame.groupby([f for f in ROW_FIELDS if f != args.compare and f in frame]))
-        text = render(count(frame, by, args.compare), by, args.compare, n_rows)
+        text = render(count(frame, by, field), by, field, n_rows,
+                      matched_runs=bool(args.compare))
         if args.alike:
             text += render_alike(alike(frame, by, class_names(args.alike, "--alike")),
                                  args.alike)

@@ -99,6 +99,7 @@ def test_classes_of_a_covariate_that_is_missing_somewhere():
     (["--by", "colour"], "--by colour: colour is not a covariate"),
     (["--compare", "colour"], "--compare colour: choose a setting that names rows"),
     (["--only", "split=pairs", "--compare", "split"], "one value of it (pairs)"),
+    (["--between", "a,b"], "--between a,b: name one covariate"),
 ])
 def test_bad_input_is_one_line(argv, message, capsys):
     assert outcomes.main(["--trials", str(TABLE1), *argv]) == 2
@@ -160,3 +161,47 @@ def test_only_with_several_values_keeps_the_trials_with_any_of_them(capsys):
         assert row == [x + y for x, y in zip(zero[p], two[p])]
         assert row[0] == int(ended[(ended.p == int(p)) & ended.seed.isin([0, 2])].shape[0])
     assert zero != both
+
+
+def _order_mod(c: int, m: int) -> int:
+    """The multiplicative order of c modulo m, by repeated multiplication."""
+    power, k = c % m, 1
+    while power != 1:
+        power, k = power * c % m, k + 1
+    return k
+
+
+def test_between_compares_every_run_of_two_values_of_a_row_covariate(capsys):
+    """--between relative_order at 41, classes of same_exponent: each order counts all its runs
+    (no twin needed), the class of a != b tests order 2 against order 4 with Fisher's p, and the
+    class a = b (order 1 alone) has no test."""
+    assert outcomes.main(["--trials", str(PHASE), "--only", "p=41", "--only", "split=pairs",
+                          "--only", "dtype=float32", "--only", "frac_train=0.5",
+                          "--only", "bijective_a=1", "--only", "bijective_b=1",
+                          "--by", "same_exponent", "--between", "relative_order"]) == 0
+    out = capsys.readouterr().out
+    lines = {tuple(line.split()[:2]): line.split() for line in out.splitlines()[3:]
+             if line[:1] in "01"}
+    trials = pd.read_csv(PHASE)
+    runs = trials[(trials.p == 41) & (trials.split == "pairs") & (trials.dtype == "float32")
+                  & (trials.frac_train == 0.5) & trials.status.isin(["reached", "not_reached"])
+                  & trials.a.isin([1, 3, 7, 9]) & trials.b.isin([1, 3, 7, 9])]  # units mod 40
+    order = runs.apply(lambda r: _order_mod(int(r.b) * pow(int(r.a), -1, 40), 40), axis=1)
+    grokked = {}
+    for o, group in runs.groupby(order):
+        same = int(o == 1)
+        assert same == int((group.a == group.b).all())
+        cells = lines[(str(same), str(o))]
+        grokked[o] = (int((group.outcome == "grokked").sum()), len(group))
+        assert [int(c) for c in cells[2:4]] == [len(group), grokked[o][0]], o
+    assert set(grokked) == {1, 2, 4}
+    p = float(lines[("0", "2")][7])
+    assert p == pytest.approx(_fisher_by_hand(*grokked[2], *grokked[4]), rel=5e-3)
+    assert len(lines[("1", "1")]) == 7 and len(lines[("0", "4")]) == 7  # no p on those lines
+
+
+def test_compare_and_between_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as stop:
+        outcomes.main(["--trials", str(TABLE1), "--compare", "split", "--between", "p"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "not allowed with" in err, err

@@ -32,8 +32,9 @@
 #                                  bijective, seeds 3-14): how its runs ended by relative order
 #                                  and relative exponent, and the Cox model of grok time on
 #                                  relative_order among a != b (does order 4 grok less than
-#                                  order 2?), on these new runs alone, then with the diagram's
-#                                  seeds 0-2 added
+#                                  order 2?), on these new runs alone (and, not assuming
+#                                  proportional hazards, Fisher's test of grokked by the end),
+#                                  then with the diagram's seeds 0-2 added
 # phase.md and phase.csv hold every run; everything else is the phase diagram's design, three
 # replicates a cell (seeds 0-2, DIAGRAM), so that the primes and cells compare, except
 # order_41.txt.
@@ -127,6 +128,10 @@ NEW=(--only seed=3,4,5,6,7,8,9,10,11,12,13,14)
   echo
   "$PY" -m analysis.hazard --trials "$T" "${ORDER41[@]}" "${NEW[@]}" --where same_exponent=0 \
       --formula "C(relative_order)" --plot-km-by relative_order "$OUT/km_order_41.png"
+  echo
+  echo "## A check that does not assume proportional hazards: grokked by the end, order 2 against 4"
+  "$PY" -m analysis.outcomes --trials "$T" "${ORDER41[@]}" "${NEW[@]}" --by same_exponent \
+      --between relative_order
   echo
   echo "## With the diagram's runs of these rows (seeds 0-2) added"
   "$PY" -m analysis.hazard --trials "$T" "${ORDER41[@]}" --where same_exponent=0 \
