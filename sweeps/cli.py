@@ -310,7 +310,9 @@ def print_sweep_end(result, always: Sequence[str] | None = None) -> int:
     code (1 when a trial failed or the sweep was interrupted, else 0)."""
     print()
     print(format_outcomes(result.outcomes, always))
-    print(f"\n{len(result.outcomes)} trials in {result.seconds:.0f} s "
+    what = (f"runs in {result.packs} pack trial{'s' if result.packs != 1 else ''}"
+            if result.packs is not None else "trials")
+    print(f"\n{len(result.outcomes)} {what} in {result.seconds:.0f} s "
           f"(sweep {result.name!r}, MLflow experiment {result.experiment!r})")
     print_where_to_look(result)
     missing = result.not_in_stored_grid

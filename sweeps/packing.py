@@ -124,7 +124,8 @@ def describe_packs(packs: Sequence[Sequence[int]] | None, n_runs: int) -> str:
         return f"{n_runs} runs, one trial each"
     sizes = sorted({len(p) for p in packs})
     shown = "-".join(str(s) for s in (sizes[0], sizes[-1])) if len(sizes) > 1 else str(sizes[0])
-    return f"{n_runs} runs in {len(packs)} packs of {shown}, one trial each"
+    return (f"{n_runs} runs in {len(packs)} pack{'s' if len(packs) != 1 else ''} of {shown}, "
+            "one trial a pack")
 
 
 PACKS_FILE = "packs.json"  # in the sweep's folder: the packs it was started with

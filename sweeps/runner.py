@@ -76,6 +76,7 @@ class SweepResult:
     not_in_stored_grid: list[str] = field(default_factory=list)
     parent_run_id: str | None = None  # the sweep's parent run; the trials are its children
     table_note: str | None = None  # why the grok table was not written (None: it was)
+    packs: int | None = None  # how many pack trials trained the runs (None: a trial a run)
 
     @property
     def ui_command(self) -> str | None:
@@ -233,12 +234,12 @@ def _run_on_ray(plan: SweepPlan) -> SweepResult:
     import ray
     from mlflow.tracking import MlflowClient
 
-    trials = "" if plan.resume else f", {plan.n_trials} trials"
     plan = dataclasses.replace(plan, resources=plan.resources.settle(
         [n["Resources"] for n in ray.nodes() if n["Alive"]]))
     check_devices(plan.runs, plan.resources.gpus_per_trial)
     packs = sweep_packs(plan.configs, plan.pack, plan.resources, plan.search is not None,
                         plan.resume, plan.path)
+    trials = "" if plan.resume else f", {plan.n_trials} {'trials' if packs is None else 'runs'}"
     say(f"{'resuming' if plan.resume else 'starting'} sweep {plan.name!r}{trials}")
     for line in plan.resources.describe(ray.cluster_resources()):
         say(line)
@@ -261,7 +262,8 @@ def _run_on_ray(plan: SweepPlan) -> SweepResult:
                        experiment_id=experiment_id, tracking_uri=plan.tracking_uri,
                        outcomes=outcomes, seconds=0.0,
                        not_in_stored_grid=_not_in_stored_grid(plan, results, outcomes, labels),
-                       parent_run_id=parent_id, table_note=table_note)
+                       parent_run_id=parent_id, table_note=table_note,
+                       packs=None if packs is None else len(packs))
 
 
 def trial_labels(plan: SweepPlan) -> dict[str, str]:

@@ -64,7 +64,8 @@ def test_a_packed_sweep_leaves_the_runs_an_unpacked_one_does(cluster, tmp_path):
                 "--experiment", experiment]
         done = sweep(args, tmp_path, cluster.env, timeout=900)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "4 runs in 1 packs of 4" in done.stdout
+    assert "4 runs in 1 pack of 4, one trial a pack" in done.stdout
+    assert re.search(r"\n4 runs in 1 pack trial in \d+ s", done.stdout), done.stdout[-2000:]
     single, packed = children(db, "single"), children(db, "packed")
     assert sorted(single) == sorted(packed) and len(single) == 4
     for name, alone in single.items():
