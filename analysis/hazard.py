@@ -29,6 +29,7 @@ token z renamed z^a; 1 when a = b, missing otherwise, so give it with ``--only b
 --only bijective_b=1``; categorical in a formula: ``C(relative_exponent)``), ``relative_order``
 (the order of the permutation z -> z^c that turns the first operand's renaming into the
 second's: the multiplicative order of c modulo p - 1; 1 when a = b, missing where c is),
+``relative_cycles`` (the number of cycles of that permutation of Z_p: see ``relative_cycles``),
 ``same_exponent`` (a = b, 0/1),
 ``p``, ``frac_train``, ``dtype``, ``split`` (categorical: a level against the first), ``a``,
 ``b``. ``--formula`` picks them (a formulaic formula, as lifelines' ``CoxPHFitter`` takes it:
@@ -67,8 +68,8 @@ from grokcore.signals import OUTCOMES
 
 GROKKED, LOOKUP = OUTCOMES[0], OUTCOMES[2]  # the outcomes "grokked" and "lookup"
 COVARIATES = ("label_entropy", "label_chi2_pvalue", "bijective_a", "bijective_b", "leakage",
-              "unseen_share", "orbit", "relative_exponent", "relative_order", "same_exponent",
-              "p", "frac_train", "dtype", "split", "a", "b")
+              "unseen_share", "orbit", "relative_exponent", "relative_order", "relative_cycles",
+              "same_exponent", "p", "frac_train", "dtype", "split", "a", "b")
 DEFAULT_FORMULA = "leakage + bijective_a + bijective_b"
 LOOKUP_CHOICES = ("censored", "competing")
 FOREST_LIMIT = 1e4  # the forest plot's axis: 1e-4 .. 1e4
@@ -149,10 +150,33 @@ def relative_order(a: int, b: int, p: int) -> float:
     return float(n_order(int(c), p - 1)) if p > 2 else 1.0
 
 
+def relative_cycles(a: int, b: int, p: int) -> float:
+    """The number of cycles of the permutation z -> z^c of Z_p, c = ``relative_exponent(a, b,
+    p)`` (NaN where c is): p when a = b, fewer the more z^c moves. Why count them: the row is
+    (1, c) renamed, and its two operands share one embedding table. A feature f stored for a
+    token serves the first operand as f(x), while the second needs f(y^c); one stored f serves
+    both where f(y^c) = f(y) for every y, that is where f is constant on these cycles, so their
+    number is the dimension of what the operands can share. At 41 it falls with the order of c
+    (41, 23-25, 14 for orders 1, 2, 4) but also varies within one order (22-31 for order 2),
+    which tells the two apart."""
+    c = relative_exponent(a, b, p)
+    if math.isnan(c):
+        return math.nan
+    seen, cycles = bytearray(p), 0
+    for start in range(p):
+        if not seen[start]:
+            cycles += 1
+            z = start
+            while not seen[z]:
+                seen[z] = 1
+                z = pow(z, int(c), p)
+    return float(cycles)
+
+
 # The covariates that follow from the row (a, b, p) alone.
 OF_ROW = {"orbit": lambda a, b, p: "{},{}".format(*orbit(a, b, p)),
           "relative_exponent": relative_exponent, "relative_order": relative_order,
-          "same_exponent": lambda a, b, p: int(a == b)}
+          "relative_cycles": relative_cycles, "same_exponent": lambda a, b, p: int(a == b)}
 
 
 def of_row(name: str, rows: Sequence[tuple[int, int, int]]) -> Sequence:
@@ -160,7 +184,7 @@ def of_row(name: str, rows: Sequence[tuple[int, int, int]]) -> Sequence:
     nullable integer (NA where undefined), so that a class of ``C(relative_order)`` is named 4,
     not 4.0."""
     values = [OF_ROW[name](*abp) for abp in rows]
-    if name in ("relative_exponent", "relative_order"):
+    if name in ("relative_exponent", "relative_order", "relative_cycles"):
         return pd.array(values, dtype="Int64")
     return values
 
@@ -179,7 +203,7 @@ def check_formula(formula: str, frame: pd.DataFrame) -> list[str]:
         raise AnalysisError(f"--formula: unknown covariate {', '.join(unknown)}; known: "
                             f"{', '.join(COVARIATES)}")
     absent = [n for n in names if n not in frame or frame[n].isna().any()]
-    for name in ("relative_exponent", "relative_order"):
+    for name in ("relative_exponent", "relative_order", "relative_cycles"):
         if name in absent and name in frame:
             raise AnalysisError(f"--formula: {name} is defined where both exponents are "
                                 "bijective only; add --only bijective_a=1 --only bijective_b=1")

@@ -143,10 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI})")
     args = parser.parse_args(argv)
     try:
-        from grokcore.config import MAX_EXPONENT
-
-        if not 1 <= args.max_exp <= MAX_EXPONENT:
-            raise AnalysisError(f"--max-exp {args.max_exp} is outside 1..{MAX_EXPONENT}")
+        if not 1 <= args.max_exp <= args.p - 1:  # as the task's exponents
+            raise AnalysisError(f"--max-exp {args.max_exp} is outside 1..p-1 = 1..{args.p - 1}")
         table = residue_table(args.p, args.max_exp, args.frac, args.data_seed, args.split)
         related = None
         if args.experiment:

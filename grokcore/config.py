@@ -22,7 +22,6 @@ LOSSES = ("softmax", "stablemax")
 GROKFAST = ("none", "ema", "ma")
 GROK_ON = ("test", "unseen")
 COMPILE = ("auto", "on", "off")
-MAX_EXPONENT = 9
 MAX_EXAMPLES = 2_000_000  # p ** n_operands above this does not fit a full batch on a laptop
 
 
@@ -44,9 +43,8 @@ class RunConfig:
     # --- task -------------------------------------------------------------------------------
     task: str = _f("expmod", "task name; see `python -m grokcore tasks`")
     p: int = _f(113, "modulus, must be prime (expmod)", tasks=EXPMOD)
-    a: int = _f(1, f"exponent of x, 1..{MAX_EXPONENT} (expmod)", tasks=EXPMOD)
-    b: int = _f(1, f"exponent of y and of every later operand, 1..{MAX_EXPONENT} (expmod)",
-                tasks=EXPMOD)
+    a: int = _f(1, "exponent of x, 1..p-1 (expmod; the paper's grid is 1..9)", tasks=EXPMOD)
+    b: int = _f(1, "exponent of y and of every later operand, 1..p-1 (expmod)", tasks=EXPMOD)
     n_operands: int = _f(2, "number of operands k in (x1^a + x2^b + ... + xk^b) mod p (expmod)",
                          tasks=EXPMOD)
     frac_train: float = _f(0.3, "share of the examples used for training, in (0, 1)", flag="frac")

@@ -9,6 +9,7 @@ from grokcore import cli
 BAD = [
     (["--p", "100"], "p=100 is not prime"),
     (["--a", "0"], "a=0 is out of range"),
+    (["--p", "41", "--b", "41"], "b=41 is out of range; exponents are integers in 1..p-1 = 1..40"),
     (["--frac", "1.5"], "frac_train=1.5 is outside (0, 1)"),
     (["--dtype", "float17"], "dtype='float17' is not known"),
     (["--task", "nosuchtask"], "unknown task 'nosuchtask'"),
@@ -82,3 +83,14 @@ def test_help_documents_every_option():
     at = [result.stdout.index(f"\n{t}\n") for t in titles]
     assert at == sorted(at)
     assert at[0] < result.stdout.index("  --preset") < at[1] < result.stdout.index("  --d-model")
+
+
+def test_an_exponent_beyond_the_papers_grid_is_the_task_it_names():
+    """Exponents run to p - 1 (the paper's grid stops at 9): (1, 39) at 41 has the labels
+    x + y^39 = x + 1/y for y != 0, and b = 40 makes y^b 1 but at 0."""
+    from grokcore.tasks import build_dataset, config_for
+
+    for b, of_y in ((39, lambda y: pow(y, -1, 41) if y else 0), (40, lambda y: 1 if y else 0)):
+        data = build_dataset(config_for("expmod", a=1, b=b, p=41))
+        x, y = data.inputs[:, 0].tolist(), data.inputs[:, 1].tolist()
+        assert data.labels.tolist() == [(xi + of_y(yi)) % 41 for xi, yi in zip(x, y)]

@@ -356,6 +356,30 @@ def test_relative_order_is_the_order_of_the_permutation_between_the_operands():
     assert math.isnan(hazard.relative_order(2, 1, 31)) and math.isnan(hazard.relative_order(1, 3, 31))
 
 
+def test_relative_cycles_counts_the_cycles_from_the_orders_on_the_exponents():
+    """relative_cycles(a, b, p): z -> z^c fixes 0 and, on z = g^i, multiplies i by c modulo
+    m = p - 1; on the i of order d in Z_m (phi(d) of them) its cycles have length ord_d(c), so
+    the count is 1 + sum over d | m of phi(d) / ord_d(c). Checked with sympy's number theory,
+    not by walking the permutation; p for a = b; NaN where an exponent is not a bijection."""
+    from sympy import divisors, totient
+    from sympy.ntheory import n_order
+
+    for p in (31, 37, 41, 43):
+        m = p - 1
+        units = [e for e in range(1, 2 * p) if math.gcd(e, m) == 1]
+        for b in units:
+            c = b % m
+            expected = 1 + sum(int(totient(d)) // (n_order(c, d) if d > 1 else 1)
+                               for d in divisors(m))
+            assert hazard.relative_cycles(1, b, p) == expected, (b, p)
+        assert all(hazard.relative_cycles(a, a, p) == p for a in units[:5])
+    assert math.isnan(hazard.relative_cycles(2, 1, 31)) and math.isnan(hazard.relative_cycles(1, 3, 31))
+    # order 2 at 41 spans 22 to 31 cycles: the covariate is not the order again
+    order_two = {hazard.relative_cycles(1, c, 41) for c in range(1, 40)
+                 if math.gcd(c, 40) == 1 and hazard.relative_order(1, c, 41) == 2}
+    assert min(order_two) == 22 and max(order_two) == 31
+
+
 def test_relative_order_in_a_model_needs_the_bijective_runs_only(tmp_path, capsys):
     """Table 1 holds rows whose exponents are not bijections at 113 ((3, 4), (7, 7), ...): the
     covariate is missing there, and the command says to keep the bijective runs."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from grokcore.config import MAX_EXAMPLES, MAX_EXPONENT, ConfigError, RunConfig, is_prime
+from grokcore.config import MAX_EXAMPLES, ConfigError, RunConfig, is_prime
 from grokcore.tasks.base import (Dataset, TableColumn, TaskBase, label_distribution_stats,
                                  split_indices)
 from grokcore.tasks.modular import power_table
@@ -63,9 +63,9 @@ class ExpModTask(TaskBase):
                               "(--p)")
         for name in ("a", "b"):
             value = getattr(cfg, name)
-            if not 1 <= value <= MAX_EXPONENT:
+            if not 1 <= value <= cfg.p - 1:  # x^(e + p - 1) = x^e: larger exponents repeat these
                 raise ConfigError(f"{name}={value} is out of range; exponents are integers in "
-                                  f"1..{MAX_EXPONENT} (--{name})")
+                                  f"1..p-1 = 1..{cfg.p - 1} at p={cfg.p} (--{name})")
         if cfg.split not in self.splits:
             raise ConfigError(f"split={cfg.split!r} is not an expmod split; use pairs or classes (--split)")
         if cfg.n_operands < 2:
