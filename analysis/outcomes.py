@@ -34,7 +34,7 @@ endpoint, and unlike a Cox model's hazard ratio it does not assume the hazards p
 
 **Rows alike** (``--alike FIELDS``, e.g. ``--by p,orbit,a,b --alike a,b``): do the rows named
 by FIELDS end alike within each class of the other ``--by`` covariates? Rows of one orbit
-(``analysis.hazard.orbit``) are one task renamed, so they should, up to chance; the test sums the
+(``analysis.renamings.orbit``) are one task renamed, so they should, up to chance; the test sums the
 chi-square statistics of each class's rows x outcomes table and counts how often 9,999 seeded
 shuffles of the outcomes among each class's runs give a sum as large (both margins of every
 table stay fixed). It takes the runs of a class as exchangeable; with 3 runs a row it sees only

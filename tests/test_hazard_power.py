@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from analysis import grok_table, hazard, power
+from analysis import grok_table, hazard, power, renamings
 from analysis.logrank import stratified_logrank
 from analysis.lognormal import new_run_test
 from analysis.stats import logrank_p
@@ -351,9 +351,9 @@ def test_relative_order_is_the_order_of_the_permutation_between_the_operands():
         bijective = [e for e in range(1, 10) if math.gcd(e, p - 1) == 1]
         for a in bijective:
             for b in bijective:
-                assert hazard.relative_order(a, b, p) == order_of_permutation(a, b, p), (a, b, p)
-        assert all(hazard.relative_order(a, a, p) == 1 for a in bijective)
-    assert math.isnan(hazard.relative_order(2, 1, 31)) and math.isnan(hazard.relative_order(1, 3, 31))
+                assert renamings.relative_order(a, b, p) == order_of_permutation(a, b, p), (a, b, p)
+        assert all(renamings.relative_order(a, a, p) == 1 for a in bijective)
+    assert math.isnan(renamings.relative_order(2, 1, 31)) and math.isnan(renamings.relative_order(1, 3, 31))
 
 
 def test_relative_cycles_counts_the_cycles_from_the_orders_on_the_exponents():
@@ -371,12 +371,12 @@ def test_relative_cycles_counts_the_cycles_from_the_orders_on_the_exponents():
             c = b % m
             expected = 1 + sum(int(totient(d)) // (n_order(c, d) if d > 1 else 1)
                                for d in divisors(m))
-            assert hazard.relative_cycles(1, b, p) == expected, (b, p)
-        assert all(hazard.relative_cycles(a, a, p) == p for a in units[:5])
-    assert math.isnan(hazard.relative_cycles(2, 1, 31)) and math.isnan(hazard.relative_cycles(1, 3, 31))
+            assert renamings.relative_cycles(1, b, p) == expected, (b, p)
+        assert all(renamings.relative_cycles(a, a, p) == p for a in units[:5])
+    assert math.isnan(renamings.relative_cycles(2, 1, 31)) and math.isnan(renamings.relative_cycles(1, 3, 31))
     # order 2 at 41 spans 22 to 31 cycles: the covariate is not the order again
-    order_two = {hazard.relative_cycles(1, c, 41) for c in range(1, 40)
-                 if math.gcd(c, 40) == 1 and hazard.relative_order(1, c, 41) == 2}
+    order_two = {renamings.relative_cycles(1, c, 41) for c in range(1, 40)
+                 if math.gcd(c, 40) == 1 and renamings.relative_order(1, c, 41) == 2}
     assert min(order_two) == 22 and max(order_two) == 31
 
 
@@ -405,8 +405,8 @@ def test_a_bijective_row_is_the_row_one_c_with_its_tokens_renamed():
     for p in (13, 31):
         for a in (e for e in range(1, 10) if math.gcd(e, p - 1) == 1):
             for b in (e for e in range(1, 10) if math.gcd(e, p - 1) == 1):
-                c = int(hazard.relative_exponent(a, b, p))
-                assert hazard.relative_order(a, b, p) == n_order(c, p - 1)
+                c = int(renamings.relative_exponent(a, b, p))
+                assert renamings.relative_order(a, b, p) == n_order(c, p - 1)
                 rename = torch.tensor([pow(z, a, p) for z in range(p)] + [p])  # '=' stays
                 for split in ("pairs", "classes"):
                     ab = build_dataset(config_for("expmod", a=a, b=b, p=p, split=split))
@@ -416,7 +416,7 @@ def test_a_bijective_row_is_the_row_one_c_with_its_tokens_renamed():
                     assert torch.equal(one_c.labels[row], ab.labels), (a, b, p)
                     if split == "classes":
                         assert torch.equal(row[ab.train_idx].sort().values, one_c.train_idx)
-    assert math.isnan(hazard.relative_exponent(2, 1, 31))
+    assert math.isnan(renamings.relative_exponent(2, 1, 31))
 
 
 def test_rows_of_one_orbit_are_one_dataset_with_its_tokens_renamed():
@@ -431,7 +431,7 @@ def test_rows_of_one_orbit_are_one_dataset_with_its_tokens_renamed():
         by_orbit = {}
         for a in range(1, 10):
             for b in range(1, 10):
-                by_orbit.setdefault(hazard.orbit(a, b, p), []).append((a, b))
+                by_orbit.setdefault(renamings.orbit(a, b, p), []).append((a, b))
         shared = [rows for rows in by_orbit.values() if len(rows) > 1]
         assert shared
         for (a, b), *others in shared:
@@ -444,10 +444,10 @@ def test_rows_of_one_orbit_are_one_dataset_with_its_tokens_renamed():
                 renamed = rename[other.inputs]
                 assert torch.equal(first.labels[renamed[:, 0] * p + renamed[:, 1]], other.labels)
                 assert other.stats["label_entropy"] == first.stats["label_entropy"]
-    assert {hazard.orbit(e, e, 113) for e in (1, 3, 5, 9)} == {(1, 1)}
-    assert hazard.orbit(7, 7, 113) == (7, 7)  # 7 divides 112: not a renaming of (1, 1)
+    assert {renamings.orbit(e, e, 113) for e in (1, 3, 5, 9)} == {(1, 1)}
+    assert renamings.orbit(7, 7, 113) == (7, 7)  # 7 divides 112: not a renaming of (1, 1)
     for a, b in ((1, 7), (7, 1), (7, 7)):
-        assert hazard.orbit(a, b, 31) == (1, int(hazard.relative_exponent(a, b, 31)))
+        assert renamings.orbit(a, b, 31) == (1, int(renamings.relative_exponent(a, b, 31)))
 
 
 def test_where_keeps_the_runs_of_a_covariate_class(tmp_path, capsys):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A follow-up to the phase diagram's order-41 finding: is it the order of c that slows grokking,
-# or the number of cycles of z -> z^c (analysis.hazard.relative_cycles)?
+# or the number of cycles of z -> z^c (analysis.renamings.relative_cycles)?
 #
 # Among the bijective rows at 41, a != b, the rows of relative order 4 grokked less often than
 # those of order 2 (results/phase/order_41.txt). The row (a, b) is the row (1, c) renamed,

@@ -99,7 +99,7 @@ BIJ=(--only split=pairs --only bijective_a=1 --only bijective_b=1)
   "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" "${BIJ[@]}" \
       --by p,relative_order,relative_exponent,a,b
 } > "$OUT/outcomes_pairs.txt"
-# Every pairs-split row by orbit (analysis.hazard.orbit): rows of one orbit are renamings of one
+# Every pairs-split row by orbit (analysis.renamings.orbit): rows of one orbit are renamings of one
 # task, so their counts differ by chance alone (--alike: a permutation test of that).
 "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --only split=pairs --by p,orbit,a,b \
     --alike a,b > "$OUT/outcomes_orbits.txt"

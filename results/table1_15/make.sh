@@ -19,7 +19,7 @@ fi
     > /dev/null
 "$PY" -m analysis.grok_table --trials "$OUT/trials.csv" --format md --out "$OUT/table1_15.md" \
     --plot-km "$OUT/grok_km.png" --plot-heatmap "$OUT/grok_heatmap.png" > /dev/null
-# (1, 1), (3, 3), (5, 5), (9, 9) at 113 are one task renamed (analysis.hazard.orbit): their grok
+# (1, 1), (3, 3), (5, 5), (9, 9) at 113 are one task renamed (analysis.renamings.orbit): their grok
 # times, row against row (log-rank, Holm over the six pairs)
 "$PY" -m analysis.grok_table --trials "$OUT/trials.csv" --no-log \
     --pairwise 1,1,113 3,3,113 5,5,113 9,9,113 > "$OUT/orbit_1_1_113.txt"
