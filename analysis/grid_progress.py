@@ -74,7 +74,7 @@ def build_parser():
         prog="python -m analysis.grid_progress",
         description="How many runs of each grid file ended (by status) and how many are left, "
                     "from a trials CSV or an MLflow experiment.")
-    add_source_arguments(parser)
+    add_source_arguments(parser, several=False)  # the grids follow as positionals
     parser.add_argument("grids", nargs="+", type=Path, metavar="GRID",
                         help="grid files (JSON lists of run configurations, as "
                              "sweeps/expmod_grid.py --write-grid writes them)")

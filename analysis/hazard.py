@@ -77,8 +77,8 @@ FOREST_LIMIT = 1e4  # the forest plot's axis: 1e-4 .. 1e4
 
 
 def hazard_frame(trials: pd.DataFrame, lookup: str = "censored") -> pd.DataFrame:
-    """One line per estimable expmod trial: ``duration``, ``event`` (outcome grokked) and
-    the COVARIATES present in the trials (see the module doc for lookup)."""
+    """One line per estimable expmod trial: ``duration``, ``event`` (outcome grokked), the
+    COVARIATES present in the trials (see the module doc for lookup), seed and data_seed."""
     if lookup not in LOOKUP_CHOICES:
         raise AnalysisError(f"--lookup {lookup}: choose {' or '.join(LOOKUP_CHOICES)}")
     of_task = trials[trials.task == "expmod"] if "task" in trials else trials.iloc[0:0]
@@ -109,6 +109,9 @@ def hazard_frame(trials: pd.DataFrame, lookup: str = "censored") -> pd.DataFrame
             values = runs[name].map(param_value)
             numeric = pd.to_numeric(values, errors="coerce")
             frame[name] = numeric.to_numpy() if numeric.notna().all() else values.astype(str)
+    for name in ("seed", "data_seed"):  # not covariates: they match runs (outcomes --paired)
+        if name in runs:
+            frame[name] = pd.to_numeric(runs[name].map(param_value), errors="coerce").to_numpy()
     return frame
 
 
@@ -158,6 +161,12 @@ def fit(frame: pd.DataFrame, formula: str, standardize: bool = False):
 
     names = check_formula(formula, frame)
     data = frame[["duration", "event", *names]].copy()
+    # lifelines casts each column's median back to the column's dtype, which a nullable
+    # integer refuses where the median falls between two values (22 and 31 in equal numbers);
+    # check_formula has ruled out NA, so plain integers hold the same values and class names
+    for name in names:
+        if isinstance(data[name].dtype, pd.Int64Dtype):
+            data[name] = data[name].astype("int64")
     sds = per_sd(data, names) if standardize else {}
     if int(data.event.sum()) < 2 or len(data) < len(names) + 2:
         raise AnalysisError(f"too few runs to fit: {len(data)} runs with {int(data.event.sum())} "

@@ -32,6 +32,16 @@ run counts, and a class of ``--by`` is tested where its runs hold exactly two va
 COVARIATE. Runs of one epoch budget end at one epoch, so "grokked by the end" is a fair
 endpoint, and unlike a Cox model's hazard ratio it does not assume the hazards proportional.
 
+**--paired**, with ``--compare`` or ``--between``: the runs of the two values matched by seed
+and data seed (and, under ``--compare``, by the rest of their row) within each class, as a
+design that gives both values the same seeds makes them; the exact McNemar test (two-sided,
+``scipy.stats.binomtest`` of the discordant pairs at 1/2) asks whether "only the first value's
+run grokked" is as common as "only the second's". Where the runs of one seed hang together
+(one data seed gives every row at a prime the same training pairs) this is the test that takes
+that into account; runs without a partner are left out and counted. A value with two runs of
+one seed in a class (two rows of one relative order) cannot be paired: name one row a value
+with ``--only``.
+
 **Rows alike** (``--alike FIELDS``, e.g. ``--by p,orbit,a,b --alike a,b``): do the rows named
 by FIELDS end alike within each class of the other ``--by`` covariates? Rows of one orbit
 (``analysis.renamings.orbit``) are one task renamed, so they should, up to chance; the test sums the
@@ -122,6 +132,60 @@ def count(frame: pd.DataFrame, by: Sequence[str], field: str | None) -> pd.DataF
             table.loc[firsts, "fisher_p"] = fisher
             table.loc[firsts, "holm"] = holm(fisher)
     return table
+
+
+def paired(frame: pd.DataFrame, by: Sequence[str], field: str, compare: bool) -> pd.DataFrame:
+    """``--paired``: per class of ``by`` that holds two values of ``field``, the runs matched
+    by seed, data seed and (``compare``) the other ROW_FIELDS; the pairs, how many grokked under
+    both, only the first value, only the second, neither, and the exact McNemar p (Holm over
+    the classes)."""
+    from scipy.stats import binomtest
+
+    match = ["seed", "data_seed", *([f for f in ROW_FIELDS if f != field and f in frame]
+                                    if compare else [])]
+    missing = [k for k in match if k not in frame or frame[k].isna().any()]
+    if missing:
+        raise AnalysisError(f"--paired: the trials lack {', '.join(missing)} for some runs, "
+                            "so runs cannot be matched; leave out --paired")
+    lines = []
+    for key, group in (frame.groupby(list(by), sort=False, dropna=False) if by else [((), frame)]):
+        values = sorted(group[field].dropna().unique(), key=_in_order)
+        if len(values) != 2:
+            continue
+        twins = group.groupby([*match, field]).size()
+        if (twins > 1).any():
+            (*_, value), n = twins.idxmax(), int(twins.max())
+            raise AnalysisError(
+                f"--paired: {n} runs of one seed and data seed have {field} = {value}"
+                f"{' in class ' + ', '.join(map(str, key)) if by else ''} (several rows); "
+                f"keep one row a value with --only, or leave out --paired")
+        grokked = (group.set_index([*match, field]).outcome == "grokked").unstack(field)
+        pairs = grokked.dropna().astype(bool)
+        first, second = pairs[values[0]], pairs[values[1]]
+        only = (int((first & ~second).sum()), int((~first & second).sum()))
+        p = binomtest(only[0], sum(only), 0.5).pvalue if sum(only) else 1.0
+        lines.append([*(key if isinstance(key, tuple) else (key,)), f"{values[0]} | {values[1]}",
+                      len(pairs), int((first & second).sum()), *only,
+                      int((~first & ~second).sum()), len(group) - 2 * len(pairs), float(p)])
+    if not lines:
+        raise AnalysisError(f"--paired: no class of --by {','.join(by) or '-'} holds two values "
+                            f"of {field}; nothing to pair")
+    table = pd.DataFrame(lines, columns=[*by, "values", "pairs", "both", "only_first",
+                                         "only_second", "neither", "unpaired", "mcnemar_p"])
+    table["holm"] = holm(list(table.mcnemar_p))
+    return table
+
+
+def render_paired(table: pd.DataFrame, by: Sequence[str], field: str, compare: bool) -> str:
+    matched_by = "seed, data seed" + (" and the rest of the row" if compare else "")
+    cells = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
+    return "\n".join([
+        f"\nPaired: the runs of the two values of {field} matched by {matched_by}", "",
+        format_table(list(table.columns), cells, align="l" * (len(by) + 1) + "r", strip=True),
+        "", "both, only_first, only_second, neither: pairs by which of their two runs grokked "
+        "(values: first | second); unpaired: runs with no partner, left out. mcnemar_p: the "
+        "exact McNemar test (two-sided binomial test of only_first among the discordant pairs "
+        "at 1/2); holm: Holm over the classes."]) + "\n"
 
 
 def alike(frame: pd.DataFrame, by: Sequence[str], rows: Sequence[str],
@@ -251,6 +315,10 @@ def build_parser():
                      help="a covariate that rows differ by (e.g. relative_order): counts per "
                           "value on every run, and Fisher's test in each class of --by that "
                           "holds exactly two of its values")
+    parser.add_argument("--paired", action="store_true",
+                        help="with --compare or --between: also match the two values' runs by "
+                             "seed and data seed (and the rest of the row under --compare) and "
+                             "give the exact McNemar test of the pairs, per class")
     return parser
 
 
@@ -263,8 +331,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         trials, _ = load_trials(args)
         frame = hazard_frame(matched(trials, args.compare) if args.compare else trials)
         n_rows = len(frame.groupby([f for f in ROW_FIELDS if f != args.compare and f in frame]))
+        if args.paired and not field:
+            raise AnalysisError("--paired matches the runs of two values: give it with "
+                                "--compare FIELD or --between COVARIATE")
         text = render(count(frame, by, field), by, field, n_rows,
                       matched_runs=bool(args.compare))
+        if args.paired:
+            compare = bool(args.compare)
+            text += render_paired(paired(frame, by, field, compare), by, field, compare)
         if args.alike:
             text += render_alike(alike(frame, by, class_names(args.alike, "--alike")),
                                  args.alike)

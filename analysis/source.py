@@ -1,6 +1,6 @@
 """Where an analysis command's trials come from: a sweep in MLflow (``--experiment``,
-``--tracking-uri``, ``--sweep``) or a trials CSV (``--trials``, written by ``python -m
-analysis.grok_table --write-trials``), kept to the trials of some settings with ``--only
+``--tracking-uri``, ``--sweep``) or trials CSVs (``--trials``, written by ``python -m
+analysis.grok_table --write-trials``; several read as one), kept to the trials of some settings with ``--only
 KEY=VALUE``. ``analysis.grok_table``, ``analysis.hazard`` and
 ``analysis.power`` share these options and this loading.
 """
@@ -11,20 +11,24 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
 
 from analysis.publish import sweep_runs
 from analysis.runs import AnalysisError, client_for, load_runs
-from analysis.trials import param_value, read_trials, trials_from_runs
+from analysis.trials import config_keys, param_value, read_trials, trials_from_runs
 from grokcore.records import DEFAULT_TRACKING_URI, OUTCOME_VALUES
 
 
-def add_source_arguments(parser: argparse.ArgumentParser, sweep_help: str | None = None) -> None:
-    """--experiment | --trials (one of them required), --tracking-uri, --sweep."""
+def add_source_arguments(parser: argparse.ArgumentParser, sweep_help: str | None = None,
+                         several: bool = True) -> None:
+    """--experiment | --trials (one of them required), --tracking-uri, --sweep. ``several``:
+    --trials takes one or more CSVs (False for a command whose positional arguments follow)."""
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--experiment", help="MLflow experiment name of the sweep")
-    src.add_argument("--trials", type=Path,
+    src.add_argument("--trials", type=Path, nargs="+" if several else None, metavar="CSV",
                      help="a trials CSV (written by analysis.grok_table --write-trials) "
-                          "instead of MLflow")
+                          "instead of MLflow" + ("; several are read as one (a run in two "
+                                                 "of them is an error)" if several else ""))
     parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                         help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI})")
     parser.add_argument("--sweep", default=None, metavar="NAME",
@@ -39,10 +43,30 @@ def load_trials(args: argparse.Namespace):
     """(trials, client): the trials named by the source options, and the MLflow client they
     came from (None for a CSV). Bad input raises ``analysis.runs.AnalysisError``."""
     if args.trials is not None:
-        return restrict(read_trials(args.trials), args.only), None
+        paths = args.trials if isinstance(args.trials, list) else [args.trials]
+        return restrict(read_several(paths), args.only), None
     client = client_for(args.tracking_uri)
     runs = sweep_runs(load_runs(client, args.experiment), args.experiment, args.sweep)
     return restrict(trials_from_runs(runs), args.only), client
+
+
+def read_several(paths: Sequence[Path]) -> pd.DataFrame:
+    """The trials of one or more CSVs as one frame. A run (its row's settings, seed and data
+    seed) in two of them would count twice, so that is an error naming both files."""
+    frames = [read_trials(path) for path in paths]
+    if len(frames) == 1:
+        return frames[0]
+    trials = pd.concat([f.assign(_file=i) for i, f in enumerate(frames)], ignore_index=True)
+    keys = sorted({k for task in trials.task.unique() for k in config_keys(str(task))}
+                  | {"seed", "data_seed"})
+    names = trials[[k for k in keys if k in trials]].astype(str)
+    twice = trials._file.groupby([names[k] for k in names]).transform("nunique") > 1
+    if twice.any():
+        files = " and ".join(str(paths[i]) for i in sorted(trials._file[twice].unique())[:2])
+        run = ", ".join(f"{k}={v}" for k, v in names[twice].iloc[0].items())
+        raise AnalysisError(f"{files} both hold the run {run}; give each run's CSV once "
+                            "(a run would count twice)")
+    return trials.drop(columns="_file")
 
 
 def restrict(trials, only: Sequence[str], option: str = "--only", what: str = "a trials column"):

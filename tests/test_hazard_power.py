@@ -467,3 +467,21 @@ def test_where_keeps_the_runs_of_a_covariate_class(tmp_path, capsys):
     runs = int(where.split("runs: ")[1].split(";")[0])
     assert runs == ((trials.p == 41) & (trials.split == "pairs") & (trials.a != trials.b)
                     & trials.bijective_a.astype(bool) & trials.bijective_b.astype(bool)).sum()
+
+
+def test_a_class_covariate_with_a_median_between_its_values_fits():
+    """C(relative_cycles) on a row covariate held as a nullable integer, two values in equal
+    numbers (its median 26.5 is not an integer): the model fits, the class is named T.31 (not
+    T.31.0), and its hazard ratio is that of the same data with plain integers."""
+    rows = [(1, 21, 41)] * 6 + [(1, 39, 41)] * 6
+    frame = pd.DataFrame({"duration": [300.0, 500, 700, 900, 1100, 5000,
+                                       400, 800, 5000, 5000, 5000, 5000],
+                          "event": [True] * 5 + [False] + [True, True] + [False] * 4,
+                          "relative_cycles": renamings.of_row("relative_cycles", rows)})
+    assert str(frame.relative_cycles.dtype) == "Int64"
+    model, *_ = hazard.fit(frame, "C(relative_cycles)")
+    assert list(model.params_.index) == ["C(relative_cycles)[T.31]"]
+    plain = frame.assign(relative_cycles=[31] * 6 + [22] * 6)
+    same, *_ = hazard.fit(plain, "C(relative_cycles)")
+    assert model.params_.iloc[0] == pytest.approx(same.params_.iloc[0])
+    assert model.params_.iloc[0] > 0  # the 31-cycle row groks sooner here

@@ -100,6 +100,8 @@ def test_classes_of_a_covariate_that_is_missing_somewhere():
     (["--compare", "colour"], "--compare colour: choose a setting that names rows"),
     (["--only", "split=pairs", "--compare", "split"], "one value of it (pairs)"),
     (["--between", "a,b"], "--between a,b: name one covariate"),
+    (["--paired"], "--paired matches the runs of two values: give it with --compare"),
+    (["--between", "p", "--paired"], "runs of one seed and data seed have p = "),
 ])
 def test_bad_input_is_one_line(argv, message, capsys):
     assert outcomes.main(["--trials", str(TABLE1), *argv]) == 2
@@ -205,3 +207,74 @@ def test_compare_and_between_exclude_each_other(capsys):
         outcomes.main(["--trials", str(TABLE1), "--compare", "split", "--between", "p"])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and "not allowed with" in err, err
+
+
+def _mcnemar_by_hand(first_only: int, second_only: int) -> float:
+    """Two-sided exact McNemar p: twice the binomial tail of the rarer discordant count among
+    the discordant pairs at 1/2, at most 1."""
+    n, k = first_only + second_only, min(first_only, second_only)
+    return min(1.0, 2 * sum(math.comb(n, x) for x in range(k + 1)) / 2 ** n)
+
+
+def _paired_lines(out: str) -> list[list[str]]:
+    block = out.split("Paired: ")[1].splitlines()
+    return [line.split() for line in block[3:] if line[:1].isdigit()]
+
+
+def test_paired_counts_the_pairs_of_one_seed_under_both_values(capsys):
+    """--between relative_cycles --paired on the cycles follow-up at 41: replicate j of (1, 21)
+    and of (1, 39) share seed and data seed; the four kinds of pair, counted here by a merge,
+    and the McNemar p, from the binomial written out, are those printed."""
+    cycles = RESULTS / "cycles_41" / "trials.csv"
+    assert outcomes.main(["--trials", str(cycles), "--by", "relative_order",
+                          "--between", "relative_cycles", "--paired"]) == 0
+    (line,) = _paired_lines(capsys.readouterr().out)
+    trials = pd.read_csv(cycles)
+    runs = trials[trials.status.isin(["reached", "not_reached"])]
+    runs = runs.assign(grokked=runs.outcome == "grokked")
+    both = runs[runs.b == 39].merge(runs[runs.b == 21], on=["seed", "data_seed"],
+                                    suffixes=("_22", "_31"))  # (1, 39): 22 cycles, (1, 21): 31
+    g22, g31 = both.grokked_22, both.grokked_31
+    counts = [len(both), (g22 & g31).sum(), (g22 & ~g31).sum(), (~g22 & g31).sum(),
+              (~g22 & ~g31).sum(), len(runs) - 2 * len(both)]
+    assert line[:3] == ["2", "22", "|"] and [int(c) for c in line[4:10]] == counts
+    assert counts[3] > counts[2]  # the 31-cycle row grokked alone more often
+    assert float(line[10]) == pytest.approx(_mcnemar_by_hand(counts[2], counts[3]), rel=5e-3)
+
+
+def test_paired_split_matches_the_runs_of_one_row_seed_and_data_seed(capsys):
+    """--compare split --paired: every matched run has its twin (no unpaired run), the pairs
+    are half the class's runs in the counts above them, and each class's pairs add up."""
+    argv = ["--trials", str(PHASE), "--only", "dtype=float32", "--only", "frac_train=0.5",
+            "--by", "bijective_a,bijective_b", "--compare", "split", "--paired"]
+    assert outcomes.main(argv) == 0
+    out = capsys.readouterr().out
+    runs = {}
+    for line in out.split("Paired: ")[0].splitlines()[3:]:
+        cells = line.split()
+        if cells and cells[0] in "01" and len(cells) > 4:
+            runs[tuple(cells[:2])] = runs.get(tuple(cells[:2]), 0) + int(cells[3])
+    lines = _paired_lines(out)
+    assert len(lines) == 4
+    for cells in lines:
+        pairs, kinds, unpaired = int(cells[5]), [int(c) for c in cells[6:10]], int(cells[10])
+        assert unpaired == 0 and sum(kinds) == pairs and 2 * pairs == runs[tuple(cells[:2])]
+        assert float(cells[11]) == pytest.approx(_mcnemar_by_hand(kinds[1], kinds[2]), rel=5e-3)
+
+
+def test_several_trials_csvs_are_read_as_one(capsys):
+    """--trials A B counts the runs of both files (here the phase diagram's rows at 41 and the
+    cycles follow-up, which share no run); a file given twice is one line, exit 2, since each
+    of its runs would count twice."""
+    cycles = RESULTS / "cycles_41" / "trials.csv"
+    at_41 = ["--only", "p=41", "--only", "split=pairs", "--only", "dtype=float32",
+             "--only", "frac_train=0.5", "--by", "p"]
+    totals = []
+    for files in ([PHASE], [cycles], [PHASE, cycles]):
+        assert outcomes.main(["--trials", *map(str, files), *at_41]) == 0
+        (line,) = [l.split() for l in capsys.readouterr().out.splitlines() if l.startswith("41 ")]
+        totals.append([int(c) for c in line[1:]])
+    assert totals[2] == [x + y for x, y in zip(totals[0], totals[1])] and totals[1][0] == 128
+    assert outcomes.main(["--trials", str(cycles), str(cycles)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "both hold the run" in err and "a=1" in err, err

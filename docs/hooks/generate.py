@@ -39,6 +39,8 @@ RESULT_FIGURES = {
     "results/phase/km_by_relative_order.png": ROOT / "results/phase/km_by_relative_order.png",
     "results/phase/km_order_41.png": ROOT / "results/phase/km_order_41.png",
     "results/phase/km_by_frac.png": ROOT / "results/phase/km_by_frac.png",
+    "results/cycles_41/km_by_relative_cycles.png":
+        ROOT / "results/cycles_41/km_by_relative_cycles.png",
 }
 
 # The commands whose --help the Commands page shows, run from the project root.
