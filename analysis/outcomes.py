@@ -148,7 +148,7 @@ def paired(frame: pd.DataFrame, by: Sequence[str], field: str, compare: bool) ->
         raise AnalysisError(f"--paired: the trials lack {', '.join(missing)} for some runs, "
                             "so runs cannot be matched; leave out --paired")
     lines = []
-    for key, group in (frame.groupby(list(by), sort=False, dropna=False) if by else [((), frame)]):
+    for key, group in (frame.groupby(list(by), dropna=False) if by else [((), frame)]):
         values = sorted(group[field].dropna().unique(), key=_in_order)
         if len(values) != 2:
             continue

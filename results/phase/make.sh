@@ -107,8 +107,9 @@ BIJ=(--only split=pairs --only bijective_a=1 --only bijective_b=1)
 # each prime and bijectivity class (its last line only)
 "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --only split=pairs \
     --by p,bijective_a,bijective_b,a,b --alike a,b | tail -n 1 >> "$OUT/outcomes_orbits.txt"
+# --paired (added after the runs): a row's runs under the two splits share seed and data seed
 { "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --compare split \
-      --by bijective_a,bijective_b,same_exponent
+      --by bijective_a,bijective_b,same_exponent --paired
   echo
   "$PY" -m analysis.outcomes --trials "$T" "${BASE[@]}" --compare split \
       --by p,bijective_a,bijective_b,same_exponent
