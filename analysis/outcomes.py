@@ -137,10 +137,8 @@ def count(frame: pd.DataFrame, by: Sequence[str], field: str | None) -> pd.DataF
 def paired(frame: pd.DataFrame, by: Sequence[str], field: str, compare: bool) -> pd.DataFrame:
     """``--paired``: per class of ``by`` that holds two values of ``field``, the runs matched
     by seed, data seed and (``compare``) the other ROW_FIELDS; the pairs, how many grokked under
-    both, only the first value, only the second, neither, and the exact McNemar p (Holm over
-    the classes)."""
-    from scipy.stats import binomtest
-
+    both, only the first value, only the second, neither, the runs left unpaired, and the exact
+    McNemar p (Holm over the classes)."""
     match = ["seed", "data_seed", *([f for f in ROW_FIELDS if f != field and f in frame]
                                     if compare else [])]
     missing = [k for k in match if k not in frame or frame[k].isna().any()]
@@ -150,23 +148,11 @@ def paired(frame: pd.DataFrame, by: Sequence[str], field: str, compare: bool) ->
     lines = []
     for key, group in (frame.groupby(list(by), dropna=False) if by else [((), frame)]):
         values = sorted(group[field].dropna().unique(), key=_in_order)
-        if len(values) != 2:
-            continue
-        twins = group.groupby([*match, field]).size()
-        if (twins > 1).any():
-            (*_, value), n = twins.idxmax(), int(twins.max())
-            raise AnalysisError(
-                f"--paired: {n} runs of one seed and data seed have {field} = {value}"
-                f"{' in class ' + ', '.join(map(str, key)) if by else ''} (several rows); "
-                f"keep one row a value with --only, or leave out --paired")
-        grokked = (group.set_index([*match, field]).outcome == "grokked").unstack(field)
-        pairs = grokked.dropna().astype(bool)
-        first, second = pairs[values[0]], pairs[values[1]]
-        only = (int((first & ~second).sum()), int((~first & second).sum()))
-        p = binomtest(only[0], sum(only), 0.5).pvalue if sum(only) else 1.0
-        lines.append([*(key if isinstance(key, tuple) else (key,)), f"{values[0]} | {values[1]}",
-                      len(pairs), int((first & second).sum()), *only,
-                      int((~first & ~second).sum()), len(group) - 2 * len(pairs), float(p)])
+        if len(values) == 2:
+            key = key if isinstance(key, tuple) else (key,)
+            where = f" in class {', '.join(map(str, key))}" if by else ""
+            lines.append([*key, f"{values[0]} | {values[1]}",
+                          *_pair_counts(group, match, field, values, where)])
     if not lines:
         raise AnalysisError(f"--paired: no class of --by {','.join(by) or '-'} holds two values "
                             f"of {field}; nothing to pair")
@@ -174,6 +160,28 @@ def paired(frame: pd.DataFrame, by: Sequence[str], field: str, compare: bool) ->
                                          "only_second", "neither", "unpaired", "mcnemar_p"])
     table["holm"] = holm(list(table.mcnemar_p))
     return table
+
+
+def _pair_counts(group: pd.DataFrame, match: list[str], field: str, values: list,
+                 where: str) -> list:
+    """One class's pairs (runs equal on ``match``, one under each of the two ``values``):
+    [pairs, both grokked, only the first, only the second, neither, unpaired runs, McNemar p]."""
+    from scipy.stats import binomtest
+
+    twins = group.groupby([*match, field]).size()
+    if (twins > 1).any():
+        (*_, value), n = twins.idxmax(), int(twins.max())
+        raise AnalysisError(f"--paired: {n} runs of one seed and data seed have {field} = "
+                            f"{value}{where} (several rows); keep one row a value with --only, "
+                            "or leave out --paired")
+    grokked = (group.set_index([*match, field]).outcome == "grokked").unstack(field)
+    pairs = grokked.dropna().astype(bool)
+    first, second = pairs[values[0]], pairs[values[1]]
+    only = [int((first & ~second).sum()), int((~first & second).sum())]
+    # the exact McNemar test: the discordant pairs split as a fair coin would split them
+    p = float(binomtest(only[0], sum(only), 0.5).pvalue) if sum(only) else 1.0
+    return [len(pairs), int((first & second).sum()), *only, int((~first & ~second).sum()),
+            len(group) - 2 * len(pairs), p]
 
 
 def render_paired(table: pd.DataFrame, by: Sequence[str], field: str, compare: bool) -> str:
