@@ -41,6 +41,8 @@ RESULT_FIGURES = {
     "results/phase/km_by_frac.png": ROOT / "results/phase/km_by_frac.png",
     "results/cycles_41/km_by_relative_cycles.png":
         ROOT / "results/cycles_41/km_by_relative_cycles.png",
+    "results/same_cycles_41/km_by_relative_cycles.png":
+        ROOT / "results/same_cycles_41/km_by_relative_cycles.png",
 }
 
 # The commands whose --help the Commands page shows, run from the project root.
