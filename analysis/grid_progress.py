@@ -23,15 +23,10 @@ import pandas as pd
 from analysis.runs import AnalysisError, fail
 from analysis.source import add_source_arguments, load_trials
 from analysis.text_table import format_table
-from analysis.trials import config_keys, param_value
+from analysis.trials import param_value, run_keys
 from grokcore.cli import OneLineErrorParser
 from grokcore.config import ConfigError
 from grokcore.records import DONE_STATUSES
-
-
-def run_keys(task: str) -> tuple[str, ...]:
-    """What matches a grid run to its trial lines: its row's settings, seed, data seed."""
-    return (*config_keys(task), "seed", "data_seed")
 
 
 def _key(values) -> tuple:

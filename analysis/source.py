@@ -1,7 +1,7 @@
 """Where an analysis command's trials come from: a sweep in MLflow (``--experiment``,
 ``--tracking-uri``, ``--sweep``) or trials CSVs (``--trials``, written by ``python -m
-analysis.grok_table --write-trials``; several read as one), kept to the trials of some settings with ``--only
-KEY=VALUE``. ``analysis.grok_table``, ``analysis.hazard`` and
+analysis.grok_table --write-trials``; several read as one), kept to the trials of some
+settings with ``--only KEY=VALUE``. ``analysis.grok_table``, ``analysis.hazard`` and
 ``analysis.power`` share these options and this loading.
 """
 
@@ -15,7 +15,7 @@ import pandas as pd
 
 from analysis.publish import sweep_runs
 from analysis.runs import AnalysisError, client_for, load_runs
-from analysis.trials import config_keys, param_value, read_trials, trials_from_runs
+from analysis.trials import param_value, read_trials, run_keys_of, trials_from_runs
 from grokcore.records import DEFAULT_TRACKING_URI, OUTCOME_VALUES
 
 
@@ -57,9 +57,7 @@ def read_several(paths: Sequence[Path]) -> pd.DataFrame:
     if len(frames) == 1:
         return frames[0]
     trials = pd.concat([f.assign(_file=i) for i, f in enumerate(frames)], ignore_index=True)
-    keys = sorted({k for task in trials.task.unique() for k in config_keys(str(task))}
-                  | {"seed", "data_seed"})
-    names = trials[[k for k in keys if k in trials]].astype(str)
+    names = trials[[k for k in run_keys_of(trials) if k in trials]].astype(str)
     twice = trials._file.groupby([names[k] for k in names]).transform("nunique") > 1
     if twice.any():
         files = " and ".join(str(paths[i]) for i in sorted(trials._file[twice].unique())[:2])

@@ -43,6 +43,16 @@ def config_keys(task: str) -> tuple[str, ...]:
     return ("task", *keys, *split, "dtype", "frac_train")
 
 
+def run_keys(task: str) -> tuple[str, ...]:
+    """What names one run of ``task``: its row's settings (``config_keys``), seed, data seed."""
+    return (*config_keys(task), "seed", "data_seed")
+
+
+def run_keys_of(trials: pd.DataFrame) -> list[str]:
+    """``run_keys`` over every task of ``trials``, each key once."""
+    return list(dict.fromkeys(k for task in trials.task.unique() for k in run_keys(str(task))))
+
+
 def task_metrics(task: str) -> tuple[str, ...]:
     return TASKS[task].table_metrics if task in TASKS else ()
 
@@ -133,8 +143,7 @@ def one_run_per_setting(trials: pd.DataFrame, started: pd.Series) -> pd.DataFram
     and the same seed and data seed (a configuration trained again elsewhere, say on a GPU
     beside an interrupted CPU sweep) are one replicate, not two. Kept: an ended run before an
     unended one, then the earliest started. ``attrs["duplicates"]``: how many were left out."""
-    keys = [k for task in trials.task.unique() for k in config_keys(task)]
-    keys = list(dict.fromkeys([*keys, "seed", "data_seed"]))
+    keys = run_keys_of(trials)
     unended = ~trials.status.isin([*stats.ESTIMABLE, "diverged"])
     order = pd.DataFrame({"unended": unended.values, "started": pd.Series(started).values},
                          index=trials.index).sort_values(["unended", "started"], kind="stable")
